@@ -1,0 +1,1 @@
+"""``elock``: the umbrella command (the demo of the whole story)."""

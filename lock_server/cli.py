@@ -1,0 +1,253 @@
+"""``elock-lock``: set up, run and inspect a lock.
+
+``init`` makes a lock secret and config (or installs a key-server bundle),
+``serve`` runs the lock, ``mint`` prints a key (the installer's master key, and
+the way to test with standard CoAP tools), ``status`` shows what the lock holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from elock_common import LockSecret, Rights, mint_key
+from elock_common.identity import EVERY_DAY, MINUTES_PER_DAY, NO_NOT_AFTER
+from lock_server.config import DEFAULT_PORT, LockConfig, load_config
+from lock_server.errors import LockError
+from lock_server.relay import read_simulated_state
+from lock_server.store import LockStore
+
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except LockError as exc:
+        print(f"elock-lock: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="elock-lock", description=__doc__.split("\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log every decision")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="make a lock secret and config")
+    init.add_argument(
+        "--dir", type=Path, required=True, help="directory for lock.toml and lock.secret"
+    )
+    init.add_argument("--name", default="front-door")
+    init.add_argument("--host", default="127.0.0.1")
+    init.add_argument("--port", type=int, default=DEFAULT_PORT)
+    init.add_argument(
+        "--bundle", type=Path, help="lock bundle from the key server (its secret is used)"
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing secret")
+    init.set_defaults(func=_init)
+
+    serve = sub.add_parser("serve", help="run the lock")
+    serve.add_argument("--config", type=Path, required=True)
+    serve.set_defaults(func=_serve)
+
+    mint = sub.add_parser("mint", help="print a new key (identity and PSK) for this lock")
+    mint.add_argument("--config", type=Path, required=True)
+    mint.add_argument("--admin", action="store_true", help="add the admin right")
+    mint.add_argument("--no-open", action="store_true", help="without the open right")
+    mint.add_argument("--one-time", action="store_true", help="valid for one open")
+    mint.add_argument("--uses", type=int, default=0, help="valid for N opens (0: unlimited)")
+    mint.add_argument("--not-before", type=_when, help="ISO 8601 time or Unix seconds")
+    mint.add_argument("--not-after", type=_when, help="ISO 8601 time or Unix seconds")
+    mint.add_argument("--valid-for", type=_duration, help="e.g. 30m, 8h, 7d (from now)")
+    mint.add_argument(
+        "--weekdays", type=_weekdays, default=EVERY_DAY, help="e.g. mon-fri or sat,sun"
+    )
+    mint.add_argument(
+        "--window",
+        type=_window,
+        default=(0, MINUTES_PER_DAY),
+        help="e.g. 08:00-18:00 (lock time zone)",
+    )
+    mint.add_argument("--json", action="store_true")
+    mint.set_defaults(func=_mint)
+
+    status = sub.add_parser("status", help="show relay, revocations and recent audit rows")
+    status.add_argument("--config", type=Path, required=True)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_status)
+    return p
+
+
+def _init(args: argparse.Namespace) -> int:
+    directory: Path = args.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    secret_path, config_path = directory / "lock.secret", directory / "lock.toml"
+    if secret_path.exists() and not args.force:
+        raise LockError(f"{secret_path} exists; pass --force to replace this lock's secret")
+    name, host, port = args.name, args.host, args.port
+    if args.bundle:
+        try:
+            bundle = json.loads(args.bundle.read_text(encoding="utf-8"))
+            if bundle.get("format") != "elock-lock-bundle/1":
+                raise LockError(f"{args.bundle} is not an eLock lock bundle")
+            secret = LockSecret.from_text(bundle["secret"])
+            name, host, port = (
+                bundle.get("name", name),
+                bundle.get("host", host),
+                bundle.get("port", port),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LockError(f"cannot use bundle {args.bundle}: {exc.__class__.__name__}") from None
+    else:
+        secret = LockSecret.generate()
+    fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(secret.to_text() + "\n")
+    config_path.write_text(
+        f'[lock]\nname = {json.dumps(name)}\nsecret_file = "lock.secret"\ndata_dir = "var"\n'
+        f'host = {json.dumps(host)}\nport = {int(port)}\nopen_seconds = 5.0\ntimezone = "UTC"\n\n'
+        '[relay]\nbackend = "simulated"  # "rpi" on a Raspberry Pi\npin = 17\nactive_high = true\n',
+        encoding="utf-8",
+    )
+    load_config(config_path)  # what we wrote must be what serve accepts
+    print(f"lock {name!r}: config {config_path}, secret {secret_path} (mode 600)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lock_server.server import serve  # aiocoap only where it is needed
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("lock_server").setLevel(logging.INFO)
+    asyncio.run(serve(load_config(args.config)))
+    return 0
+
+
+def _mint(args: argparse.Namespace) -> int:
+    config: LockConfig = load_config(args.config)
+    rights = Rights(0) if args.no_open else Rights.OPEN
+    if args.admin:
+        rights |= Rights.ADMIN
+    not_before = args.not_before or 0
+    not_after = args.not_after or NO_NOT_AFTER
+    if args.valid_for:
+        now = int(dt.datetime.now(dt.UTC).timestamp())
+        not_before, not_after = not_before or now, now + args.valid_for
+    try:
+        claims, key = mint_key(
+            config.load_secret(),
+            rights=rights,
+            not_before=not_before,
+            not_after=not_after,
+            weekdays=args.weekdays,
+            window_start=args.window[0],
+            window_end=args.window[1],
+            max_uses=1 if args.one_time else args.uses,
+        )
+    except ValueError as exc:
+        raise LockError(f"cannot mint that key: {exc}") from None
+    out = {
+        "identity": key.identity.decode(),
+        "psk": key.psk.decode(),
+        "key_id": claims.key_id_hex,
+        "uri": f"coaps://{_hostport(config)}/lock",
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"key id:   {out['key_id']}\nidentity: {out['identity']}\npsk:      {out['psk']}")
+        print(
+            "try:      coap-client-openssl -m post"
+            f" -u '{out['identity']}' -k '{out['psk']}' {out['uri']}"
+        )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = LockStore(config.data_dir / "lock.sqlite3")
+    try:
+        info = {
+            "name": config.name,
+            "endpoint": f"coaps://{_hostport(config)}",
+            "relay": ("on" if read_simulated_state(config.data_dir) else "off")
+            if config.relay.backend == "simulated"
+            else "gpio",
+            "revocation_version": store.revocation_version,
+            "revoked_keys": store.revocation_count(),
+            "recent_audit": [r.as_json() for r in store.audit_rows(0, 500)[-10:]],
+        }
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for name in ("name", "endpoint", "relay", "revocation_version", "revoked_keys"):
+        print(f"{name.replace('_', ' ')}: {info[name]}")
+    for row in info["recent_audit"]:  # type: ignore[attr-defined]
+        when = dt.datetime.fromtimestamp(row["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(
+            f"  {when} {row['outcome']:8} {row['action']:10} key {row['key_id']}"
+            f" {row['peer']}: {row['reason']}"
+        )
+    return 0
+
+
+def _hostport(config: LockConfig) -> str:
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"{host}:{config.port}"
+
+
+def _when(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time or Unix seconds"
+        ) from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp())
+
+
+def _duration(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number and s, m, h or d")
+    return int(text[:-1]) * units[text[-1]]
+
+
+def _weekdays(text: str) -> int:
+    mask = 0
+    for part in text.lower().split(","):
+        first, _, last = part.partition("-")
+        if first not in _DAYS or (last and last not in _DAYS):
+            raise argparse.ArgumentTypeError(f"{text!r}: use days like mon-fri or sat,sun")
+        a, b = _DAYS.index(first), _DAYS.index(last or first)
+        for day in range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)]:
+            mask |= 1 << day
+    return mask
+
+
+def _window(text: str) -> tuple[int, int]:
+    try:
+        start, end = (dt.time.fromisoformat(t) for t in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use HH:MM-HH:MM") from None
+    end_minute = end.hour * 60 + end.minute or MINUTES_PER_DAY
+    return start.hour * 60 + start.minute, end_minute
+
+
+if __name__ == "__main__":
+    sys.exit(main())

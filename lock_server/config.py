@@ -1,0 +1,142 @@
+"""The lock's config file (TOML), checked in full before anything starts.
+
+A lock that half-understands its config is worse than one that refuses to
+start, so every field is validated and every error names the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from elock_common import LockSecret, LockSecretError
+from lock_server.errors import LockConfigError
+
+DEFAULT_PORT = 5684
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    backend: str = "simulated"  # or "rpi"
+    pin: int = 17  # BCM numbering
+    active_high: bool = True
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    name: str
+    secret_file: Path
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    open_seconds: float = 5.0
+    timezone: str = "UTC"
+    relay: RelayConfig = RelayConfig()
+
+    def load_secret(self) -> LockSecret:
+        try:
+            text = self.secret_file.read_text(encoding="ascii")
+        except OSError as exc:
+            reason = f"cannot read secret_file {self.secret_file}: {exc.strerror}"
+            raise LockConfigError(reason) from None
+        try:
+            return LockSecret.from_text(text)
+        except LockSecretError as exc:
+            raise LockConfigError(f"secret_file {self.secret_file}: {exc}") from None
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+def load_config(path: Path) -> LockConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LockConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise LockConfigError(f"config {path} is not valid TOML: {exc}") from None
+    return parse_config(raw, base=path.parent)
+
+
+def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
+    unknown = set(raw) - {"lock", "relay"}
+    if unknown:
+        raise LockConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    lock = _section(
+        raw, "lock", {"name", "secret_file", "data_dir", "host", "port", "open_seconds", "timezone"}
+    )
+    relay = _section(raw, "relay", {"backend", "pin", "active_high"})
+
+    name = _get(lock, "lock.name", str, None)
+    if not name or len(name) > 64:
+        raise LockConfigError("lock.name must be 1 to 64 characters")
+    host = _get(lock, "lock.host", str, "127.0.0.1")
+    try:
+        if ipaddress.ip_address(host).is_unspecified:
+            raise LockConfigError("lock.host must be a concrete address, not 0.0.0.0 or ::")
+    except ValueError:
+        raise LockConfigError(f"lock.host {host!r} is not an IP address") from None
+    port = _get(lock, "lock.port", int, DEFAULT_PORT)
+    if not 1 <= port <= 65535:
+        raise LockConfigError("lock.port must be 1..65535")
+    open_seconds = float(_get(lock, "lock.open_seconds", (int, float), 5.0))
+    if not 0.1 <= open_seconds <= 60:
+        raise LockConfigError("lock.open_seconds must be between 0.1 and 60")
+    timezone = _get(lock, "lock.timezone", str, "UTC")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise LockConfigError(f"lock.timezone {timezone!r} is not a known time zone") from None
+
+    backend = _get(relay, "relay.backend", str, "simulated")
+    if backend not in ("simulated", "rpi"):
+        raise LockConfigError("relay.backend must be 'simulated' or 'rpi'")
+    pin = _get(relay, "relay.pin", int, 17)
+    if not 2 <= pin <= 27:
+        raise LockConfigError("relay.pin must be a BCM GPIO number 2..27")
+    active_high = _get(relay, "relay.active_high", bool, True)
+
+    return LockConfig(
+        name=name,
+        secret_file=_path(base, _get(lock, "lock.secret_file", str, "lock.secret")),
+        data_dir=_path(base, _get(lock, "lock.data_dir", str, "var")),
+        host=host,
+        port=port,
+        open_seconds=open_seconds,
+        timezone=timezone,
+        relay=RelayConfig(backend=backend, pin=pin, active_high=active_high),
+    )
+
+
+def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:
+    section = raw.get(name, {})
+    if not isinstance(section, dict):
+        raise LockConfigError(f"[{name}] must be a table")
+    unknown = set(section) - allowed
+    if unknown:
+        raise LockConfigError(f"unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
+    return section
+
+
+def _get(section: dict[str, Any], dotted: str, kind: Any, default: Any) -> Any:
+    key = dotted.split(".", 1)[1]
+    if key not in section:
+        if default is None:
+            raise LockConfigError(f"{dotted} is required")
+        return default
+    value = section[key]
+    # bool is an int in Python; a port of `true` is a mistake, not 1.
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise LockConfigError(f"{dotted} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _path(base: Path, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else base / path

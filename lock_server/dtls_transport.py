@@ -1,0 +1,207 @@
+"""The lock's DTLS server transport: aiocoap's tinydtls server, keyed by derivation.
+
+aiocoap's tinydtls server looks a PSK up in a table; the lock has no table. A
+per-peer ``_DerivingPskStore`` answers tinydtls's lookup by parsing the
+identity and deriving the PSK, and remembers the claims so resources can read
+them from ``request.remote.authenticated_claims``.
+
+A handshake that fails never reaches a resource, yet the audit log must still
+say who tried and why. So the store reports refusals itself: a malformed
+identity or one minted for another lock at lookup time; a wrong PSK when the
+peer's handshake does not complete (fatal alert or silence) after a lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiocoap.numbers import COAP_PORT, COAPS_PORT
+from aiocoap.transports import tinydtls_server as upstream
+
+from elock_common import IdentityFormatError, KeyIdentity, LockSecret
+
+log = logging.getLogger(__name__)
+
+# (peer, key id or None, reason) -> None; writes the audit row.
+RefusalSink = Callable[[str, str | None, str], None]
+
+HANDSHAKE_DEADLINE = 20.0  # seconds from PSK lookup to "connected"
+MAX_PEERS = 512
+_EVENT_CONNECTED = 0x01DE
+_LEVEL_FATAL = 2
+
+
+class KeyDerivingCredentials:
+    """What aiocoap calls server credentials: never empty, never a table."""
+
+    def __init__(self, secret: LockSecret) -> None:
+        self.secret = secret
+
+    def __bool__(self) -> bool:
+        # aiocoap runs a server *without* credentials when this is falsy.
+        return True
+
+
+class _DerivingPskStore:
+    """The mapping DTLSSocket consults (``id in store.keys()``, ``store[id]``)."""
+
+    def __init__(self, credentials: KeyDerivingCredentials, peer: str, sink: RefusalSink) -> None:
+        self._secret = credentials.secret
+        self._peer = peer
+        self._sink = sink
+        self._claims: KeyIdentity | None = None
+        self._refused: set[bytes] = set()
+        self.on_lookup: Callable[[KeyIdentity], None] = lambda claims: None
+
+    def keys(self) -> _DerivingPskStore:
+        return self
+
+    def __contains__(self, identity: object) -> bool:
+        return isinstance(identity, bytes) and self._claims_for(identity) is not None
+
+    def __getitem__(self, identity: bytes) -> bytes:
+        claims = self._claims_for(identity)
+        if claims is None:
+            raise KeyError("unknown identity")
+        if self._claims is not None and self._claims != claims:
+            raise KeyError("identity changed within one session")
+        self._claims = claims
+        self.on_lookup(claims)
+        return self._secret.derive_psk(identity)
+
+    def _claims_for(self, identity: bytes) -> KeyIdentity | None:
+        try:
+            claims = KeyIdentity.decode(identity)
+        except IdentityFormatError as exc:
+            self._refuse_once(identity, None, f"handshake refused: malformed identity ({exc})")
+            return None
+        if claims.lock_tag != self._secret.lock_tag:
+            self._refuse_once(
+                identity, claims.key_id_hex, "handshake refused: key minted for another lock"
+            )
+            return None
+        return claims
+
+    def _refuse_once(self, identity: bytes, key_id: str | None, reason: str) -> None:
+        if identity not in self._refused:
+            self._refused.add(identity)
+            self._sink(self._peer, key_id, reason)
+
+
+class _PeerDTLS(upstream._AddressDTLS):
+    """One DTLS peer; adds derivation, refusal reports and a handshake deadline."""
+
+    def __init__(self, protocol: Any, underlying_address: Any) -> None:
+        super().__init__(protocol, underlying_address)
+        sink: RefusalSink = protocol._refusal_sink
+        store = _DerivingPskStore(protocol._server_credentials, self.hostinfo, sink)
+        store.on_lookup = self._looked_up
+        self._psk_store = store
+        self._dtls_socket.pskStore = store
+        self._deadline: asyncio.TimerHandle | None = None
+        self._pending: KeyIdentity | None = None
+
+    def _looked_up(self, claims: KeyIdentity) -> None:
+        if self._pending is None and self._deadline is None:
+            self._pending = claims
+            self._deadline = asyncio.get_running_loop().call_later(
+                HANDSHAKE_DEADLINE, self._handshake_failed, "no Finished from peer"
+            )
+
+    def _handshake_failed(self, why: str) -> None:
+        claims, self._pending = self._pending, None
+        if claims is not None:
+            self._protocol._refusal_sink(
+                self.hostinfo, claims.key_id_hex, f"handshake failed: wrong PSK ({why})"
+            )
+
+    def after_datagram(self, data: bytes) -> None:
+        """Called once tinydtls has processed ``data`` from this peer.
+
+        With a wrong PSK the client's Finished fails record authentication and
+        tinydtls drops it silently. An epoch-1 handshake record processed while
+        the handshake is still pending is exactly that Finished.
+        """
+        if self._pending is not None and _has_encrypted_handshake(data):
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self._handshake_failed("Finished did not verify")
+
+    def _settle(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._pending = None
+
+    def _event(self, level: int, code: int) -> None:
+        if code == _EVENT_CONNECTED:
+            self._settle()
+        elif level == _LEVEL_FATAL and code != 0 and self._pending is not None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._handshake_failed(f"alert {code}")
+        elif level == 1 and code == 0:
+            # close_notify as a warning: the peer ended the session politely.
+            self._settle()
+            self._inject_error(upstream.CloseNotifyReceived())
+            return
+        super()._event(level, code)
+
+    def _inject_error(self, e: Exception) -> None:
+        self._settle()
+        try:
+            super()._inject_error(e)
+        except KeyError:
+            pass  # already dropped from the pool
+
+
+class _PeerPool(upstream._DatagramServerSocketSimpleDTLS):
+    _Address = _PeerDTLS
+    max_sockets = MAX_PEERS
+
+    def datagram_received(self, data: bytes, sockaddr: Any) -> None:
+        if sockaddr not in self._connections:
+            self._maybe_purge_sockets()
+        super().datagram_received(data, sockaddr)
+        peer = self._connections.get(sockaddr)
+        if peer is not None:
+            peer.after_datagram(data)
+
+
+def _has_encrypted_handshake(datagram: bytes) -> bool:
+    """Whether a datagram holds a handshake record (type 22) of epoch 1 or later."""
+    offset = 0
+    while offset + 13 <= len(datagram):
+        kind = datagram[offset]
+        epoch = int.from_bytes(datagram[offset + 3 : offset + 5], "big")
+        length = int.from_bytes(datagram[offset + 11 : offset + 13], "big")
+        if kind == 22 and epoch >= 1:
+            return True
+        offset += 13 + length
+    return False
+
+
+class LockDtlsServer(upstream.MessageInterfaceTinyDTLSServer):
+    _serversocket = _PeerPool
+
+    @classmethod
+    async def create_server(  # type: ignore[override]
+        cls,
+        bind: tuple[str, int],
+        ctx: Any,
+        log: logging.Logger,
+        loop: asyncio.AbstractEventLoop,
+        server_credentials: KeyDerivingCredentials,
+        refusal_sink: RefusalSink,
+    ) -> LockDtlsServer:
+        # aiocoap binds DTLS at the given port + 1 (the CoAP/CoAPS default gap).
+        host, port = bind
+        self = await super().create_server(
+            (host, port - (COAPS_PORT - COAP_PORT)), ctx, log, loop, server_credentials
+        )
+        self._pool._refusal_sink = refusal_sink
+        return self  # type: ignore[no-any-return]

@@ -1,0 +1,170 @@
+"""The lock's persistent state: revocations, use counts, audit log.
+
+SQLite in WAL mode with ``synchronous=FULL``: every commit is on disk before
+the call returns, so a power cut loses no acknowledged revocation and no
+counted use. A one-time key's use is committed *before* the relay moves:
+after a crash a key may have been spent without opening, never the reverse.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked (key_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS uses (key_id TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    key_id TEXT,
+    peer TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('granted', 'refused')),
+    reason TEXT NOT NULL
+);
+"""
+
+MAX_AUDIT_PAGE = 500
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    ts: float
+    key_id: str | None
+    peer: str
+    action: str
+    outcome: str
+    reason: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "ts": self.ts,
+            "key_id": self.key_id,
+            "peer": self.peer,
+            "action": self.action,
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
+
+
+class LockStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- revocations ---------------------------------------------------------
+
+    @property
+    def revocation_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE name='revocation_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def revocation_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM revoked").fetchone()[0])
+
+    def is_revoked(self, key_id: str) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM revoked WHERE key_id=?", (key_id,)).fetchone()
+            is not None
+        )
+
+    def replace_revocations(self, version: int, key_ids: Iterable[str]) -> int:
+        """Install list ``version`` if it is newer; answer the version now held.
+
+        The whole list replaces the old one in one transaction, so a push is
+        idempotent and a lock never holds half of two lists.
+        """
+        with self._transaction():
+            current = self.revocation_version
+            if version <= current:
+                return current
+            self._db.execute("DELETE FROM revoked")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO revoked (key_id) VALUES (?)", ((k,) for k in key_ids)
+            )
+            self._db.execute(
+                "INSERT INTO meta (name, value) VALUES ('revocation_version', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (version,),
+            )
+            return version
+
+    # -- use counts ----------------------------------------------------------
+
+    def uses(self, key_id: str) -> int:
+        row = self._db.execute("SELECT count FROM uses WHERE key_id=?", (key_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def consume_use(self, key_id: str, max_uses: int) -> bool:
+        """Count one use if the key has one left; durable before it returns."""
+        with self._transaction():
+            used = self.uses(key_id)
+            if max_uses and used >= max_uses:
+                return False
+            self._db.execute(
+                "INSERT INTO uses (key_id, count) VALUES (?, 1) "
+                "ON CONFLICT(key_id) DO UPDATE SET count = count + 1",
+                (key_id,),
+            )
+            return True
+
+    # -- audit ---------------------------------------------------------------
+
+    def audit(
+        self,
+        *,
+        key_id: str | None,
+        peer: str,
+        action: str,
+        granted: bool,
+        reason: str,
+        ts: float | None = None,
+    ) -> int:
+        cur = self._db.execute(
+            "INSERT INTO audit (ts, key_id, peer, action, outcome, reason) VALUES (?,?,?,?,?,?)",
+            (
+                time.time() if ts is None else ts,
+                key_id,
+                peer,
+                action,
+                "granted" if granted else "refused",
+                reason,
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def audit_rows(self, since: int = 0, limit: int = MAX_AUDIT_PAGE) -> list[AuditRow]:
+        limit = max(1, min(limit, MAX_AUDIT_PAGE))
+        rows = self._db.execute(
+            "SELECT id, ts, key_id, peer, action, outcome, reason FROM audit "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (since, limit),
+        ).fetchall()
+        return [AuditRow(*row) for row in rows]
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,141 @@
+"""A real lock process for tests, and libcoap's clients to talk to it.
+
+libcoap's ``coap-client`` exits 0 even when nothing got through, so every
+helper here returns what it printed and the tests judge by that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lock_server.relay import read_simulated_state
+from tests.conftest import require_tool
+
+ELOCK_LOCK = [sys.executable, "-m", "lock_server.cli"]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Key:
+    identity: str
+    psk: str
+    key_id: str
+
+
+@dataclass
+class LockProcess:
+    directory: Path
+    port: int
+    wrapper: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "lock.toml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "var"
+
+    @property
+    def uri(self) -> str:
+        return f"coaps://127.0.0.1:{self.port}/lock"
+
+    @classmethod
+    def create(cls, directory: Path, *, open_seconds: float = 0.5) -> LockProcess:
+        lock = cls(directory, free_udp_port())
+        cli(["init", "--dir", str(directory), "--port", str(lock.port)])
+        text = lock.config.read_text().replace(
+            "open_seconds = 5.0", f"open_seconds = {open_seconds}"
+        )
+        lock.config.write_text(text)
+        return lock
+
+    def start(self) -> None:
+        log_path = self.directory / "lock.log"
+        log = open(log_path, "ab")
+        seen = log_path.stat().st_size
+        self.proc = subprocess.Popen(
+            [*self.wrapper, *ELOCK_LOCK, "serve", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_env(),
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if b"listening on" in log_path.read_bytes()[seen:]:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"lock exited: {(self.directory / 'lock.log').read_text()}")
+            time.sleep(0.05)
+        raise RuntimeError("lock did not start within 15 s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+    def mint(self, *args: str) -> Key:
+        out = json.loads(cli(["mint", "--config", str(self.config), "--json", *args]))
+        return Key(out["identity"], out["psk"], out["key_id"])
+
+    def status(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(cli(["status", "--config", str(self.config), "--json"]))  # type: ignore[no-any-return]
+
+    def audit(self) -> list[dict]:  # type: ignore[type-arg]
+        from lock_server.store import LockStore
+
+        store = LockStore(self.data_dir / "lock.sqlite3")
+        try:
+            return [r.as_json() for r in store.audit_rows(0, 500)]
+        finally:
+            store.close()
+
+    def relay_on(self) -> bool:
+        return read_simulated_state(self.data_dir)
+
+    def relay_events(self) -> list[str]:
+        path = self.data_dir / "relay.log"
+        return [line.split()[1] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def cli(args: list[str]) -> str:
+    done = subprocess.run(
+        [*ELOCK_LOCK, *args], capture_output=True, text=True, env=_env(), timeout=30
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"elock-lock {args[0]} failed: {done.stderr}")
+    return done.stdout
+
+
+def coap(
+    tool: str, method: str, key: Key, uri: str, *, payload: str | None = None, timeout: int = 5
+) -> str:
+    """Run a libcoap client; return what it printed (stdout and stderr)."""
+    exe = require_tool(tool)
+    args = [exe, "-m", method, "-u", key.identity, "-k", key.psk, "-B", str(timeout)]
+    if payload is not None:
+        args += ["-t", "50", "-e", payload]
+    done = subprocess.run([*args, uri], capture_output=True, text=True, timeout=timeout + 10)
+    return done.stdout + done.stderr
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
