@@ -1,0 +1,81 @@
+"""The lock's SQLite state and its config file checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lock_server.config import load_config
+from lock_server.errors import LockConfigError
+from lock_server.store import LockStore
+
+
+def test_revocations_are_versioned_and_durable(tmp_path: Path) -> None:
+    store = LockStore(tmp_path / "s.db")
+    assert store.replace_revocations(2, ["aaaaaaaaaaaa", "bbbbbbbbbbbb"]) == 2
+    assert store.replace_revocations(1, ["cccccccccccc"]) == 2  # stale push: ignored
+    assert store.replace_revocations(2, []) == 2  # repeat: idempotent
+    store.close()
+    store = LockStore(tmp_path / "s.db")
+    assert store.revocation_version == 2
+    assert store.is_revoked("aaaaaaaaaaaa") and not store.is_revoked("cccccccccccc")
+    assert store.replace_revocations(3, ["cccccccccccc"]) == 3
+    assert not store.is_revoked("aaaaaaaaaaaa") and store.revocation_count() == 1
+
+
+def test_uses_are_counted_up_to_the_limit(tmp_path: Path) -> None:
+    store = LockStore(tmp_path / "s.db")
+    assert [store.consume_use("k", 2) for _ in range(3)] == [True, True, False]
+    assert store.uses("k") == 2
+    assert all(store.consume_use("u", 0) for _ in range(5))
+
+
+def test_audit_pages(tmp_path: Path) -> None:
+    store = LockStore(tmp_path / "s.db")
+    ids = [
+        store.audit(key_id=None, peer="p", action="open", granted=False, reason=str(i))
+        for i in range(7)
+    ]
+    assert [r.reason for r in store.audit_rows(ids[2], 3)] == ["3", "4", "5"]
+    assert store.audit_rows(0, 10**9)[-1].id == ids[-1]
+
+
+GOOD = '[lock]\nname = "door"\nport = 5684\n[relay]\nbackend = "simulated"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[lock\n", "not valid TOML"),
+        ('[lock]\nname = ""\n', "lock.name"),
+        ("[lock]\nport = 1\n", "lock.name is required"),
+        ('[lock]\nname = "d"\nport = 70000\n', "lock.port"),
+        ('[lock]\nname = "d"\nport = true\n', "lock.port has the wrong type"),
+        ('[lock]\nname = "d"\nhost = "0.0.0.0"\n', "concrete address"),
+        ('[lock]\nname = "d"\nopen_seconds = 0\n', "open_seconds"),
+        ('[lock]\nname = "d"\ntimezone = "Mars/Base"\n', "time zone"),
+        ('[lock]\nname = "d"\ncolour = "red"\n', "unknown key(s) in [lock]: colour"),
+        ('[lock]\nname = "d"\n[relay]\nbackend = "x"\n', "relay.backend"),
+        ('[lock]\nname = "d"\n[relay]\npin = 40\n', "relay.pin"),
+        ('[lokc]\nname = "d"\n', "unknown section"),
+    ],
+)
+def test_bad_config_is_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "lock.toml"
+    path.write_text(text)
+    with pytest.raises(LockConfigError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_good_config_and_secret(tmp_path: Path) -> None:
+    path = tmp_path / "lock.toml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    assert config.secret_file == tmp_path / "lock.secret" and config.data_dir == tmp_path / "var"
+    with pytest.raises(LockConfigError, match="cannot read secret_file"):
+        config.load_secret()
+    (tmp_path / "lock.secret").write_text("not base64 !!")
+    with pytest.raises(LockConfigError, match=r"base64url|32 bytes"):
+        config.load_secret()
