@@ -30,6 +30,8 @@ RefusalSink = Callable[[str, str | None, str], None]
 
 HANDSHAKE_DEADLINE = 20.0  # seconds from PSK lookup to "connected"
 MAX_PEERS = 512
+MAX_REPLAYS = 8  # per peer: bounds what a spoofed peer can make us send
+MAX_REMEMBERED_FLIGHTS = 4
 _EVENT_CONNECTED = 0x01DE
 _LEVEL_FATAL = 2
 
@@ -103,6 +105,36 @@ class _PeerDTLS(upstream._AddressDTLS):
         self._dtls_socket.pskStore = store
         self._deadline: asyncio.TimerHandle | None = None
         self._pending: KeyIdentity | None = None
+        self._written: list[bytes] = []
+        self._just_connected = False
+        self._final_flight: list[bytes] = []
+        self._answers: dict[frozenset[bytes], list[bytes]] = {}
+        self._replays_left = MAX_REPLAYS
+
+    def _write(self, recipient: Any, data: bytes) -> int:
+        self._written.append(bytes(data))
+        return super()._write(recipient, data)  # type: ignore[no-any-return]
+
+    def before_datagram(self, data: bytes) -> bool:
+        """Answer a retransmitted client flight ourselves; True if tinydtls must not see it.
+
+        RFC 6347 4.2.4: a peer that receives a repeated flight retransmits its
+        own last flight. tinydtls instead restarts: a repeated ClientHello gets
+        a *new* ServerHello with a new random, and the handshake then fails.
+        So the flight tinydtls wrote in answer to each client flight is kept
+        and sent again, byte for byte, when that client flight comes again.
+        """
+        self._written.clear()
+        answer = self._answers.get(_handshake_messages(data))
+        if answer is None or self._replays_left <= 0:
+            return False
+        self._replay(answer)
+        return True
+
+    def _replay(self, flight: list[bytes]) -> None:
+        self._replays_left -= 1
+        for datagram in flight:
+            self._underlying_address.send(datagram)
 
     def _looked_up(self, claims: KeyIdentity) -> None:
         if self._pending is None and self._deadline is None:
@@ -130,6 +162,20 @@ class _PeerDTLS(upstream._AddressDTLS):
                 self._deadline.cancel()
                 self._deadline = None
             self._handshake_failed("Finished did not verify")
+        elif self._just_connected:
+            self._just_connected = False
+            if not self._final_flight:
+                # What tinydtls wrote while completing the handshake is its
+                # final flight (ChangeCipherSpec, Finished).
+                self._final_flight = list(self._written)
+            elif not self._written and self._replays_left > 0:
+                # The client repeated its Finished: ours was lost. tinydtls
+                # accepts the repeat but sends nothing, so replay it here.
+                self._replay(self._final_flight)
+        messages = _handshake_messages(data)
+        if messages and self._written and len(self._answers) < MAX_REMEMBERED_FLIGHTS:
+            self._answers.setdefault(messages, list(self._written))
+        self._written.clear()
 
     def _settle(self) -> None:
         if self._deadline is not None:
@@ -139,6 +185,7 @@ class _PeerDTLS(upstream._AddressDTLS):
 
     def _event(self, level: int, code: int) -> None:
         if code == _EVENT_CONNECTED:
+            self._just_connected = True
             self._settle()
         elif level == _LEVEL_FATAL and code != 0 and self._pending is not None:
             if self._deadline is not None:
@@ -166,6 +213,8 @@ class _PeerPool(upstream._DatagramServerSocketSimpleDTLS):
     def datagram_received(self, data: bytes, sockaddr: Any) -> None:
         if sockaddr not in self._connections:
             self._maybe_purge_sockets()
+        elif self._connections[sockaddr].before_datagram(data):
+            return
         super().datagram_received(data, sockaddr)
         peer = self._connections.get(sockaddr)
         if peer is not None:
@@ -174,15 +223,32 @@ class _PeerPool(upstream._DatagramServerSocketSimpleDTLS):
 
 def _has_encrypted_handshake(datagram: bytes) -> bool:
     """Whether a datagram holds a handshake record (type 22) of epoch 1 or later."""
-    offset = 0
+    return any(kind == 22 and epoch >= 1 for kind, epoch in _records(datagram))
+
+
+def _handshake_messages(datagram: bytes) -> frozenset[bytes]:
+    """The epoch-0 handshake fragments in a datagram, without their record headers.
+
+    A retransmitted flight repeats these bytes exactly (only record sequence
+    numbers change); a new handshake differs at least in its random.
+    """
+    found, offset = set(), 0
     while offset + 13 <= len(datagram):
-        kind = datagram[offset]
+        end = offset + 13 + int.from_bytes(datagram[offset + 11 : offset + 13], "big")
+        if datagram[offset] == 22 and datagram[offset + 3 : offset + 5] == b"\0\0":
+            found.add(datagram[offset + 13 : end])
+        offset = end
+    return frozenset(found)
+
+
+def _records(datagram: bytes) -> list[tuple[int, int]]:
+    """(content type, epoch) of each DTLS record header in a datagram."""
+    found, offset = [], 0
+    while offset + 13 <= len(datagram):
         epoch = int.from_bytes(datagram[offset + 3 : offset + 5], "big")
-        length = int.from_bytes(datagram[offset + 11 : offset + 13], "big")
-        if kind == 22 and epoch >= 1:
-            return True
-        offset += 13 + length
-    return False
+        found.append((datagram[offset], epoch))
+        offset += 13 + int.from_bytes(datagram[offset + 11 : offset + 13], "big")
+    return found
 
 
 class LockDtlsServer(upstream.MessageInterfaceTinyDTLSServer):
