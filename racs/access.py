@@ -1,0 +1,201 @@
+"""Access control from the seed's tables: who may reach which SE, which AID, which APDU.
+
+Seed, "Access Control": a *Users-Table* gives each certificate CN its list of
+SEIDs; each SEID has a *SEID-Table* giving, per AID, the CNs allowed. A SELECT
+by AID is checked against the SEID-Table; every APDU then goes through the
+APDU filters (mask and prefix, allow or deny, first match wins). File formats
+are those of the seed and its author's server (see docs/racs.md); a file that
+does not parse stops the server with the file name and line number.
+
+Every check raises a :class:`RacsError` with a reason the user can act on;
+none returns a bool that a caller could forget to test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from racs.errors import BadParameterError, CommandCode, ConfigError, UnauthorizedError
+
+ALL = "*"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, tokens) of a seed-style file: ``//`` comments, ``***`` banners."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("//", 1)[0].strip()
+        if not line or line.startswith("*"):
+            continue
+        yield number, re.findall(r'"[^"]*"|\S+', line)
+
+
+def _hex(token: str, where: str) -> bytes:
+    try:
+        return bytes.fromhex(token)
+    except ValueError:
+        raise ConfigError(f"{where}: {token!r} is not hex") from None
+
+
+def load_users(path: Path) -> dict[str, frozenset[str]]:
+    """``CN N SEID1 .. SEIDN``; ``CN -1`` (or ``CN * ``) grants every SEID."""
+    users: dict[str, frozenset[str]] = {}
+    for number, tok in _lines(path):
+        where = f"{path}:{number}"
+        if len(tok) < 2:
+            raise ConfigError(f"{where}: expected 'CN count SEID...'")
+        cn, count = tok[0].strip('"'), tok[1]
+        if count in ("-1", ALL):
+            users[cn] = frozenset({ALL})
+            continue
+        if not count.isdigit() or int(count) != len(tok) - 2:
+            raise ConfigError(f"{where}: count {count!r} does not match {len(tok) - 2} SEIDs")
+        users[cn] = frozenset(tok[2:])
+    return users
+
+
+@dataclass(frozen=True)
+class AidRule:
+    """One SEID-Table line: ``AID|default  no|yes  N  CN...`` (no = white list)."""
+
+    aid: bytes | None  # None for the "default" line
+    black_list: bool
+    users: frozenset[str]
+
+    def allows(self, cn: str) -> bool:
+        return (cn in self.users) != self.black_list
+
+
+def load_seid_table(path: Path) -> list[AidRule]:
+    rules: list[AidRule] = []
+    for number, tok in _lines(path):
+        where = f"{path}:{number}"
+        if len(tok) < 3 or tok[1].lower() not in ("yes", "no") or not tok[2].isdigit():
+            raise ConfigError(f"{where}: expected 'AID|default yes|no count CN...'")
+        if int(tok[2]) != len(tok) - 3:
+            raise ConfigError(f"{where}: count {tok[2]} does not match {len(tok) - 3} CNs")
+        aid = None if tok[0].lower() == "default" else _hex(tok[0], where)
+        users = frozenset(t.strip('"') for t in tok[3:])
+        rules.append(AidRule(aid, tok[1].lower() == "yes", users))
+    return rules
+
+
+@dataclass(frozen=True)
+class ApduFilter:
+    """``allow|deny MASK PREFIX [user=CN] [seid=SEID] [aid=AID|none]``."""
+
+    allow: bool
+    mask: bytes
+    prefix: bytes
+    user: str = ALL
+    seid: str = ALL
+    aid: str = ALL  # hex AID, "none" (nothing selected) or "*"
+
+    def matches(self, cn: str, seid: str, aid: bytes | None, apdu: bytes) -> bool:
+        if self.user not in (ALL, cn) or self.seid not in (ALL, seid):
+            return False
+        if self.aid != ALL and self.aid != ("none" if aid is None else aid.hex().upper()):
+            return False
+        if len(apdu) < len(self.mask):
+            return False
+        return all(
+            (a & m) == (p & m) for a, m, p in zip(apdu, self.mask, self.prefix, strict=False)
+        )
+
+
+def load_filters(path: Path) -> list[ApduFilter]:
+    filters: list[ApduFilter] = []
+    for number, tok in _lines(path):
+        where = f"{path}:{number}"
+        if len(tok) < 3 or tok[0].lower() not in ("allow", "deny"):
+            raise ConfigError(f"{where}: expected 'allow|deny MASK PREFIX [key=value...]'")
+        mask, prefix = _hex(tok[1], where), _hex(tok[2], where)
+        if len(mask) != len(prefix) or not mask:
+            raise ConfigError(f"{where}: MASK and PREFIX must have the same, non-zero length")
+        extra: dict[str, str] = {}
+        for item in tok[3:]:
+            key, sep, value = item.partition("=")
+            if not sep or key not in ("user", "seid", "aid") or not value:
+                raise ConfigError(f"{where}: unknown qualifier {item!r}")
+            extra[key] = value.strip('"').upper() if key == "aid" and value != "none" else value
+        filters.append(ApduFilter(tok[0].lower() == "allow", mask, prefix, **extra))
+    return filters
+
+
+@dataclass
+class AccessPolicy:
+    users: dict[str, frozenset[str]] = field(default_factory=dict)
+    seid_tables: dict[str, list[AidRule]] = field(default_factory=dict)
+    filters: list[ApduFilter] = field(default_factory=list)
+    se_default_access: bool = False  # AID with no line and no "default" line
+    filter_default_allow: bool = True  # APDU that no filter matches
+    require_select: bool = False  # refuse APDUs before an allowed SELECT
+
+    def visible_seids(self, cn: str, seids: Iterable[str]) -> list[str]:
+        granted = self.users.get(cn, frozenset())
+        return [s for s in seids if ALL in granted or s in granted]
+
+    def check_seid(self, cn: str, seid: str, known: bool, command: CommandCode) -> None:
+        if not known:
+            raise BadParameterError(f"no secure element has SEID {seid}", command)
+        if not self.visible_seids(cn, [seid]):
+            raise UnauthorizedError(f"user {cn} may not use SEID {seid}", command)
+
+    def check_select(self, cn: str, seid: str, aid: bytes) -> None:
+        rules = self.seid_tables.get(seid, [])
+        rule = next((r for r in rules if r.aid == aid), None)
+        rule = rule or next((r for r in rules if r.aid is None), None)
+        allowed = rule.allows(cn) if rule is not None else self.se_default_access
+        if not allowed:
+            shown = aid.hex().upper() or "(default application)"
+            raise UnauthorizedError(
+                f"user {cn} may not select AID {shown} on {seid}", CommandCode.APDU
+            )
+
+    def check_apdu(self, cn: str, seid: str, aid: bytes | None, apdu: bytes) -> None:
+        if self.require_select and aid is None:
+            raise UnauthorizedError(f"select an application on {seid} first", CommandCode.APDU)
+        for rule in self.filters:
+            if rule.matches(cn, seid, aid, apdu):
+                if rule.allow:
+                    return
+                break
+        else:
+            if self.filter_default_allow:
+                return
+        head = apdu[:4].hex().upper()
+        raise UnauthorizedError(
+            f"APDU {head}... is blocked by a filter on {seid}", CommandCode.APDU
+        )
+
+
+def load_serial_map(path: Path) -> dict[str, str]:
+    """ReaderSN.txt / cardsn.txt: ``SERIAL SEID`` (a quoted reader name also works)."""
+    out: dict[str, str] = {}
+    for number, tok in _lines(path):
+        if len(tok) < 2:
+            raise ConfigError(f"{path}:{number}: expected 'SERIAL SEID'")
+        out[tok[0].strip('"')] = tok[1]
+    return out
+
+
+def load_reader_names(path: Path) -> list[str]:
+    """Reader.txt: one quoted reader name (or name prefix) per line."""
+    return [" ".join(tok).strip('"') for _, tok in _lines(path)]
+
+
+def load_atr_map(path: Path) -> list[tuple[bytes, bytes]]:
+    """ATR.txt: ``ATR AID``; the ATR is a prefix, '|' separators are ignored."""
+    out: list[tuple[bytes, bytes]] = []
+    for number, tok in _lines(path):
+        where = f"{path}:{number}"
+        if len(tok) != 2:
+            raise ConfigError(f"{where}: expected 'ATR AID'")
+        out.append((_hex(tok[0].replace("|", ""), where), _hex(tok[1], where)))
+    return out

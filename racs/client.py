@@ -1,0 +1,127 @@
+"""A small asyncio RACS client, for the key server's tunnel and for tests.
+
+One request block out, one response block back. Every command is sent with
+``APPEND`` so that the server keeps each command's line (without it, a line
+is replaced by the next command's), and any ``-CYZ`` line becomes a
+:class:`~racs.errors.RemoteRacsError` carrying the server's code and reason.
+Reading is bounded like the server's: a response line longer than
+``max_line`` is an error, not a reason to buffer forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from racs.errors import LocalProtocolError, RemoteRacsError
+from racs.protocol import CRLF, ResponseLine, parse_response_line
+
+
+def client_ssl_context(cert: Path, key: Path, server_ca: Path) -> ssl.SSLContext:
+    """TLS 1.2+ with our certificate (its CN is our RACS user id), checking the server's."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cafile=server_ca)
+    return ctx
+
+
+class RacsClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+        self._lock = asyncio.Lock()  # one block in flight per connection
+        self._blocks = 0
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_hostname: str | None = None,
+        timeout: float = 30.0,
+        max_line: int = 1 << 20,
+    ) -> RacsClient:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=ssl_context, server_hostname=server_hostname or host, limit=max_line
+            )
+        return cls(reader, writer)
+
+    async def __aenter__(self) -> RacsClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            async with asyncio.timeout(5):
+                await self._writer.wait_closed()
+        except (OSError, ssl.SSLError, TimeoutError):
+            pass
+
+    async def request(self, commands: Sequence[str], label: str = "") -> list[ResponseLine]:
+        """Send one BEGIN..END block; the server's lines, or RemoteRacsError."""
+        if any("\n" in c or "\r" in c for c in commands):
+            raise LocalProtocolError("a RACS command is one line")
+        async with self._lock:
+            self._blocks += 1
+            label = label or f"b{self._blocks}"
+            block = [f"BEGIN {label}", *commands, "END"]
+            self._writer.write(CRLF.join(block).encode("ascii") + CRLF.encode())
+            await self._writer.drain()
+            first = await self._line()
+            if not first.startswith("BEGIN"):
+                raise LocalProtocolError(f"expected BEGIN, got {first[:80]!r}")
+            lines: list[ResponseLine] = []
+            while (text := await self._line()) != "END":
+                lines.append(parse_response_line(text))
+        for line in lines:
+            if not line.ok:
+                raise RemoteRacsError(line.code, line.index, line.text)
+        return lines
+
+    async def _line(self) -> str:
+        raw = await self._reader.readuntil(b"\n")
+        return raw.decode("ascii").rstrip("\r\n")
+
+    async def _one(self, command: str) -> str:
+        return (await self.request([command]))[-1].text
+
+    async def get_version(self) -> str:
+        return await self._one("GET-VERSION")
+
+    async def echo(self, text: str) -> str:
+        return await self._one(f"ECHO {text}")
+
+    async def list_seids(self) -> list[str]:
+        return (await self._one("LIST")).split()
+
+    async def power_on(self, seid: str) -> str:
+        return await self._one(f"POWERON {seid}")
+
+    async def reset(self, seid: str, warm: bool = False) -> str:
+        return await self._one(f"RESET {seid}" + (" WARM" if warm else ""))
+
+    async def shutdown(self, seid: str) -> str:
+        return await self._one(f"SHUTDOWN {seid}")
+
+    async def apdu(self, seid: str, apdu: bytes, expect_sw: int | None = None) -> bytes:
+        """One command APDU; the full response (body || SW) after 61xx/6Cxx handling."""
+        return (await self.script(seid, [apdu], expect_sw))[0]
+
+    async def script(
+        self, seid: str, apdus: Sequence[bytes], expect_sw: int | None = None
+    ) -> list[bytes]:
+        """Several APDUs in one block (one round trip); stops at the first error."""
+        option = f" CONTINUE={expect_sw:04X}" if expect_sw is not None else ""
+        lines = [f"APDU {seid} {a.hex().upper()}{option} APPEND" for a in apdus]
+        return [bytes.fromhex(r.text) for r in await self.request(lines)]

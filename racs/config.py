@@ -1,0 +1,207 @@
+"""racs.toml: where the certificates, the seed-style access files and the SEs are.
+
+Paths are relative to the directory of racs.toml. Unknown keys are errors, so
+a typo (``idle_timout``) fails at start-up instead of silently keeping a
+default. Every :class:`ConfigError` names the file and the key or line at fault.
+The format is documented, with an example, in docs/racs.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from racs.access import (
+    AccessPolicy,
+    load_atr_map,
+    load_filters,
+    load_reader_names,
+    load_seid_table,
+    load_serial_map,
+    load_users,
+)
+from racs.backends import InProcessCard, PcscCard, SecureElement, card_serial, list_pcsc_readers
+from racs.errors import ConfigError, RacsError
+from racs.registry import Registry, Slot
+from racs.server import DEFAULT_PORT
+from racs.session import Limits
+
+log = logging.getLogger(__name__)
+_SECTIONS: dict[str, set[str]] = {
+    "server": {"host", "port", "cert", "key", "client_ca", "idle_timeout", "max_sessions"},
+    "limits": {"max_line", "max_block_lines", "max_block_bytes", "max_response_bytes"},
+    "access": {
+        "users",
+        "seid_dir",
+        "filters",
+        "se_default_access",
+        "filter_default",
+        "require_select",
+    },
+    "seids": {"readers", "readersn", "cardsn", "atr"},
+}
+_SE_KEYS = {"seid", "backend", "applet", "serial", "offload", "reader"}
+
+
+@dataclass
+class RacsConfig:
+    path: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    cert: Path = Path()
+    key: Path = Path()
+    client_ca: Path = Path()
+    idle_timeout: float = 60.0
+    max_sessions: int = 1024
+    limits: Limits = field(default_factory=Limits)
+    policy: AccessPolicy = field(default_factory=AccessPolicy)
+    se: list[dict[str, Any]] = field(default_factory=list)
+    seids: dict[str, Path] = field(default_factory=dict)
+
+
+def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
+    value = table.get(key, default)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ConfigError(f"{where}: '{key}' must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def load_config(path: Path) -> RacsConfig:
+    """Read racs.toml and every file it names; ConfigError on the first problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    for name, value in raw.items():
+        if name == "se":
+            continue
+        if name not in _SECTIONS or not isinstance(value, dict):
+            raise ConfigError(f"{path}: unknown section [{name}]")
+        unknown = set(value) - _SECTIONS[name]
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
+    base = path.parent
+    srv, acc = raw.get("server", {}), raw.get("access", {})
+    where = f"{path} [server]"
+
+    def file(table: dict[str, Any], key: str, section: str, required: bool = True) -> Path:
+        if key not in table:
+            if required:
+                raise ConfigError(f"{path} [{section}]: '{key}' is required")
+            return Path()
+        p: Path = base / _typed(table, key, str, f"{path} [{section}]", "")
+        if not p.exists():
+            raise ConfigError(f"{path} [{section}]: {key} = {p} does not exist")
+        return p
+
+    cfg = RacsConfig(path)
+    cfg.host = _typed(srv, "host", str, where, cfg.host)
+    cfg.port = _typed(srv, "port", int, where, cfg.port)
+    cfg.cert, cfg.key = file(srv, "cert", "server"), file(srv, "key", "server")
+    cfg.client_ca = file(srv, "client_ca", "server")
+    cfg.idle_timeout = _typed(srv, "idle_timeout", float, where, cfg.idle_timeout)
+    cfg.max_sessions = _typed(srv, "max_sessions", int, where, cfg.max_sessions)
+    lim = raw.get("limits", {})
+    cfg.limits = Limits(**{k: _typed(lim, k, int, f"{path} [limits]", 0) for k in lim})
+    policy = AccessPolicy(users=load_users(file(acc, "users", "access")))
+    seid_dir = file(acc, "seid_dir", "access", required=False)
+    if seid_dir != Path():
+        for table in sorted(seid_dir.glob("*.txt")):
+            policy.seid_tables[table.stem] = load_seid_table(table)
+    if "filters" in acc:
+        policy.filters = load_filters(file(acc, "filters", "access"))
+    aw = f"{path} [access]"
+    policy.se_default_access = _typed(acc, "se_default_access", bool, aw, False)
+    policy.require_select = _typed(acc, "require_select", bool, aw, False)
+    default = _typed(acc, "filter_default", str, aw, "allow")
+    if default not in ("allow", "deny"):
+        raise ConfigError(f"{aw}: filter_default must be 'allow' or 'deny'")
+    policy.filter_default_allow = default == "allow"
+    cfg.policy = policy
+    cfg.seids = {k: file(raw.get("seids", {}), k, "seids") for k in raw.get("seids", {})}
+    se_list = raw.get("se", [])
+    if not isinstance(se_list, list):
+        raise ConfigError(f"{path}: 'se' must be an array of tables ([[se]])")
+    for number, spec in enumerate(se_list, 1):
+        if not isinstance(spec, dict) or set(spec) - _SE_KEYS:
+            raise ConfigError(f"{path} [[se]] #{number}: unknown keys or not a table")
+        if spec.get("backend", "inprocess") not in ("inprocess", "pcsc"):
+            raise ConfigError(f"{path} [[se]] #{number}: backend is 'inprocess' or 'pcsc'")
+        cfg.se.append(spec)
+    return cfg
+
+
+def import_applet(spec: str, where: str) -> Any:
+    """``package.module:factory`` to a fresh applet object (factory called once)."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+        applet = factory()
+    except Exception as err:
+        raise ConfigError(f"{where}: cannot load applet {spec!r}: {err}") from err
+    if not callable(getattr(applet, "process", None)):
+        raise ConfigError(f"{where}: {spec!r} has no process(apdu) method")
+    return applet
+
+
+async def _mapped_seid(se: SecureElement, cfg: RacsConfig) -> str | None:
+    """The seed's SEID allocation: reader serial (or name), then card serial."""
+    if "readersn" in cfg.seids:
+        by_reader = load_serial_map(cfg.seids["readersn"])
+        serial = await se.serial()
+        for key in (serial, se.name):
+            if key is not None and key in by_reader:
+                return by_reader[key]
+    if "cardsn" in cfg.seids and "atr" in cfg.seids:
+        by_card = load_serial_map(cfg.seids["cardsn"])
+        try:
+            atr = await se.power_on()
+            await se.power_off()
+            for prefix, aid in load_atr_map(cfg.seids["atr"]):
+                if atr.startswith(prefix):
+                    sn = await card_serial(se, aid)
+                    return by_card.get(sn) if sn else None
+        except RacsError as err:
+            log.warning("%s: no card serial: %s", se.name, err.reason)
+    return None
+
+
+async def build_registry(cfg: RacsConfig) -> Registry:
+    registry = Registry()
+    for number, spec in enumerate(cfg.se, 1):
+        where = f"{cfg.path} [[se]] #{number}"
+        se: SecureElement
+        if spec.get("backend", "inprocess") == "pcsc":
+            se = PcscCard(str(spec.get("reader", "")))
+        else:
+            applet = import_applet(str(spec.get("applet", "")), where)
+            serial = spec.get("serial")
+            se = InProcessCard(applet, name=f"in-process #{number}", serial=serial,
+                               offload=bool(spec.get("offload", False)))  # fmt: skip
+        seid = spec.get("seid") or await _mapped_seid(se, cfg)
+        if not seid:
+            raise ConfigError(f"{where}: no 'seid' and none found in the SEID files")
+        try:
+            registry.add(Slot(str(seid), se))
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from err
+    if "readers" in cfg.seids:
+        wanted = load_reader_names(cfg.seids["readers"])
+        for name in list_pcsc_readers():
+            if any(name.startswith(w) for w in wanted):
+                card = PcscCard(name)
+                seid = await _mapped_seid(card, cfg)
+                if seid and seid not in registry.slots:
+                    registry.add(Slot(seid, card))
+                else:
+                    log.warning("reader %r has no (free) SEID in the SEID files; skipped", name)
+    return registry

@@ -1,0 +1,135 @@
+"""RACS error types, each carrying the wire code it becomes.
+
+A RACS error line reads ``-CYZ NNN reason``: ``C`` is the error class (below),
+``YZ`` the code of the command that failed, ``NNN`` the index of the request
+line. Only the session turns an exception into that line, so every layer below
+it (parser, access control, card backends, the APDU algorithm) just raises the
+class that says what went wrong and a reason a person can act on.
+
+The classes and command codes are those of draft-urien-core-racs as its
+author's open implementation (OpenRACS) numbers them; the draft text itself
+is summarised in docs/racs.md.
+
+As in h11, "you misused this API" (:class:`LocalProtocolError`) is kept apart
+from "the peer sent something wrong" (the :class:`RacsError` family) and from
+"the server refused" as seen by a client (:class:`RemoteRacsError`).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class CommandCode(IntEnum):
+    """The two-digit ``YZ`` part of a response code, one per command."""
+
+    NONE = 0  # a line that names no known command
+    BEGIN = 1
+    GET_VERSION = 2
+    SET_VERSION = 3
+    LIST = 4
+    RESET = 5
+    APDU = 6
+    SHUTDOWN = 7
+    POWERON = 8
+    ECHO = 9
+
+
+class ErrorClass(IntEnum):
+    """The first digit ``C`` of an error code."""
+
+    EXECUTION = 0  # the command ran and failed (e.g. unexpected status word)
+    UNKNOWN_COMMAND = 1
+    NOT_IMPLEMENTED = 2
+    ILLEGAL = 3  # the command cannot be executed now
+    BAD_PARAMETER = 4  # unsupported parameter or illegal value
+    SYNTAX = 5  # parameter syntax error or parameter missing
+    UNAUTHORIZED = 6
+    IN_USE = 7  # the SE is locked by another session
+    HARDWARE = 8
+    SYSTEM = 9
+
+
+class RacsError(Exception):
+    """A refusal that becomes one ``-CYZ NNN reason`` line."""
+
+    error_class: ErrorClass = ErrorClass.SYSTEM
+
+    def __init__(self, reason: str, command: CommandCode | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.command = command
+
+    def wire_code(self, command: CommandCode | None = None) -> str:
+        """``-CYZ``; an explicit *command* wins over the one given at raise time."""
+        cmd = command if command is not None else self.command
+        return f"-{int(self.error_class)}{int(cmd or CommandCode.NONE):02d}"
+
+
+class ExecutionError(RacsError):
+    error_class = ErrorClass.EXECUTION
+
+
+class UnknownCommandError(RacsError):
+    error_class = ErrorClass.UNKNOWN_COMMAND
+
+
+class CommandNotImplementedError(RacsError):
+    error_class = ErrorClass.NOT_IMPLEMENTED
+
+
+class IllegalCommandError(RacsError):
+    error_class = ErrorClass.ILLEGAL
+
+
+class BadParameterError(RacsError):
+    error_class = ErrorClass.BAD_PARAMETER
+
+
+class RacsSyntaxError(RacsError):
+    error_class = ErrorClass.SYNTAX
+
+
+class UnauthorizedError(RacsError):
+    error_class = ErrorClass.UNAUTHORIZED
+
+
+class InUseError(RacsError):
+    error_class = ErrorClass.IN_USE
+
+
+class HardwareError(RacsError):
+    error_class = ErrorClass.HARDWARE
+
+
+class SystemFailureError(RacsError):
+    error_class = ErrorClass.SYSTEM
+
+
+class FatalProtocolError(RacsSyntaxError):
+    """The stream cannot be trusted any more (overlong line, oversized block).
+
+    The session answers with an error line and then closes the connection.
+    """
+
+
+class LocalProtocolError(Exception):
+    """This process used the sans-I/O session or the client out of order."""
+
+
+class RemoteRacsError(Exception):
+    """A RACS server answered a client's request with an error line."""
+
+    def __init__(self, code: str, index: int, reason: str) -> None:
+        super().__init__(f"{code} {index:03d} {reason}")
+        self.code = code
+        self.index = index
+        self.reason = reason
+
+    @property
+    def error_class(self) -> ErrorClass:
+        return ErrorClass(int(self.code[1]))
+
+
+class ConfigError(Exception):
+    """racs.toml or one of the files it names is wrong; the message says where."""

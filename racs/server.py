@@ -1,0 +1,189 @@
+"""The RACS server: asyncio, TLS 1.2/1.3 with mutual X.509, one task per session.
+
+A thin adapter around the sans-I/O :class:`~racs.session.RacsSession`: it reads
+bytes, hands out commands to :class:`~racs.service.RacsService` and writes what
+the session produces. What it adds is the I/O policy: the client's certificate
+CN is the user id (seed, "A PKI Infrastructure"); a line must be complete within
+``idle_timeout`` seconds, so a slow or dead client cannot hold an SE; and on
+every way out of a session (clean close, reset, garbage, timeout, shutdown)
+the SEs it locked are powered off and unlocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
+
+from racs.errors import RacsError, SystemFailureError, UnauthorizedError
+from racs.protocol import CRLF, format_error
+from racs.service import RacsService, SessionContext
+from racs.session import Closed, CommandRequest, Limits, NeedData, RacsSession
+
+log = logging.getLogger(__name__)
+DEFAULT_PORT = 443  # the port of the open RACS server; racs.toml usually sets its own
+
+
+def server_ssl_context(cert: Path, key: Path, client_ca: Path) -> ssl.SSLContext:
+    """TLS 1.2 or 1.3, server certificate, and a client certificate from *client_ca*."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cafile=client_ca)
+    ctx.options |= ssl.OP_NO_TICKET  # no resumption: every session shows its certificate
+    return ctx
+
+
+def common_name(peercert: Any) -> str | None:
+    """The first CN of the subject of a certificate as ``SSLSocket.getpeercert()`` gives it."""
+    for rdn in (peercert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and value:
+                return str(value)
+    return None
+
+
+class RacsServer:
+    def __init__(
+        self,
+        service: RacsService,
+        ssl_context: ssl.SSLContext,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        limits: Limits | None = None,
+        idle_timeout: float = 60.0,
+        max_sessions: int = 1024,
+    ) -> None:
+        self.service = service
+        self.ssl_context = ssl_context
+        self.host, self.port = host, port
+        self.limits = limits or Limits()
+        self.idle_timeout = idle_timeout
+        self.max_sessions = max_sessions
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sids = itertools.count(1)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept,
+            self.host,
+            self.port,
+            ssl=self.ssl_context,
+            ssl_handshake_timeout=self.idle_timeout,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("RACS server listening on %s:%d", self.host, self.port)
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        """Stop accepting, end every session (releasing its SEs), wait for them."""
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
+            self._server = None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        sid = next(self._sids)
+        try:
+            await self._serve(sid, reader, writer)
+        except (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError) as err:
+            log.info("sid %d: connection ended: %s", sid, err.__class__.__name__)
+        except asyncio.CancelledError:
+            log.info("sid %d: ended by server shutdown", sid)
+        except Exception:
+            log.exception("sid %d: unexpected failure", sid)
+        finally:
+            await self._release(sid)
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                async with asyncio.timeout(2):
+                    await writer.wait_closed()
+            self._tasks.discard(task)
+
+    async def _release(self, sid: int) -> None:
+        release = asyncio.ensure_future(self.service.registry.release_all(sid))
+        try:
+            await asyncio.shield(release)
+        except asyncio.CancelledError:
+            await release  # cancelled twice: still finish unlocking before leaving
+
+    async def _goodbye(self, writer: asyncio.StreamWriter, err: RacsError) -> None:
+        """One error block, then the caller closes the connection."""
+        log.warning("closing a session: %s", err.reason)
+        writer.write(f"BEGIN{CRLF}{format_error(err, 0)}END{CRLF}".encode("ascii"))
+        async with asyncio.timeout(self.idle_timeout):
+            await writer.drain()
+
+    async def _serve(
+        self, sid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        user = common_name(writer.get_extra_info("peercert"))
+        if user is None:
+            return await self._goodbye(writer, UnauthorizedError("certificate has no CN"))
+        if len(self._tasks) > self.max_sessions:
+            return await self._goodbye(writer, SystemFailureError("too many sessions"))
+        log.info("sid %d: %s connected from %s", sid, user, writer.get_extra_info("peername"))
+        ctx = SessionContext(sid, user)
+        session = RacsSession(self.limits, sid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.idle_timeout
+        lines = session.lines_seen
+        while True:
+            event = session.next_event()
+            if isinstance(event, CommandRequest):
+                try:
+                    session.succeed(await self.service.execute(ctx, event.command))
+                except RacsError as err:
+                    session.fail(err)
+                except Exception:
+                    log.exception("sid %d: %r failed", sid, event.command)
+                    session.fail(SystemFailureError("internal error"))
+                deadline = loop.time() + self.idle_timeout  # a slow card is not an idle client
+                continue
+            out = session.data_to_send()
+            if out:
+                writer.write(out)
+                async with asyncio.timeout(self.idle_timeout):  # not wait_for: 3.11 can
+                    await writer.drain()  # swallow a cancellation there (gh-86296)
+            if isinstance(event, Closed):
+                log.info("sid %d: closed: %s", sid, event.reason)
+                return
+            assert isinstance(event, NeedData)
+            if session.lines_seen != lines:  # a whole line came in: the client is alive
+                lines, deadline = session.lines_seen, loop.time() + self.idle_timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    data = await reader.read(65536)
+            except TimeoutError:
+                idle = SystemFailureError(f"no complete line for {self.idle_timeout:g} s")
+                return await self._goodbye(writer, idle)
+            if not data:
+                log.info("sid %d: client closed the connection", sid)
+                return
+            session.receive_data(data)
