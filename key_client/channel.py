@@ -1,0 +1,54 @@
+"""The key host's view of the applet's Open: datagrams in, datagrams out.
+
+The applet runs the DTLS and CoAP client; the host only carries datagrams and
+keeps time (the card has no clock). This Protocol is that contract, whatever
+carries the APDUs underneath (PC/SC, an in-process card, a remote card).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What the card tells about one of its keys; never a PSK."""
+
+    container_id: int
+    label: str
+    uri: str
+    not_before: int = 0
+    not_after: int = 0xFFFFFFFF
+    pin_required: bool = False
+
+
+@dataclass(frozen=True)
+class OpenStep:
+    """One answer of the applet during Open."""
+
+    datagrams: list[bytes] = field(default_factory=list)
+    timer: float | None = None  # absolute host time (seconds) at which to call timeout()
+    code: str | None = None  # the CoAP response code once the Open is over, e.g. "2.04"
+    payload: bytes = b""
+    failure: str | None = None  # the applet gave up (handshake failed, alert, retries used up)
+
+    @property
+    def finished(self) -> bool:
+        return self.code is not None or self.failure is not None
+
+
+class OpenChannel(Protocol):
+    """An applet, reached somehow, that can run one Open at a time."""
+
+    def keys(self) -> list[KeyInfo]: ...
+
+    def verify_pin(self, pin: str) -> None: ...
+
+    def begin(self, container_id: int, now: float) -> OpenStep: ...
+
+    def feed(self, datagrams: list[bytes], now: float) -> OpenStep: ...
+
+    def timeout(self, now: float) -> OpenStep: ...
+
+    def abort(self) -> None: ...

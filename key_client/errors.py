@@ -1,0 +1,61 @@
+"""What can go wrong when a key host opens a door, as types a person can act on.
+
+``coap-open`` maps each family to its own exit status, and the phone app to
+its own message: a refused key, an unreachable lock and a card problem call
+for different things from the person at the door.
+"""
+
+from __future__ import annotations
+
+
+class KeyHostError(Exception):
+    """Base of everything the key host raises on purpose."""
+
+    exit_status = 1
+
+
+class RefusedError(KeyHostError):
+    """The lock answered and said no; ``reason`` is the lock's own words."""
+
+    exit_status = 3
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"refused by the lock ({code}): {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class UnreachableError(KeyHostError):
+    """Nothing (or nothing authentic) came back from the lock in time."""
+
+    exit_status = 4
+
+
+class CardError(KeyHostError):
+    """The secure element is missing, blocked, or refused the command."""
+
+    exit_status = 5
+
+
+class CardMissingError(CardError):
+    """No reader, no card, or no card with the eLock applet."""
+
+
+class PinRequiredError(CardError):
+    """This key needs the PIN and none was given."""
+
+
+class WrongPinError(CardError):
+    def __init__(self, tries_left: int) -> None:
+        super().__init__(f"wrong PIN: {tries_left} tries left")
+        self.tries_left = tries_left
+
+
+class CardBlockedError(CardError):
+    """Too many wrong PINs: the card (or this key) is blocked."""
+
+
+class NoSuchKeyError(KeyHostError):
+    """The card holds no key matching what was asked for."""
+
+    exit_status = 6

@@ -1,0 +1,78 @@
+// eLock phone app: list the card's keys, open with one tap.
+const api = (path, body) => fetch(path, {
+  method: body ? "POST" : "GET",
+  headers: { "X-ELock": "1", ...(body ? { "Content-Type": "application/json" } : {}) },
+  body: body ? JSON.stringify(body) : undefined,
+}).then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({})) }));
+
+const $ = (id) => document.getElementById(id);
+const TITLES = { opened: "Opened", refused: "Refused", unreachable: "Lock unreachable",
+                 card: "Card problem", pin: "PIN needed", error: "Error" };
+
+function show(status, message) {
+  const box = $("status");
+  box.hidden = false;
+  box.className = status;
+  box.replaceChildren(TITLES[status] || status);
+  if (message) { const s = document.createElement("small"); s.textContent = message; box.append(s); }
+}
+
+function askPin(key, error) {
+  return new Promise((resolve) => {
+    const dialog = $("pin-dialog");
+    $("pin-key").textContent = key.label;
+    $("pin").value = "";
+    $("pin-error").hidden = !error;
+    $("pin-error").textContent = error || "";
+    dialog.onclose = () => resolve(dialog.returnValue === "ok" ? $("pin").value : null);
+    dialog.showModal();
+  });
+}
+
+async function tap(key, button) {
+  let pin = null;
+  if (key.pin_required) {
+    pin = await askPin(key);
+    if (pin === null) return;
+  }
+  document.querySelectorAll(".key").forEach((b) => { b.disabled = true; });
+  button.setAttribute("aria-busy", "true");
+  button.querySelector(".open").textContent = "Opening…";
+  show("pending", "Talking to the lock…");
+  try {
+    const { body } = await api("/api/open", { id: key.container_id, ...(pin ? { pin } : {}) });
+    const extra = body.status === "opened" ? `in ${body.elapsed_ms} ms` : body.message;
+    show(body.status || "error", extra);
+  } catch (e) {
+    show("error", "the key host did not answer");
+  } finally {
+    document.querySelectorAll(".key").forEach((b) => { b.disabled = false; });
+    button.removeAttribute("aria-busy");
+    button.querySelector(".open").textContent = "Open";
+  }
+}
+
+async function load() {
+  const { ok, body } = await api("/api/keys");
+  const list = $("keys");
+  list.replaceChildren();
+  if (!ok) { show(body.status || "card", body.message); return; }
+  if (body.length === 0) { show("card", "There is no key in this card yet."); return; }
+  for (const key of body) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.className = "key";
+    b.dataset.label = key.label;
+    const open = document.createElement("span"); open.className = "open"; open.textContent = "Open";
+    const name = document.createElement("strong"); name.textContent = key.label;
+    const uri = document.createElement("span"); uri.className = "uri";
+    uri.textContent = key.uri + (key.pin_required ? " · PIN" : "");
+    b.append(open, name, uri);
+    b.addEventListener("click", () => tap(key, b));
+    li.append(b);
+    list.append(li);
+  }
+}
+
+if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
+load();
