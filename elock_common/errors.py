@@ -14,3 +14,11 @@ class IdentityFormatError(FormatError):
 
 class LockSecretError(FormatError):
     """A lock secret is not 32 bytes of base64url."""
+
+
+class TlvFormatError(FormatError):
+    """A TLV data field is malformed (the applet answers 6A80)."""
+
+
+class ContainerFormatError(FormatError):
+    """A KeyContainer field breaks the format's rules (the applet answers 6A80)."""

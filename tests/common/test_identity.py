@@ -62,7 +62,7 @@ def test_lock_secret_text_and_tag() -> None:
 def test_minted_keys_are_fresh_and_bound_to_their_lock() -> None:
     other = LockSecret.generate()
     claims_a, key_a = mint_key(SECRET)
-    claims_b, key_b = mint_key(SECRET)
+    claims_b, _ = mint_key(SECRET)
     assert claims_a.key_id != claims_b.key_id
     assert KeyIdentity.decode(key_a.identity).lock_tag == SECRET.lock_tag != other.lock_tag
     assert other.derive_psk(key_a.identity) != key_a.psk

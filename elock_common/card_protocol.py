@@ -1,0 +1,78 @@
+"""The eLock applet's wire constants: AID, classes, instructions, tags.
+
+The one list the applet, the key host and the key server share (a Java Card
+port copies it); docs/apdu.md explains each value.
+"""
+
+from __future__ import annotations
+
+AID = bytes.fromhex("A000000620454C4F434B01")
+
+
+def _with_tck(atr: bytes) -> bytes:
+    """Append TCK, the XOR of every byte after TS (ISO 7816-3 8.2.5)."""
+    tck = 0
+    for byte in atr[1:]:
+        tck ^= byte
+    return atr + bytes([tck])
+
+
+# A T=1 ATR: TS, T0 (TD1 present, 5 historical bytes), TD1 (TD2 present,
+# T=0), TD2 (T=1), the historical bytes "eLock", TCK.
+ATR = _with_tck(bytes.fromhex("3B858001") + b"eLock")
+
+CLA_ISO = 0x00
+CLA_PROPRIETARY = 0x80
+CLA_SEALED = 0x84  # proprietary class with the secure-messaging indication
+
+INS_SELECT = 0xA4
+INS_GET_RESPONSE = 0xC0
+INS_VERIFY = 0x20
+INS_GET_CHALLENGE = 0x84
+INS_LIST = 0x30
+INS_OPEN = 0x32
+INS_DATAGRAMS = 0x34
+INS_TIMER = 0x36
+INS_CLOSE = 0x38
+INS_PUT_CONTAINER = 0xE2
+INS_DELETE_CONTAINER = 0xE4
+INS_SET_PIN = 0xE8
+
+P1_SELECT_BY_NAME = 0x04
+P2_PIN_CARD = 0x81  # VERIFY reference: the card-level PIN
+P1_VERIFY_RESET = 0xFF  # VERIFY with P1 FF: drop the verified state
+
+# KeyContainer fields (also the LIST entries, which never carry TAG_PSK).
+TAG_ID = 0x80
+TAG_LABEL = 0x81
+TAG_URI = 0x82
+TAG_IDENTITY = 0x83
+TAG_PSK = 0x84
+TAG_NOT_BEFORE = 0x85
+TAG_NOT_AFTER = 0x86
+TAG_FLAGS = 0x87
+TAG_LIST_ENTRY = 0xE1
+
+# SET PIN (sealed) fields.
+TAG_PIN = 0x88
+TAG_PIN_TRIES = 0x89
+
+# OPEN / DATAGRAMS / TIMER exchange.
+TAG_NOW = 0x90  # 8 bytes, Unix time in milliseconds, from the host
+TAG_CONTAINER = 0x91  # 1 byte, container id (OPEN only)
+TAG_DATAGRAM_IN = 0x92  # repeated: a datagram the host received
+TAG_STATE = 0x93  # 1 byte, OpenState
+TAG_DATAGRAM_OUT = 0x94  # repeated: a datagram for the host to send
+TAG_TIMER = 0x95  # 4 bytes, milliseconds until the host should send TIMER
+TAG_COAP_CODE = 0x96  # 1 byte, CoAP code class << 5 | detail
+TAG_COAP_PAYLOAD = 0x97
+TAG_REASON = 0x98  # ASCII, why an Open failed
+TAG_ALERT = 0x99  # 1 byte, the DTLS alert description that ended the Open, if any
+
+# Limits of the Open exchange (docs/apdu.md, DATAGRAMS).
+MAX_DATAGRAMS_IN = 8
+MAX_DATAGRAM = 2048
+
+STATE_RUNNING = 0x01
+STATE_DONE = 0x02
+STATE_FAILED = 0x03

@@ -1,0 +1,131 @@
+"""The virtual card: the applet behind pcscd's vpcd reader driver (vsmartcard).
+
+pcscd with ``libifdvpcd`` listens on TCP (127.0.0.1:35963 for the reader
+"Virtual PCD 00 00"); the card side connects to it. Every message is a 2-byte
+big-endian length and a payload. A 1-byte payload is a control byte (0 power
+off, 1 power on, 2 reset, 4 "send your ATR", which we answer); anything longer
+is a command APDU, answered with the response APDU.
+
+Latency: without TCP_QUICKACK the kernel delays our ACKs and pcscd's next
+write waits on them, about 40 ms per APDU; setting it before *every* read
+(Linux clears it again) brings a round trip through pcscd under a millisecond.
+``after_apdu`` runs after each command and before its response is sent, so
+the CLI can save the card file and a host never sees a success that a crash
+could undo. When pcscd goes away the card reconnects until stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+from collections.abc import Callable
+
+from elock_common.card_protocol import ATR
+from firmware.applet import Applet
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 35963
+POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
+RECONNECT_DELAY = 0.2
+
+
+class VirtualCard:
+    def __init__(
+        self,
+        applet: Applet,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        atr: bytes = ATR,
+        after_apdu: Callable[[], None] | None = None,
+    ) -> None:
+        self.applet, self.host, self.port, self.atr = applet, host, port, atr
+        self.after_apdu = after_apdu
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self._sock: socket.socket | None = None
+        self.apdus = 0
+
+    def __repr__(self) -> str:
+        return f"VirtualCard({self.host}:{self.port}, connected={self.connected.is_set()})"
+
+    def run(self) -> None:
+        """Connect, serve, and reconnect after pcscd restarts, until ``stop``."""
+        announced = False
+        while not self.stopping.is_set():
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=2)
+            except OSError:
+                if not announced:
+                    log.info("waiting for pcscd's vpcd driver on %s:%d", self.host, self.port)
+                    announced = True
+                self.stopping.wait(RECONNECT_DELAY)
+                continue
+            announced = False
+            self._sock = sock
+            try:
+                self.serve(sock)
+            except (OSError, ConnectionError) as exc:
+                log.info("vpcd connection ended: %s", type(exc).__name__)
+            finally:
+                self.connected.clear()
+                self._sock = None
+                sock.close()
+            self.applet.reset()  # the reader is gone: the card lost power
+            self.stopping.wait(RECONNECT_DELAY)
+
+    def serve(self, sock: socket.socket) -> None:
+        """Answer vpcd messages on a connected socket until it closes."""
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        log.info("card inserted in vpcd at %s:%d", self.host, self.port)
+        self.connected.set()
+        while not self.stopping.is_set():
+            (length,) = struct.unpack(">H", _recv_exact(sock, 2))
+            payload = _recv_exact(sock, length)
+            if length == 1:
+                self._control(sock, payload[0])
+                continue
+            response = self.applet.process(payload)
+            self.apdus += 1
+            if self.after_apdu is not None:
+                try:
+                    self.after_apdu()
+                except OSError as exc:  # no answer: the host retries (installs are idempotent)
+                    log.error("saving the card failed (%s); dropping the answer", exc)
+                    raise
+            sock.sendall(struct.pack(">H", len(response)) + response)
+
+    def _control(self, sock: socket.socket, code: int) -> None:
+        if code in (POWER_OFF, POWER_ON, RESET):
+            log.debug("vpcd control %d", code)
+            self.applet.reset()
+        elif code == GET_ATR:
+            sock.sendall(struct.pack(">H", len(self.atr)) + self.atr)
+        else:
+            log.warning("unknown vpcd control byte %d", code)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        if hasattr(socket, "TCP_QUICKACK"):  # Linux only; re-armed before every read
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("vpcd closed the connection")
+        buf += chunk
+    return bytes(buf)
