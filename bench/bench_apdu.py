@@ -29,7 +29,7 @@ from firmware import cardfile, host  # noqa: E402
 from firmware.applet import Applet  # noqa: E402
 from firmware.cli import main as elock_se  # noqa: E402
 from firmware.store import Store  # noqa: E402
-from tests.firmware.pcsc import READER, pcscd_alive  # noqa: E402
+from tests.pcsc import READER, pcscd_alive  # noqa: E402
 
 LIST = bytes.fromhex("8030000000")
 CLOSE = bytes.fromhex("80380000")

@@ -233,3 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elock-se: refused ({exc.sw:04X}): {exc.reason}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

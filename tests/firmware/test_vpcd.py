@@ -23,7 +23,7 @@ from elock_common.container import parse_list
 from firmware import cardfile, host
 from tests.conftest import require_tool
 from tests.firmware.helpers import PSKS
-from tests.firmware.pcsc import READER, Pcscd, wait_for_card
+from tests.pcsc import READER, Pcscd, wait_for_card
 
 ELOCK_SE = [sys.executable, "-c", "import sys; from firmware.cli import main; sys.exit(main())"]
 ROOT = Path(__file__).resolve().parents[2]

@@ -107,8 +107,8 @@ class Pcscd:
             self.proc.wait(5)
 
 
-def wait_for_card(reader: str = READER, timeout: float = 15.0) -> None:
-    """Block until pcscd reports a card present in *reader* (it polls the vpcd driver)."""
+def wait_for_card(reader: str = READER, timeout: float = 15.0, *, present: bool = True) -> None:
+    """Block until pcscd reports a card present (or gone) in *reader*; it polls the vpcd driver."""
     from smartcard import scard  # type: ignore[import-untyped]
 
     deadline = time.monotonic() + timeout
@@ -121,9 +121,14 @@ def wait_for_card(reader: str = READER, timeout: float = 15.0) -> None:
             hresult, states = scard.SCardGetStatusChange(
                 ctx, 500, [(reader, scard.SCARD_STATE_UNAWARE)]
             )
-            if hresult == scard.SCARD_S_SUCCESS and states[0][1] & scard.SCARD_STATE_PRESENT:
+            if (
+                hresult == scard.SCARD_S_SUCCESS
+                and bool(states[0][1] & scard.SCARD_STATE_PRESENT) == present
+            ):
                 return
         finally:
             scard.SCardReleaseContext(ctx)
         time.sleep(0.1)
-    pytest.fail(f"no card shows up in {reader!r} within {timeout} s")
+    pytest.fail(
+        f"the card in {reader!r} did not {'appear' if present else 'go'} within {timeout} s"
+    )

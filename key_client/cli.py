@@ -1,0 +1,141 @@
+"""``coap-open``: open a door with a key held in a secure element.
+
+    coap-open                    the only key in the card
+    coap-open "Front door"       a key by label
+    coap-open coaps://door/lock  a key by lock URI
+    coap-open --list             the keys in the card (never a PSK)
+
+Exit status: 0 opened, 3 refused by the lock, 4 lock unreachable, 5 card
+problem (missing, blocked, wrong PIN), 6 no such key, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import itertools
+import json
+import sys
+from pathlib import Path
+
+from key_client.cards import connect
+from key_client.carrier import DEFAULT_TIMEOUT, open_door
+from key_client.channel import KeyInfo
+from key_client.errors import KeyHostError, NoSuchKeyError, PinRequiredError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="coap-open",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+    )
+    parser.add_argument("target", nargs="?", help="key label or lock URI")
+    parser.add_argument("--list", action="store_true", help="list the keys in the card")
+    parser.add_argument(
+        "--reader", help="PC/SC reader name (default: the first with the eLock applet)"
+    )
+    parser.add_argument("--card", type=Path, help="an in-process card file instead of a reader")
+    parser.add_argument("--pin", help="the PIN, or - to be asked for it")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 20)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except KeyHostError as exc:
+        _report(args, {"status": _status(exc), "message": str(exc)})
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    channel = connect(reader=args.reader, card_file=args.card)
+    keys = channel.keys()
+    if args.list:
+        if args.json:
+            print(json.dumps([vars(k) for k in keys]))
+        for key in [] if args.json else keys:
+            pin = " (PIN)" if key.pin_required else ""
+            print(f"{key.container_id:3}  {key.label:24} {key.uri}{pin}")
+        return 0
+    key = _choose(keys, args.target)
+    if key.pin_required:
+        pin = (
+            getpass.getpass(f"PIN for {key.label}: ")
+            if args.pin in (None, "-") and sys.stdin.isatty()
+            else args.pin
+        )
+        if not pin or pin == "-":
+            raise PinRequiredError(f"{key.label} needs the PIN: pass --pin")
+        channel.verify_pin(pin)
+    spinner = _Spinner(enabled=sys.stderr.isatty() and not args.json)
+    try:
+        outcome = asyncio.run(open_door(channel, key, timeout=args.timeout, progress=spinner.stage))
+    finally:
+        spinner.stop()
+    _report(
+        args,
+        {
+            "status": "opened",
+            "label": key.label,
+            "uri": key.uri,
+            "code": outcome.code,
+            "message": outcome.message,
+            "elapsed_ms": round(outcome.elapsed * 1000, 1),
+            "apdu_exchanges": outcome.exchanges,
+        },
+    )
+    return 0
+
+
+def _choose(keys: list[KeyInfo], target: str | None) -> KeyInfo:
+    if target is None:
+        if len(keys) == 1:
+            return keys[0]
+        raise NoSuchKeyError(f"the card holds {len(keys)} keys: name one (coap-open --list)")
+    found = [k for k in keys if target in (k.label, k.uri)]
+    if len(found) != 1:
+        raise NoSuchKeyError(f"{'no' if not found else 'more than one'} key matches {target!r}")
+    return found[0]
+
+
+def _status(exc: KeyHostError) -> str:
+    return {3: "refused", 4: "unreachable", 5: "card", 6: "no-such-key"}.get(
+        exc.exit_status, "error"
+    )
+
+
+def _report(args: argparse.Namespace, result: dict[str, object]) -> None:
+    if args.json:
+        print(json.dumps(result))
+    elif result["status"] == "opened":
+        print(f"opened {result['label']} ({result['elapsed_ms']} ms)")
+    else:
+        print(f"coap-open: {result['message']}", file=sys.stderr)
+
+
+class _Spinner:
+    """A progress line on a terminal while a slow card runs the handshake."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
+        self._frames = itertools.cycle("|/-\\")
+
+    def stage(self, name: str) -> None:
+        if self._enabled:
+            print(
+                f"\r{next(self._frames)} {name}...{' ' * 20}", end="", file=sys.stderr, flush=True
+            )
+
+    def stop(self) -> None:
+        if self._enabled:
+            print("\r" + " " * 40 + "\r", end="", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""A virtual card for key-host tests: a card file, served behind the real pcscd."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.lock_server.lockproc import Key
+from tests.pcsc import READER, Pcscd, wait_for_card
+
+ROOT = Path(__file__).resolve().parents[2]
+ELOCK_SE = [sys.executable, "-m", "firmware.cli"]
+COAP_OPEN = [sys.executable, "-m", "key_client.cli"]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def elock_se(*args: str) -> str:
+    done = subprocess.run([*ELOCK_SE, *args], capture_output=True, text=True, env=env(), timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"elock-se {args[0]} failed: {done.stderr}")
+    return done.stdout
+
+
+def make_card(directory: Path, keys: list[tuple[str, str, Key]], *, pin: str | None = None) -> Path:
+    """A personalized card file holding (label, uri, key) containers."""
+    card = directory / "card.json"
+    elock_se("personalize", "--card", str(card), *(["--pin", pin] if pin else []))
+    for label, uri, key in keys:
+        elock_se("install", "--card", str(card), "--label", label, "--uri", uri,
+                 "--identity", key.identity, "--psk", key.psk)  # fmt: skip
+    return card
+
+
+def coap_open(*args: str, timeout: float = 60) -> tuple[int, dict[str, object], float]:
+    """Run ``coap-open --json``; (exit status, its JSON, seconds)."""
+    began = time.monotonic()
+    done = subprocess.run([*COAP_OPEN, "--json", *args], capture_output=True, text=True,
+                          env=env(), timeout=timeout)  # fmt: skip
+    elapsed = time.monotonic() - began
+    try:
+        body = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        body = {"stdout": done.stdout, "stderr": done.stderr}
+    return done.returncode, body, elapsed
+
+
+class ServedCard:
+    """``elock-se serve`` on a card file, behind pcscd, as a person would run them."""
+
+    def __init__(self, card: Path) -> None:
+        self.card = card
+        self.pcscd = Pcscd.start()
+        self.log = open(card.with_suffix(".serve.log"), "wb")
+        self.proc = subprocess.Popen([*ELOCK_SE, "serve", "--card", str(card)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env())  # fmt: skip
+        wait_for_card(READER)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+        wait_for_card(READER, present=False)  # so the next test cannot see this card
+        self.pcscd.stop()
