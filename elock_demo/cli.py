@@ -178,7 +178,9 @@ def _lock_process(directory: Path, story: Story, *, keep: bool) -> Iterator[_Loc
         deadline = time.monotonic() + 15
         while b"listening on" not in (directory / "lock.log").read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise StoryBrokenError("the lock did not start: " + (directory / "lock.log").read_text())
+                raise StoryBrokenError(
+                    "the lock did not start: " + (directory / "lock.log").read_text()
+                )
             time.sleep(0.05)
         return f"listening on coaps://127.0.0.1:{lock.port} (pid {proc.pid})"
 

@@ -104,3 +104,24 @@ def test_applet_speaks_with_libcoap_servers_through_pcscd(server: str, tmp_path:
         served.stop()
         proc.terminate()
         proc.wait(5)
+
+
+def test_open_through_twenty_percent_loss_opens_once_per_tap(
+    lock: LockProcess, tmp_path: Path
+) -> None:
+    from tests.lossy_relay import LossyRelay
+
+    taps, opened = 6, 0
+    for seed in range(taps):
+        with LossyRelay(("127.0.0.1", lock.port), loss=0.2, seed=seed) as relay:
+            directory = tmp_path / f"tap{seed}"
+            directory.mkdir()
+            card = make_card(
+                directory, [("Door", f"coaps://127.0.0.1:{relay.port}/lock", lock.mint())]
+            )
+            status, body, _ = coap_open("--card", str(card), "--timeout", "40")
+            opened += status == 0
+            assert status in (0, 4), body
+    ons = lock.relay_events().count("on")
+    assert opened == taps, f"{opened} of {taps} taps opened"
+    assert ons == taps, f"the relay moved {ons} times for {taps} taps"
