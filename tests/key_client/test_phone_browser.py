@@ -1,0 +1,122 @@
+"""The phone app in headless Chromium (Debian's), driven by Playwright, against the real lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.key_client.cardproc import env, make_card
+from tests.lock_server.lockproc import LockProcess, coap
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def phone(tmp_path: Path) -> Iterator[tuple[str, LockProcess]]:
+    require_tool("coap-client-openssl")
+    lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
+    lock.start()
+    good, revoked, admin = lock.mint(), lock.mint(), lock.mint("--admin", "--no-open")
+    body = json.dumps({"version": 1, "revoked": [revoked.key_id]})
+    coap(
+        "coap-client-openssl",
+        "post",
+        admin,
+        lock.uri.replace("/lock", "/admin/revocations"),
+        payload=body,
+    )
+    card = make_card(tmp_path, [("Front door", lock.uri, good), ("Back door", lock.uri, revoked)])
+    port = _free_tcp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
+                             "--port", str(port)], env=env(), stderr=subprocess.PIPE)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail("elock-phone did not start")
+            time.sleep(0.1)
+    yield url, lock
+    proc.terminate()
+    proc.wait(10)
+    lock.stop()
+
+
+def test_tap_open_then_refused_on_a_revoked_key(
+    phone: tuple[str, LockProcess], tmp_path: Path
+) -> None:
+    chromium = require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    url, lock = phone
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 760}, device_scale_factor=2)
+        page.goto(url)
+        page.get_by_role("button", name="Front door").click()
+        page.wait_for_selector("#status.opened", timeout=15000)
+        assert page.locator("#status").inner_text().startswith("Opened")
+        assert lock.relay_events().count("on") == 1
+        page.screenshot(path=str(tmp_path / "phone-opened.png"))
+        if os.environ.get("ELOCK_UPDATE_DOCS"):
+            shutil.copy(tmp_path / "phone-opened.png", ROOT / "docs" / "phone-app.png")
+
+        page.get_by_role("button", name="Back door").click()
+        page.wait_for_selector("#status.refused", timeout=15000)
+        text = page.locator("#status").inner_text()
+        assert text.startswith("Refused") and "key revoked" in text
+        assert lock.relay_events().count("on") == 1
+        browser.close()
+
+
+def test_api_refuses_cross_site_requests(phone: tuple[str, LockProcess]) -> None:
+    url, lock = phone
+    request = urllib.request.Request(url + "api/open", data=b'{"id": 1}', method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)
+    assert info.value.code == 403
+    forged = urllib.request.Request(
+        url + "api/open",
+        data=b'{"id": 1}',
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-ELock": "1",
+            "Origin": "http://evil.example",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(forged, timeout=5)
+    assert info.value.code == 403
+    assert "on" not in lock.relay_events()
