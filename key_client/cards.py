@@ -56,7 +56,7 @@ class AppletChannel:
         if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 8):
             raise CardError("a PIN is 4 to 8 digits")
         self._exchange(
-            c.CLA_ISO, c.INS_VERIFY, pin.encode("ascii"), p2=c.P2_PIN_CARD, what="VERIFY"
+            c.CLA_ISO, c.INS_VERIFY, pin.encode("ascii"), p2=c.P2_PIN_CARD, le=None, what="VERIFY"
         )
 
     def begin(self, container_id: int, now: float) -> OpenStep:
@@ -109,9 +109,17 @@ class AppletChannel:
         return OpenStep(datagrams=out, timer=timer)
 
     def _exchange(
-        self, cla: int, ins: int, data: bytes = b"", *, p1: int = 0, p2: int = 0, what: str
+        self,
+        cla: int,
+        ins: int,
+        data: bytes = b"",
+        *,
+        p1: int = 0,
+        p2: int = 0,
+        le: int | None = EXTENDED_LE,
+        what: str,
     ) -> bytes:
-        response = self._transmit(encode_command(cla, ins, p1, p2, data, le=EXTENDED_LE))
+        response = self._transmit(encode_command(cla, ins, p1, p2, data, le=le))
         body = bytearray(response[:-2])
         for _ in range(MAX_CHAINED):
             if len(response) < 2 or response[-2] != 0x61:

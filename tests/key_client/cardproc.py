@@ -29,12 +29,13 @@ def elock_se(*args: str) -> str:
 
 
 def make_card(directory: Path, keys: list[tuple[str, str, Key]], *, pin: str | None = None) -> Path:
-    """A personalized card file holding (label, uri, key) containers."""
+    """A personalized card file holding (label, uri, key) containers; with a PIN, they need it."""
     card = directory / "card.json"
     elock_se("personalize", "--card", str(card), *(["--pin", pin] if pin else []))
     for label, uri, key in keys:
         elock_se("install", "--card", str(card), "--label", label, "--uri", uri,
-                 "--identity", key.identity, "--psk", key.psk)  # fmt: skip
+                 "--identity", key.identity, "--psk", key.psk,
+                 *(["--pin-required"] if pin else []))  # fmt: skip
     return card
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -191,3 +192,21 @@ def test_unset_clock_refuses_time_bounded_keys(tmp_path) -> None:  # type: ignor
         assert "opened" in coap("coap-client-openssl", "post", unbounded, lock.uri)
     finally:
         lock.stop()
+
+
+def test_lock_state_is_observable(lock: LockProcess) -> None:
+    """An observer (coap-client -s) hears the door open and relock."""
+    import subprocess
+
+    watcher_key, opener = lock.mint(), lock.mint()
+    exe = require_tool("coap-client-openssl")
+    watcher = subprocess.Popen(
+        [exe, "-m", "get", "-s", "4", "-u", watcher_key.identity, "-k", watcher_key.psk, lock.uri],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    time.sleep(1.0)
+    assert "opened" in coap("coap-client-openssl", "post", opener, lock.uri)
+    out, _ = watcher.communicate(timeout=15)
+    # coap-client prints each notification's payload with no separator
+    states = re.findall(r'"state":"(\w+)"', out)
+    assert states[:3] == ["locked", "open", "locked"], out
