@@ -61,7 +61,14 @@ class ServedCard:
         self.log = open(card.with_suffix(".serve.log"), "wb")
         self.proc = subprocess.Popen([*ELOCK_SE, "serve", "--card", str(card)], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env())  # fmt: skip
-        wait_for_card(READER)
+        try:
+            wait_for_card(READER)
+        except BaseException:  # pytest.fail included: never leak a pcscd or a card
+            self.proc.kill()
+            self.proc.wait(10)
+            self.log.close()
+            self.pcscd.stop()
+            raise
 
     def stop(self) -> None:
         self.proc.terminate()

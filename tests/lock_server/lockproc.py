@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from lock_server.relay import read_simulated_state
 from tests.conftest import require_tool
@@ -41,6 +42,7 @@ class LockProcess:
     port: int
     wrapper: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
 
     @property
     def config(self) -> Path:
@@ -66,7 +68,7 @@ class LockProcess:
 
     def start(self) -> None:
         log_path = self.directory / "lock.log"
-        log = open(log_path, "ab")
+        self._log = log = open(log_path, "ab")
         seen = log_path.stat().st_size
         self.proc = subprocess.Popen(
             [*self.wrapper, *ELOCK_LOCK, "serve", "--config", str(self.config)],
@@ -88,6 +90,9 @@ class LockProcess:
             self.proc.send_signal(sig)
             self.proc.wait(10)
         self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def mint(self, *args: str) -> Key:
         out = json.loads(cli(["mint", "--config", str(self.config), "--json", *args]))
