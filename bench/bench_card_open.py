@@ -176,15 +176,13 @@ def main() -> int:
     )
     print("\n| real-SIM estimate for one Open | count | ms each | ms |")
     print("|---|---|---|---|")
-    print(
-        f"| SHA-256 blocks (priced as SHA-1) | {sha:.0f} | {SIM_MS['sha_block']} | {sha * SIM_MS['sha_block']:.0f} |"
-    )
-    print(
-        f"| AES-128 block operations (CCM) | {aes} | {SIM_MS['aes_block']} | {aes * SIM_MS['aes_block']:.0f} |"
-    )
-    print(
-        f"| APDU bytes (commands + responses) | {io} | {SIM_MS['io_byte']} | {io * SIM_MS['io_byte']:.0f} |"
-    )
+    rows = [
+        ("SHA-256 blocks (priced as SHA-1)", sha, SIM_MS["sha_block"]),
+        ("AES-128 block operations (CCM)", aes, SIM_MS["aes_block"]),
+        ("APDU bytes (commands + responses)", io, SIM_MS["io_byte"]),
+    ]
+    for name, count, cost in rows:
+        print(f"| {name} | {count:.0f} | {cost} | {count * cost:.0f} |")
     print(f"| **total** | | | **{sim_ms:.0f}** |")
     return 0
 

@@ -13,20 +13,27 @@ Java Card one (transient arrays versus EEPROM objects).
 
 Long responses: the first chunk is at most Le (and ``max_response``) bytes; the
 rest waits for GET RESPONSE and is announced as 61xx, as a T=0 card does.
-Extended Le lets a host take up to ``max_response`` bytes in one exchange.
+Extended Le lets a host take up to ``max_response`` bytes in one exchange. A
+handler may end its success with another 90xx (a ``Reply``: the TLS endpoint's
+9001 / 9002); a chained answer ends with it on its last GET RESPONSE.
+
+A card personalized with an identity (``firmware/identity.py``) also runs the
+TLS#2 endpoint (``00 D8``, ``firmware/tls_apdu.py``) on the same ``Keyring``
+that LIST and OPEN read, so a container pushed by the key server is one they see.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from elock_common import card_protocol as c
 from elock_common.errors import FormatError
 from firmware.apdu import ApduCommand
-from firmware.dispatch import Registry, Route, route
+from firmware.dispatch import SW_OK, Registry, Reply, Route, route
 from firmware.errors import (
     ClaNotSupportedError,
     ConditionsNotSatisfiedError,
@@ -38,11 +45,15 @@ from firmware.errors import (
     WrongDataError,
     WrongLengthError,
 )
+from firmware.identity import CardIdentity, CertificateCommand
 from firmware.keyring import Keyring
 from firmware.opening import Opener, Rng, SessionFactory, default_session_factory
 from firmware.personalization import Personalizer
 from firmware.pin import CardPin
+from firmware.provisioning_channel import KeyringContainerStore
 from firmware.store import Store
+from firmware.tls_apdu import SW_TLS_END, SW_TLS_OPEN, TlsApduHandler
+from firmware.tls_endpoint import TlsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +79,7 @@ class Applet:
         session_factory: SessionFactory | None = None,
         max_response: int = MAX_RESPONSE,
         extensions: Sequence[Component] = (),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.keyring = Keyring(store)
@@ -76,12 +88,15 @@ class Applet:
         self.opener = Opener(self.keyring, self.pin, factory, rng)
         self.personalizer = Personalizer(store, self.keyring, self.pin, rng)
         self.max_response = max_response
-        self.extensions = tuple(extensions)
+        self.tls = _tls_component(store, self.keyring, rng, clock)
+        self.extensions = (*extensions, *((self.tls,) if self.tls is not None else ()))
         self.selected = False
         self._pending = b""
+        self._pending_sw = SW_OK
         self.registry = Registry()
         for entry in (
             *self._routes(),
+            *CertificateCommand(store).routes(),
             *self.pin.routes(),
             *self.opener.routes(),
             *self.personalizer.routes(),
@@ -120,8 +135,11 @@ class Applet:
                 raise ConditionsNotSatisfiedError("applet not selected")
             if len(cmd.data) > MAX_COMMAND_DATA:
                 raise WrongLengthError("command data too long")
-            data = entry.handler(cmd)
-            response = self._respond(data, cmd.le)
+            result = entry.handler(cmd)
+            if isinstance(result, Reply):
+                response = self._respond(result.data, cmd.le, result.sw)
+            else:
+                response = self._respond(result, cmd.le)
         except SwError as exc:
             log.debug("%s -> %04X (%s)", _name(command_apdu), exc.sw, exc.reason)
             return exc.sw_bytes
@@ -135,13 +153,13 @@ class Applet:
         log.debug("%s -> %s", _name(command_apdu), response[-2:].hex())
         return response
 
-    def _respond(self, data: bytes, le: int | None) -> bytes:
+    def _respond(self, data: bytes, le: int | None, sw: int = SW_OK) -> bytes:
         limit = min(le or 0, self.max_response)
         first, rest = data[:limit], data[limit:]
-        self._pending = rest
+        self._pending, self._pending_sw = rest, sw
         if rest:
             return first + bytes([0x61, min(len(rest), 256) & 0xFF])
-        return first + b"\x90\x00"
+        return first + sw.to_bytes(2, "big")
 
     def handle_select(self, cmd: ApduCommand) -> bytes:
         if cmd.p1 != c.P1_SELECT_BY_NAME or cmd.p2 not in (0x00, 0x0C):
@@ -152,14 +170,14 @@ class Applet:
         self.selected = True
         return b""
 
-    def handle_get_response(self, cmd: ApduCommand) -> bytes:
+    def handle_get_response(self, cmd: ApduCommand) -> Reply:
         if cmd.p1p2:
             raise IncorrectP1P2Error("GET RESPONSE takes P1 P2 00 00")
         if cmd.data or cmd.le is None:
             raise WrongLengthError("GET RESPONSE is a case 2 command")
         if not self._pending:
             raise ConditionsNotSatisfiedError("no response waiting")
-        return self._pending
+        return Reply(self._pending, self._pending_sw)
 
     def handle_list(self, cmd: ApduCommand) -> bytes:
         if cmd.p1p2:
@@ -172,11 +190,30 @@ class Applet:
         return [
             route(c.CLA_ISO, c.INS_SELECT, "SELECT", self.handle_select,
                   (0x6A82, 0x6A86), "ISO 7816-4 11.2.2", needs_selection=False),
+            # A chained answer ends with its command's status (TLS RECORDS: 9001 / 9002).
             route(c.CLA_ISO, c.INS_GET_RESPONSE, "GET RESPONSE", self.handle_get_response,
-                  (0x6985, 0x6A86), "ISO 7816-4 11.7.1", needs_selection=False),
+                  (0x6985, 0x6A86, SW_TLS_OPEN, SW_TLS_END), "ISO 7816-4 11.7.1",
+                  needs_selection=False),
             route(c.CLA_PROPRIETARY, c.INS_LIST, "LIST", self.handle_list,
                   (0x6A86,), "docs/apdu.md#list"),
         ]  # fmt: skip
+
+
+def _tls_component(
+    store: Store, keyring: Keyring, rng: Rng, clock: Callable[[], float]
+) -> TlsApduHandler | None:
+    """The TLS#2 endpoint on the applet's own keyring, if the card has an identity."""
+    identity = CardIdentity.load(store)
+    if identity is None:
+        return None
+    endpoint = TlsEndpoint(
+        certificate_chain=[identity.certificate],
+        private_key=identity.private_key,
+        client_trust_anchor=identity.trust_anchor,
+        store=KeyringContainerStore(keyring),
+        rng=rng,
+    )
+    return TlsApduHandler(endpoint, clock)
 
 
 def _name(apdu: bytes) -> str:

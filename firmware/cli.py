@@ -1,7 +1,12 @@
 """``elock-se``: make, serve and manage a virtual eLock card.
 
 ``personalize`` writes a new card file (the card's EEPROM image) with a random
-transport key and an optional PIN; ``serve`` puts it in pcscd's vpcd reader;
+transport key, an optional PIN and, with ``--seid``, the card's TLS#2
+identity: a P-256 key made in the card's store (only its public key comes
+out), its certificate from the secure-element issuer CA (CN = SEID), and the
+key-server CA as trust anchor; such a card takes containers only through
+TLS#2. ``certificate`` prints the card's certificate (PEM); ``serve`` puts
+it in pcscd's vpcd reader;
 ``list``, ``install`` and ``delete`` talk APDUs to it, in process on the card
 file or, with ``--reader``, through PC/SC to a served card. ``install`` and
 ``delete`` go through the sealed personalization APDUs, so the CLI exercises
@@ -19,13 +24,18 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from elock_common import pki
 from elock_common.container import NO_NOT_AFTER, Flags, KeyContainer
 from elock_common.errors import FormatError
-from firmware import cardfile, host
+from firmware import cardfile, host, identity
 from firmware.applet import Applet
 from firmware.errors import SwError
 from firmware.personalization import CELL_TRANSPORT_KEY, KEY_BYTES
@@ -77,8 +87,41 @@ def cmd_personalize(args: argparse.Namespace) -> None:
             tx.put(CELL_TRANSPORT_KEY, transport_key)
         if args.pin is not None:
             CardPin(store).set(args.pin.encode("ascii"), args.pin_tries)
+        seid = _personalize_identity(args, store)
         cardfile.save(card, store.eeprom)
-    print(f"personalized {card}" + (" with a PIN" if args.pin else ""))
+    extra = (" with a PIN" if args.pin else "") + (f" as SEID {seid}" if seid else "")
+    print(f"personalized {card}{extra}")
+
+
+IDENTITY_OPTIONS = ("seid", "issuer_cert", "issuer_key", "key_server_ca")
+
+
+def _personalize_identity(args: argparse.Namespace, store: Store) -> str | None:
+    """With --seid: the card makes its key, the issuer CA certifies it; None without."""
+    given = [name for name in IDENTITY_OPTIONS if getattr(args, name) is not None]
+    if not given:
+        return None
+    if len(given) != len(IDENTITY_OPTIONS):
+        raise CliError("--seid, --issuer-cert, --issuer-key and --key-server-ca go together")
+    seid: str = args.seid
+    if not pki.SEID_RE.fullmatch(seid):
+        raise CliError(f"{seid!r} is not a valid SEID")
+    try:
+        issuer_cert = pki.load_certificate(args.issuer_cert)
+        issuer_key = pki.load_private_key(args.issuer_key)
+        anchor = pki.load_certificate(args.key_server_ca)
+    except (ValueError, pki.PkiError) as exc:
+        raise CliError(f"cannot load the PKI files: {exc}") from None
+    public_key = identity.generate_key(store)  # in the card; the private key stays there
+    certificate = pki.issue_se_certificate(issuer_cert, issuer_key, public_key, seid, time.time())
+    identity.install_certificate(store, certificate, anchor)
+    return seid
+
+
+def cmd_certificate(args: argparse.Namespace) -> None:
+    with transmitter(args) as (transmit, _):
+        der = host.card_certificate(transmit)
+    print(x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode())
 
 
 @contextlib.contextmanager
@@ -192,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin-tries", type=int, default=3)
     p.add_argument("--transport-key-file", type=Path, help="read it, or write a new one")
     p.add_argument("--force", action="store_true", help="replace an existing card file")
+    p.add_argument("--seid", help="give the card a TLS#2 identity with this SEID as CN")
+    p.add_argument("--issuer-cert", type=Path, help="the secure-element issuer CA (PEM)")
+    p.add_argument("--issuer-key", type=Path, help="its private key (PEM)")
+    p.add_argument("--key-server-ca", type=Path, help="trust anchor for TLS#2 client certs")
     p.set_defaults(func=cmd_personalize)
 
     p = card_cmd("serve", "put the card in pcscd's vpcd reader", reader=False)
@@ -200,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     card_cmd("list", "list the containers (never a PSK)").set_defaults(func=cmd_list)
+    card_cmd("certificate", "print the card's certificate (PEM)").set_defaults(func=cmd_certificate)
 
     for name, func in (("install", cmd_install), ("delete", cmd_delete)):
         p = card_cmd(name, f"{name} a container through the sealed APDUs")
@@ -226,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr)
     try:
         args.func(args)
-    except (CliError, cardfile.CardFileError, host.CardError, FormatError, OSError) as exc:
+    except (
+        CliError, cardfile.CardFileError, host.CardError, FormatError, OSError,
+        identity.IdentityError,
+    ) as exc:  # fmt: skip
         print(f"elock-se: {exc}", file=sys.stderr)
         return 1
     except SwError as exc:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 from firmware.apdu import ApduCommand
 
-Handler = Callable[[ApduCommand], bytes]
-
 SW_OK = 0x9000
 SW_WRONG_LENGTH = 0x6700
 SW_NOT_SELECTED = 0x6985
@@ -25,6 +23,26 @@ SW_WRONG_PIN_FAMILY = 0x63C0  # declares 63C0..63CF
 SW_MORE_FAMILY = 0x6100  # declares 6100..61FF
 # What the dispatcher itself may answer to any command, whatever its handler.
 COMMON_SW = frozenset({SW_OK, SW_MORE_FAMILY, SW_WRONG_LENGTH, SW_INTERNAL})
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A success that ends with a status word other than 9000 (TLS-SE's 9001 / 9002).
+
+    A handler returns plain ``bytes`` for a 9000 answer, or a ``Reply`` when its
+    route declares another 90xx; a long ``data`` is still chained with 61xx and
+    the last GET RESPONSE ends with ``sw``.
+    """
+
+    data: bytes
+    sw: int = SW_OK
+
+    def __post_init__(self) -> None:
+        if self.sw >> 8 != 0x90:
+            raise ValueError("a Reply ends with 90xx; refusals raise an SwError")
+
+
+Handler = Callable[[ApduCommand], bytes | Reply]
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,12 @@ def list_containers(transmit: Transmit) -> list[KeyContainer]:
     return parse_list(transceive(transmit, command(c.CLA_PROPRIETARY, c.INS_LIST, le=256), "LIST"))
 
 
+def card_certificate(transmit: Transmit) -> bytes:
+    """GET DATA 7F21: the card's certificate, DER (firmware/identity.py)."""
+    apdu = command(c.CLA_ISO, 0xCA, 0x7F, 0x21, le=256)
+    return transceive(transmit, apdu, "GET DATA (certificate)")
+
+
 def verify_pin(transmit: Transmit, pin: bytes) -> None:
     transceive(transmit, command(c.CLA_ISO, c.INS_VERIFY, 0x00, c.P2_PIN_CARD, pin), "VERIFY")
 

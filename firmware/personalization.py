@@ -14,6 +14,10 @@ module so that the TLS endpoint can replace it:
 * a successful response carries ``body || HMAC(K_mac, "rsp" || challenge ||
   header || body)[:16]`` so the key server knows the write really happened.
 
+On a card that has a key-server trust anchor (``firmware/identity.py``) the
+container commands are closed (6985): containers then arrive only through
+TLS#2. SET PIN stays, and cards without an anchor keep the sealed path.
+
 ``K_enc`` and ``K_mac`` are derived from the 32-byte transport key set at
 personalization. AES-CBC and HMAC-SHA256 are on every Java Card 3 platform.
 The PSK therefore crosses the key host and any RACS server only encrypted.
@@ -39,6 +43,7 @@ from firmware.errors import (
     WrongDataError,
     WrongLengthError,
 )
+from firmware.identity import has_trust_anchor
 from firmware.keyring import Keyring
 from firmware.opening import Rng
 from firmware.pin import CardPin
@@ -129,8 +134,12 @@ class Personalizer:
         self.challenge = self.rng(CHALLENGE_BYTES)
         return self.challenge
 
-    def _unseal(self, cmd: ApduCommand) -> tuple[SealingKeys, bytes, bytes]:
+    def _unseal(
+        self, cmd: ApduCommand, *, container: bool = False
+    ) -> tuple[SealingKeys, bytes, bytes]:
         challenge, self.challenge = self.challenge, None  # spent, whatever happens next
+        if container and has_trust_anchor(self.store):
+            raise ConditionsNotSatisfiedError("containers arrive through TLS#2 on this card")
         if cmd.p1p2:
             raise IncorrectP1P2Error("sealed commands take P1 P2 00 00")
         keys = self._keys()
@@ -145,13 +154,13 @@ class Personalizer:
         return body + keys.mac(b"rsp", challenge, header, body)
 
     def handle_put(self, cmd: ApduCommand) -> bytes:
-        keys, challenge, plain = self._unseal(cmd)
+        keys, challenge, plain = self._unseal(cmd, container=True)
         container_id = self.keyring.put(KeyContainer.from_tlv(plain))
         log.info("container %d installed", container_id)
         return self._answer(keys, challenge, cmd, bytes([container_id]))
 
     def handle_delete(self, cmd: ApduCommand) -> bytes:
-        keys, challenge, plain = self._unseal(cmd)
+        keys, challenge, plain = self._unseal(cmd, container=True)
         container_id = tlv.TlvReader(plain, (c.TAG_ID,)).uint(c.TAG_ID, 1)
         self.keyring.delete(container_id)
         log.info("container %d deleted", container_id)

@@ -25,9 +25,7 @@ import logging
 from typing import Protocol
 
 from elock_common.container import KeyContainer
-from firmware.errors import NotEnoughMemoryError, NotFoundError
-from firmware.keyring import Keyring
-from firmware.provisioning_wire import (
+from elock_common.provisioning_wire import (
     UNREADABLE,
     Command,
     FramingError,
@@ -39,6 +37,8 @@ from firmware.provisioning_wire import (
     decode_request,
     response_tag,
 )
+from firmware.errors import NotEnoughMemoryError, NotFoundError
+from firmware.keyring import Keyring
 
 logger = logging.getLogger(__name__)
 

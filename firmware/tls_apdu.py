@@ -13,10 +13,10 @@ For the applet's dispatcher (``firmware.dispatch``): ``handle_tls`` is a
 
 ``session_sw`` is the draft's end-of-answer status: 9000 handshake in
 progress, 9001 session open, 9002 session ended (the answer then holds the
-alert or close_notify to forward). A dispatcher that can end a route's last
-block with it gives full TLS-SE compatibility; until then the host can tell
-the end by the alert it forwards. P1 other than 00 (the draft's clear-text
-export/import modes) is refused: TLS#2's plaintext never leaves the card.
+alert or close_notify to forward). The last block's answer ends with it (a
+``Reply``; the dispatcher carries it to the last GET RESPONSE of a chained
+answer). P1 other than 00 (the draft's clear-text export/import modes) is
+refused: TLS#2's plaintext never leaves the card.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from firmware.apdu import ApduCommand
-from firmware.dispatch import Route, route
+from firmware.dispatch import Reply, Route, route
 from firmware.errors import ConditionsNotSatisfiedError, IncorrectP1P2Error
 from firmware.tls_endpoint import EndpointState, TlsEndpoint
 
@@ -56,7 +56,8 @@ class TlsApduHandler:
 
     def routes(self) -> list[Route]:
         return [
-            route(CLA_TLS, INS_TLS, "TLS RECORDS", self.handle_tls, (0x6985, 0x6A86),
+            route(CLA_TLS, INS_TLS, "TLS RECORDS", self.handle_apdu,
+                  (SW_TLS_OPEN, SW_TLS_END, 0x6985, 0x6A86),
                   "docs/tls-endpoint.md, draft-urien-tls-se"),
         ]  # fmt: skip
 
@@ -68,6 +69,13 @@ class TlsApduHandler:
         if state in (EndpointState.CLOSED, EndpointState.FAILED):
             return SW_TLS_END
         return SW_OK
+
+    def handle_apdu(self, cmd: ApduCommand) -> bytes | Reply:
+        """The route: ``handle_tls``, the last block ending with ``session_sw``."""
+        answer = self.handle_tls(cmd)
+        if cmd.p2 & P2_LAST:
+            return Reply(answer, self.session_sw)
+        return answer
 
     def handle_tls(self, cmd: ApduCommand) -> bytes:
         if cmd.p1 != 0x00 or cmd.p2 & ~(P2_FIRST | P2_LAST):

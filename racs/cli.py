@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from racs.apdu_log import ApduLog
 from racs.config import RacsConfig, build_registry, load_config
 from racs.errors import ConfigError
 from racs.server import RacsServer, server_ssl_context
@@ -31,8 +32,12 @@ async def _run(cfg: RacsConfig, ready: str | None) -> None:
     except (ssl.SSLError, OSError) as err:
         raise ConfigError(f"{cfg.path} [server]: cannot load certificate or key: {err}") from err
     registry = await build_registry(cfg)
+    try:
+        apdu_log = ApduLog(cfg.log_apdus) if cfg.log_apdus is not None else None
+    except OSError as err:
+        raise ConfigError(f"{cfg.path} [server]: cannot open log_apdus: {err}") from err
     server = RacsServer(
-        RacsService(registry, cfg.policy),
+        RacsService(registry, cfg.policy, apdu_log),
         ctx,
         host=cfg.host,
         port=cfg.port,
@@ -62,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="racs-server", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, type=Path, help="path of racs.toml")
     parser.add_argument("--port", type=int, help="override [server] port (0: any free port)")
+    parser.add_argument(
+        "--log-apdus", type=Path, metavar="FILE", help="append every card APDU to FILE (audit)"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument(
         "--ready-line",
@@ -75,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config)
         if args.port is not None:
             cfg.port = args.port
+        if args.log_apdus is not None:
+            cfg.log_apdus = args.log_apdus
         asyncio.run(_run(cfg, args.ready_line))
     except ConfigError as err:
         print(f"racs-server: {err}", file=sys.stderr)

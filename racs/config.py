@@ -32,7 +32,16 @@ from racs.session import Limits
 
 log = logging.getLogger(__name__)
 _SECTIONS: dict[str, set[str]] = {
-    "server": {"host", "port", "cert", "key", "client_ca", "idle_timeout", "max_sessions"},
+    "server": {
+        "host",
+        "port",
+        "cert",
+        "key",
+        "client_ca",
+        "idle_timeout",
+        "max_sessions",
+        "log_apdus",
+    },
     "limits": {"max_line", "max_block_lines", "max_block_bytes", "max_response_bytes"},
     "access": {
         "users",
@@ -57,6 +66,7 @@ class RacsConfig:
     client_ca: Path = Path()
     idle_timeout: float = 60.0
     max_sessions: int = 1024
+    log_apdus: Path | None = None  # append every APDU exchanged with a card (audit)
     limits: Limits = field(default_factory=Limits)
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     se: list[dict[str, Any]] = field(default_factory=list)
@@ -110,6 +120,8 @@ def load_config(path: Path) -> RacsConfig:
     cfg.client_ca = file(srv, "client_ca", "server")
     cfg.idle_timeout = _typed(srv, "idle_timeout", float, where, cfg.idle_timeout)
     cfg.max_sessions = _typed(srv, "max_sessions", int, where, cfg.max_sessions)
+    if "log_apdus" in srv:
+        cfg.log_apdus = base / _typed(srv, "log_apdus", str, where, "")
     lim = raw.get("limits", {})
     cfg.limits = Limits(**{k: _typed(lim, k, int, f"{path} [limits]", 0) for k in lim})
     policy = AccessPolicy(users=load_users(file(acc, "users", "access")))

@@ -13,7 +13,8 @@ import logging
 from dataclasses import dataclass
 
 from racs.access import AccessPolicy
-from racs.apdu import exchange, selected_aid, status_ok
+from racs.apdu import Transmit, exchange, selected_aid, status_ok
+from racs.apdu_log import ApduLog
 from racs.errors import BadParameterError, CommandCode, HardwareError, RacsError
 from racs.protocol import (
     Apdu,
@@ -43,9 +44,12 @@ class SessionContext:
 
 
 class RacsService:
-    def __init__(self, registry: Registry, policy: AccessPolicy) -> None:
+    def __init__(
+        self, registry: Registry, policy: AccessPolicy, apdu_log: ApduLog | None = None
+    ) -> None:
         self.registry = registry
         self.policy = policy
+        self.apdu_log = apdu_log
 
     def _check_seid(self, ctx: SessionContext, seid: str, command: CommandCode) -> None:
         known = seid in self.registry.slots
@@ -94,8 +98,19 @@ class RacsService:
         # the AID selected before it.
         current = aid if aid is not None else slot.selected_aid
         self.policy.check_apdu(ctx.user, seid, current, apdu)
+        transmit: Transmit = slot.se.transmit
+        if self.apdu_log is not None:
+            log_to, inner = self.apdu_log, slot.se.transmit
+
+            async def logged(command: bytes) -> bytes:
+                response = await inner(command)
+                log_to.record(ctx.sid, ctx.user, seid, command, response)
+                return response
+
+            transmit = logged
+
         try:
-            response = await exchange(slot.se.transmit, apdu, cmd.options)
+            response = await exchange(transmit, apdu, cmd.options)
         except RacsError:
             raise
         except Exception as err:  # a backend bug must not read as a card answer

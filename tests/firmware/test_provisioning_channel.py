@@ -11,14 +11,7 @@ from hypothesis import strategies as st
 from elock_common import card_protocol as c
 from elock_common import tlv
 from elock_common.container import KeyContainer
-from firmware.keyring import Keyring
-from firmware.provisioning_channel import (
-    ContainerStore,
-    InMemoryContainerStore,
-    KeyringContainerStore,
-    ProvisioningChannel,
-)
-from firmware.provisioning_wire import (
+from elock_common.provisioning_wire import (
     Command,
     MessageSplitter,
     Response,
@@ -28,6 +21,13 @@ from firmware.provisioning_wire import (
     encode_install,
     encode_list,
     encode_replace,
+)
+from firmware.keyring import Keyring
+from firmware.provisioning_channel import (
+    ContainerStore,
+    InMemoryContainerStore,
+    KeyringContainerStore,
+    ProvisioningChannel,
 )
 from firmware.store import Eeprom, Store
 

@@ -1,0 +1,38 @@
+"""Provisioning KeyContainers into a card through RACS inside TLS#2 (DESIGN.md, "double TLS").
+
+The key server imports ``SecureElementPush``; see ``elock_push.push``.
+"""
+
+from elock_push.errors import (
+    CardError,
+    PushError,
+    TlsSessionError,
+    TransportError,
+    UntrustedCardError,
+)
+from elock_push.push import (
+    Delete,
+    Install,
+    Outcome,
+    PushReport,
+    PushResult,
+    Replace,
+    SecureElementPush,
+)
+from elock_push.tls2 import tls2_context
+
+__all__ = [
+    "CardError",
+    "Delete",
+    "Install",
+    "Outcome",
+    "PushError",
+    "PushReport",
+    "PushResult",
+    "Replace",
+    "SecureElementPush",
+    "TlsSessionError",
+    "TransportError",
+    "UntrustedCardError",
+    "tls2_context",
+]

@@ -1,0 +1,275 @@
+"""``SecureElementPush``: write KeyContainers into a card through RACS, inside TLS#2.
+
+One push is one RACS session (TLS#1, the key server's RACS client certificate):
+
+1. POWERON the SEID, SELECT the eLock applet;
+2. read the card's certificate (GET DATA) and check it chains to the SE issuer
+   CA and names this SEID (``verify_se_certificate``); otherwise nothing is sent
+   and ``UntrustedCardError`` says why;
+3. TLS#2 handshake with the card's own TLS 1.3 server through TLS RECORDS
+   APDUs; the certificate the card presents must be the one just checked, and
+   the card must answer 9001 (it accepted our certificate) before any command;
+4. the provisioning commands, all in one flight (one RACS round trip), one
+   ``PushResult`` each;
+5. close_notify, SHUTDOWN, end of the RACS session.
+
+Commands are idempotent by container id, so a push that failed with a
+``TransportError`` is retried as is: a container that had landed comes back
+"already present", one that had not is "installed".
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from elock_common.container import KeyContainer
+from elock_common.errors import FormatError
+from elock_common.pki import SeCertificateError, verify_se_certificate
+from elock_common.provisioning_wire import (
+    Command,
+    MessageSplitter,
+    Response,
+    Status,
+    decode_response,
+    encode_delete,
+    encode_install,
+    encode_list,
+    encode_replace,
+)
+from elock_push.card_link import SW_TLS_END, SW_TLS_OPEN, CardLink
+from elock_push.errors import PushError, TlsSessionError, TransportError, UntrustedCardError
+from elock_push.tls2 import Tls2Client
+from racs.client import RacsClient
+
+MAX_HANDSHAKE_FLIGHTS = 4
+
+
+class Outcome(enum.Enum):
+    INSTALLED = "installed"
+    REPLACED = "replaced"
+    ALREADY_PRESENT = "already present"
+    DELETED = "deleted"
+    NOT_FOUND = "not found"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Install:
+    container: KeyContainer
+
+
+@dataclass(frozen=True)
+class Replace:
+    container: KeyContainer
+
+
+@dataclass(frozen=True)
+class Delete:
+    container_id: int
+
+
+Operation = Install | Replace | Delete
+
+
+@dataclass(frozen=True)
+class PushResult:
+    container_id: int
+    outcome: Outcome
+    detail: str = ""
+    error: PushError | None = None  # set when the whole push failed (FAILED)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not Outcome.FAILED
+
+
+@dataclass
+class PushReport:
+    seid: str
+    results: list[PushResult] = field(default_factory=list)
+    containers: list[KeyContainer] = field(default_factory=list)  # public form, after LIST
+    apdus: int = 0  # command APDUs the key server sent (GET RESPONSE rounds are RACS's)
+    round_trips: int = 0  # RACS requests
+    seconds: float = 0.0
+
+
+_DONE = {Command.INSTALL: Outcome.INSTALLED, Command.REPLACE: Outcome.REPLACED,
+         Command.DELETE: Outcome.DELETED}  # fmt: skip
+
+
+def _result(op: Operation, response: Response) -> PushResult:
+    command, container_id = _command(op)
+    if response.tag != command.response_tag:
+        return PushResult(container_id, Outcome.FAILED, f"answer 0x{response.tag:02X}")
+    if response.status is Status.DONE:
+        return PushResult(container_id, _DONE[command])
+    if response.status is Status.UNCHANGED:
+        return PushResult(container_id, Outcome.ALREADY_PRESENT)
+    if response.status is Status.NOT_FOUND:
+        return PushResult(container_id, Outcome.NOT_FOUND)
+    detail = f"{response.status.name}: {response.detail}".rstrip(": ")
+    return PushResult(container_id, Outcome.FAILED, detail)
+
+
+def _command(op: Operation) -> tuple[Command, int]:
+    if isinstance(op, Install):
+        return Command.INSTALL, op.container.container_id
+    if isinstance(op, Replace):
+        return Command.REPLACE, op.container.container_id
+    return Command.DELETE, op.container_id
+
+
+def _encode(op: Operation) -> bytes:
+    if isinstance(op, Install):
+        return encode_install(op.container)
+    if isinstance(op, Replace):
+        return encode_replace(op.container)
+    return encode_delete(op.container_id)
+
+
+class SecureElementPush:
+    def __init__(
+        self,
+        *,
+        racs_host: str,
+        racs_port: int,
+        racs_tls: ssl.SSLContext,
+        tls2: ssl.SSLContext,
+        se_issuer_ca: x509.Certificate,
+        server_hostname: str | None = None,
+        block: int = 240,
+        timeout: float = 30.0,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.racs_host, self.racs_port = racs_host, racs_port
+        self.racs_tls, self.tls2 = racs_tls, tls2
+        self.se_issuer_ca = se_issuer_ca
+        self.server_hostname = server_hostname
+        self.block, self.timeout, self.now = block, timeout, now
+
+    def __repr__(self) -> str:
+        return f"SecureElementPush({self.racs_host}:{self.racs_port})"
+
+    async def install(self, seid: str, container: KeyContainer) -> PushResult:
+        return await self._one(seid, Install(container))
+
+    async def replace(self, seid: str, container: KeyContainer) -> PushResult:
+        return await self._one(seid, Replace(container))
+
+    async def delete(self, seid: str, container_id: int) -> PushResult:
+        return await self._one(seid, Delete(container_id))
+
+    async def list_containers(self, seid: str) -> list[KeyContainer]:
+        return (await self.push(seid, [], list_after=True)).containers
+
+    async def _one(self, seid: str, op: Operation) -> PushResult:
+        """One operation; a push-level failure becomes FAILED with its ``error``."""
+        try:
+            (result,) = (await self.push(seid, [op])).results
+        except PushError as exc:
+            return PushResult(_command(op)[1], Outcome.FAILED, exc.reason, exc)
+        return result
+
+    async def push(
+        self, seid: str, operations: Sequence[Operation], *, list_after: bool = False
+    ) -> PushReport:
+        """Run *operations* in one TLS#2 session; raise ``PushError`` if the session fails."""
+        started = time.monotonic()
+        try:
+            racs = await RacsClient.connect(
+                self.racs_host, self.racs_port, self.racs_tls,
+                server_hostname=self.server_hostname, timeout=self.timeout,
+            )  # fmt: skip
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
+        link = CardLink(racs, seid, block=self.block)
+        report = PushReport(seid)
+        try:
+            await link.power_on_and_select()
+            certificate = await self._check_card(link, seid)
+            tls = await self._handshake(link, certificate)
+            report.results, report.containers = await self._commands(
+                link, tls, operations, list_after
+            )
+            await link.tls(tls.close())
+            await link.shutdown()
+        finally:
+            await racs.close()
+            report.apdus, report.round_trips = link.apdus, link.round_trips
+            report.seconds = time.monotonic() - started
+        return report
+
+    async def _check_card(self, link: CardLink, seid: str) -> bytes:
+        der = await link.certificate()
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise UntrustedCardError(seid, SeCertificateError("not a certificate")) from None
+        try:
+            verify_se_certificate(cert, self.se_issuer_ca, seid, self.now())
+        except SeCertificateError as exc:
+            raise UntrustedCardError(seid, exc) from exc
+        return der
+
+    async def _handshake(self, link: CardLink, certificate: bytes) -> Tls2Client:
+        tls = Tls2Client(self.tls2)
+        tls.handshake_step()
+        answer, sw = await link.tls(tls.data_to_send(), reset=True)
+        for _ in range(MAX_HANDSHAKE_FLIGHTS):
+            tls.receive(answer)
+            try:
+                done = tls.handshake_step()
+            except ssl.SSLError as exc:
+                raise TlsSessionError(f"TLS#2 handshake failed: {exc.reason}") from exc
+            if done:
+                break
+            if sw == SW_TLS_END:
+                raise TlsSessionError("the card ended the TLS#2 handshake")
+            answer, sw = await link.tls(tls.data_to_send())
+        else:
+            raise TlsSessionError("TLS#2 handshake did not finish")
+        if tls.peer_certificate() != certificate:
+            raise TlsSessionError("the card presented another certificate in TLS#2")
+        answer, sw = await link.tls(tls.data_to_send())  # our Finished: did the card accept us?
+        if sw != SW_TLS_OPEN:
+            tls.receive(answer)
+            raise TlsSessionError(f"the card refused the key server: {_alert(tls)}")
+        return tls
+
+    async def _commands(
+        self, link: CardLink, tls: Tls2Client, ops: Sequence[Operation], list_after: bool
+    ) -> tuple[list[PushResult], list[KeyContainer]]:
+        messages = [_encode(op) for op in ops] + ([encode_list()] if list_after else [])
+        if not messages:
+            return [], []
+        tls.send(b"".join(messages))
+        answer, sw = await link.tls(tls.data_to_send())
+        tls.receive(answer)
+        try:
+            data = tls.read()
+        except ssl.SSLError as exc:
+            raise TlsSessionError(f"TLS#2 failed: {exc.reason}") from exc
+        try:
+            responses = [decode_response(t, v or b"") for t, v in MessageSplitter().feed(data)]
+        except (FormatError, ValueError) as exc:
+            raise TlsSessionError(f"unreadable answer from the card: {exc}") from exc
+        if len(responses) != len(messages):
+            why = "the card ended TLS#2" if sw == SW_TLS_END else "answers missing"
+            raise TlsSessionError(f"{why}: {len(responses)} of {len(messages)} answers")
+        results = [_result(op, r) for op, r in zip(ops, responses, strict=False)]
+        containers = responses[-1].containers() if list_after else []
+        return results, containers
+
+
+def _alert(tls: Tls2Client) -> str:
+    try:
+        tls.read()
+    except ssl.SSLError as exc:
+        return str(exc.reason)
+    return "no alert"
