@@ -1,0 +1,85 @@
+"""The application factory. Nothing here runs at import time.
+
+``create_app(settings)`` builds the engine, refuses a database that is not
+migrated, and starts the background worker for the app's lifetime.
+``app_from_env`` is what ``uvicorn --factory`` (and ``elock-keyserver serve``)
+calls in each worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from key_provisioner.api import auth, problems
+from key_provisioner.api.routes import audit, keys, locks, secure_elements
+from key_provisioner.api.state import AppState
+from key_provisioner.core.config import Settings, load_settings
+from key_provisioner.core.crypto import SecretBox
+from key_provisioner.db.engine import make_engine, make_sessions
+from key_provisioner.db.migrate import require_current
+from key_provisioner.worker import Worker
+
+DESCRIPTION = """\
+Admin API of the eLock key server: enrol locks, register secure elements, issue
+and revoke keys, read the locks' audit logs.
+
+Every request needs an API token (`Authorization: Bearer <token>`, made with
+`elock-keyserver token create --role admin|auditor`). Auditor tokens read;
+admin tokens also change things. Errors are RFC 9457 problem details
+(`application/problem+json`). Lists are newest first and paginated with the
+opaque `next_cursor`. Secrets (a lock's bundle, a key's PSK) are returned once,
+by the call that makes them.
+"""
+
+TAGS = [
+    {"name": "locks", "description": "Enrolled locks and delivery of their revocation lists."},
+    {"name": "secure elements", "description": "Secure elements and their RACS servers."},
+    {"name": "keys", "description": "Keys: identities bound to a lock and a secure element."},
+    {"name": "audit", "description": "The locks' own audit logs, pulled by the server."},
+]
+
+
+def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
+    engine = make_engine(settings.database_url)
+    if check_migrations:
+        require_current(engine)
+    sessions = make_sessions(engine)
+    box = SecretBox(settings.master_key)
+    state = AppState(settings=settings, engine=engine, sessions=sessions, box=box)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.worker.enabled:
+            state.worker = Worker(sessions, box, settings.worker)
+            await state.worker.start()
+        try:
+            yield
+        finally:
+            if state.worker is not None:
+                await state.worker.stop()
+                state.worker = None
+            engine.dispose()
+
+    app = FastAPI(
+        title="eLock key server",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        # operationId = the route function's name: stable, readable, and what links use.
+        generate_unique_id_function=lambda route: route.name,
+    )
+    app.state.elock = state
+    for router in (locks.router, secure_elements.router, keys.router, audit.router):
+        app.include_router(router)
+    problems.install(app)
+    auth.install(app)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn key_provisioner.api.main:app_from_env --factory``."""
+    return create_app(load_settings())

@@ -1,0 +1,1 @@
+"""One router per resource; each route checks the role and calls a service."""

@@ -1,0 +1,142 @@
+"""``/locks``: enrol, list, show, retire; the lock's audit log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from key_provisioner.api import presenters
+from key_provisioner.api.deps import (
+    AdminDep,
+    BoxDep,
+    CursorQuery,
+    LimitQuery,
+    ReaderDep,
+    SessionDep,
+    StateDep,
+)
+from key_provisioner.db.base import utcnow
+from key_provisioner.schemas.audit import AuditPage, AuditPullQueued
+from key_provisioner.schemas.common import problem_responses
+from key_provisioner.schemas.locks import LockBundle, LockCreate, LockEnrolled, LockPage, LockPublic
+from key_provisioner.services import audit, locks
+from key_provisioner.services.locks import NewLock
+
+router = APIRouter(prefix="/locks", tags=["locks"])
+# OpenAPI links: where the new lock's id can be used next.
+LOCK_LINKS = {
+    name: {"operationId": op, "parameters": {"lock_id": "$response.body#/lock/id"}}
+    for name, op in [
+        ("ShowLock", "show_lock"),
+        ("RetireLock", "retire_lock"),
+        ("LockAudit", "lock_audit"),
+        ("PullAudit", "pull_audit"),
+    ]
+}
+KeyIdQuery = Annotated[
+    str | None, Query(pattern=r"^[0-9a-f]{12}$", description="Only rows about this key id.")
+]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=LockEnrolled,
+    responses={**problem_responses(400, 403, 409, 422), 201: {"links": LOCK_LINKS}},
+    summary="Enrol a lock",
+    description=(
+        "Makes the lock's secret and returns it **once**, inside `bundle`: save the bundle "
+        "to a file and install it on the lock with `elock-lock init --bundle FILE`. "
+        "The server keeps the secret sealed and never returns it again."
+    ),
+)
+def enrol_lock(body: LockCreate, session: SessionDep, box: BoxDep, _: AdminDep) -> LockEnrolled:
+    enrolment = locks.enrol(session, box, NewLock(body.name, body.host, body.port))
+    lock = enrolment.lock
+    bundle = LockBundle(
+        lock_id=lock.id,
+        name=lock.name,
+        secret=enrolment.secret.to_text(),
+        host=lock.host,
+        port=lock.port,
+    )
+    return LockEnrolled(lock=presenters.lock_public(lock), bundle=bundle)
+
+
+@router.get(
+    "",
+    response_model=LockPage,
+    responses=problem_responses(422),
+    summary="List locks, newest first",
+)
+def list_locks(
+    session: SessionDep,
+    _: ReaderDep,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
+    include_retired: Annotated[bool, Query(description="Also list retired locks.")] = False,
+) -> LockPage:
+    page = locks.list_locks(session, include_retired=include_retired, cursor=cursor, limit=limit)
+    return LockPage(
+        items=[presenters.lock_public(lock) for lock in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/{lock_id}",
+    response_model=LockPublic,
+    responses=problem_responses(404, 422),
+    summary="Show a lock, with the revocation version it has confirmed",
+)
+def show_lock(lock_id: uuid.UUID, session: SessionDep, _: ReaderDep) -> LockPublic:
+    return presenters.lock_public(locks.get(session, lock_id))
+
+
+@router.post(
+    "/{lock_id}/retire",
+    response_model=LockPublic,
+    responses=problem_responses(403, 404, 409, 422),
+    summary="Retire a lock for good",
+    description="Destroys the lock's secret; its keys and audit history stay readable.",
+)
+def retire_lock(lock_id: uuid.UUID, session: SessionDep, _: AdminDep) -> LockPublic:
+    return presenters.lock_public(locks.retire(session, lock_id))
+
+
+@router.get(
+    "/{lock_id}/audit",
+    response_model=AuditPage,
+    responses=problem_responses(404, 422),
+    summary="The lock's audit log as pulled so far, newest first",
+)
+def lock_audit(
+    lock_id: uuid.UUID,
+    session: SessionDep,
+    _: ReaderDep,
+    key_id: KeyIdQuery = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
+) -> AuditPage:
+    locks.get(session, lock_id)
+    page = audit.list_entries(session, lock_id=lock_id, key_id=key_id, cursor=cursor, limit=limit)
+    return AuditPage(
+        items=[presenters.audit_public(e) for e in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post(
+    "/{lock_id}/audit/pull",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AuditPullQueued,
+    responses=problem_responses(403, 404, 409, 422),
+    summary="Pull the lock's audit log now rather than at the next interval",
+)
+def pull_audit(
+    lock_id: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
+) -> AuditPullQueued:
+    lock = audit.request_pull(session, lock_id, now=utcnow())
+    state.kick_worker()
+    assert lock.audit_due_at is not None
+    return AuditPullQueued(lock_id=lock.id, due_at=lock.audit_due_at)

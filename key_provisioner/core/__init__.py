@@ -1,0 +1,1 @@
+"""Settings, errors and cryptography shared by every layer of the key server."""

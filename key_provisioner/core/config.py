@@ -1,0 +1,198 @@
+"""Settings from the environment and an optional TOML file, checked in full.
+
+Precedence: environment variable, then the TOML file named by ``--config`` or
+``ELOCK_KEYSERVER_CONFIG``, then the default. There is no default master key:
+without ``ELOCK_MASTER_KEY`` or a ``master_key_file`` nothing starts. Every
+error names the setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from key_provisioner.core.crypto import MasterKey
+from key_provisioner.core.errors import ConfigError
+
+ENV_PREFIX = "ELOCK_KEYSERVER_"
+CONFIG_ENV = "ELOCK_KEYSERVER_CONFIG"
+MASTER_KEY_ENV = "ELOCK_MASTER_KEY"
+DEFAULT_DATABASE_URL = "sqlite:///elock-keyserver.sqlite3"
+_DRIVERS = ("sqlite", "postgresql+psycopg")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The background worker that pushes revocations and pulls audit logs."""
+
+    enabled: bool = True
+    poll_seconds: float = 5.0  # how often to look for due work when not woken
+    coap_timeout: float = 5.0  # one CoAP exchange with a lock, handshake included
+    retry_base: float = 2.0  # first retry delay; doubles per failed attempt
+    retry_max: float = 300.0  # cap of the retry delay
+    audit_seconds: float = 60.0  # how often each lock's audit log is pulled
+    batch: int = 20  # locks claimed per round
+    admin_key_seconds: int = 300  # lifetime of the admin key minted per session
+
+
+@dataclass(frozen=True)
+class Settings:
+    master_key: MasterKey = field(repr=False)
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    worker: WorkerSettings = WorkerSettings()
+
+
+_SERVER_FIELDS: dict[str, Any] = {
+    "database_url": str,
+    "master_key_file": str,
+    "host": str,
+    "port": int,
+}
+_WORKER_FIELDS: dict[str, Any] = {
+    "enabled": bool,
+    "poll_seconds": (int, float),
+    "coap_timeout": (int, float),
+    "retry_base": (int, float),
+    "retry_max": (int, float),
+    "audit_seconds": (int, float),
+    "batch": int,
+    "admin_key_seconds": int,
+}
+
+
+def load_settings(
+    config_file: Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if env is None else env
+    if config_file is None and env.get(CONFIG_ENV):
+        config_file = Path(env[CONFIG_ENV])
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if config_file is not None:
+        raw, base = _read_toml(config_file), config_file.parent
+    unknown = set(raw) - {"keyserver", "worker"}
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(unknown))}")
+    server = _merge("keyserver", raw.get("keyserver", {}), _SERVER_FIELDS, env, ENV_PREFIX)
+    worker = _merge("worker", raw.get("worker", {}), _WORKER_FIELDS, env, ENV_PREFIX + "WORKER_")
+    return Settings(
+        master_key=_master_key(server.get("master_key_file"), env, base),
+        database_url=_database_url(server.get("database_url", DEFAULT_DATABASE_URL), base),
+        host=server.get("host", "127.0.0.1"),
+        port=_ranged("keyserver.port", server.get("port", 8080), 1, 65535),
+        worker=_worker(worker),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+
+
+def _merge(
+    section: str, table: Any, fields: dict[str, Any], env: Mapping[str, str], prefix: str
+) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    unknown = set(table) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name, kind in fields.items():
+        var = prefix + name.upper()
+        if var in env:
+            values[name] = _from_env(var, env[var], kind)
+        elif name in table:
+            value = table[name]
+            # bool is an int in Python; `port = true` is a mistake, not 1.
+            if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+                raise ConfigError(f"{section}.{name} has the wrong type ({type(value).__name__})")
+            values[name] = value
+    return values
+
+
+def _from_env(var: str, text: str, kind: Any) -> Any:
+    if kind is bool:
+        if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"{var} must be true or false, not {text!r}")
+        return text.lower() in ("1", "true", "yes")
+    if kind is str:
+        return text
+    try:
+        return int(text) if kind is int else float(text)
+    except ValueError:
+        raise ConfigError(f"{var} must be a number, not {text!r}") from None
+
+
+def _master_key(file_setting: str | None, env: Mapping[str, str], base: Path) -> MasterKey:
+    if env.get(MASTER_KEY_ENV):
+        return MasterKey.from_text(env[MASTER_KEY_ENV], source=MASTER_KEY_ENV)
+    path_text = env.get(MASTER_KEY_ENV + "_FILE") or file_setting
+    if not path_text:
+        raise ConfigError(
+            f"no master key: set {MASTER_KEY_ENV}, {MASTER_KEY_ENV}_FILE or"
+            " keyserver.master_key_file (make one with `elock-keyserver master-key`)"
+        )
+    path = Path(os.path.expanduser(path_text))
+    path = path if path.is_absolute() else base / path
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not ASCII"
+        raise ConfigError(f"cannot read master key file {path}: {reason}") from None
+    return MasterKey.from_text(text, source=f"master key file {path}")
+
+
+def _database_url(text: str, base: Path) -> str:
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ConfigError(f"database_url {text!r} is not a database URL") from None
+    if url.drivername not in _DRIVERS:
+        hint = " (use postgresql+psycopg://)" if url.get_backend_name() == "postgresql" else ""
+        raise ConfigError(f"database_url must use one of {', '.join(_DRIVERS)}{hint}")
+    if url.drivername == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise ConfigError("database_url: SQLite needs a file (sqlite:///path/to/file)")
+        path = Path(url.database)
+        if not path.is_absolute():
+            url = url.set(database=str(base / path))
+    return url.render_as_string(hide_password=False)
+
+
+def _ranged(name: str, value: Any, low: float, high: float) -> Any:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+def _worker(values: dict[str, Any]) -> WorkerSettings:
+    checks = {
+        "poll_seconds": (0.05, 3600),
+        "coap_timeout": (0.1, 120),
+        "retry_base": (0.01, 3600),
+        "retry_max": (0.01, 86400),
+        "audit_seconds": (0.1, 86400),
+        "batch": (1, 1000),
+        "admin_key_seconds": (30, 86400),
+    }
+    for name, (low, high) in checks.items():
+        if name in values:
+            _ranged(f"worker.{name}", values[name], low, high)
+    settings = WorkerSettings(**values)
+    if settings.retry_max < settings.retry_base:
+        raise ConfigError("worker.retry_max must not be below worker.retry_base")
+    return settings

@@ -1,0 +1,150 @@
+"""Tables of the key server.
+
+A key row holds the identity (public) and the claims copied out of it for
+filtering, never the PSK. A lock row holds its sealed secret and the state of
+revocation delivery: the version the server wants it to hold, the version it
+last confirmed, and when the next push is due. ``push_due_at`` doubles as the
+lease of a worker that claimed the push (see ``services.revocations``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from key_provisioner.db.base import Base, BigId, UtcDateTime
+
+
+class Lock(Base):
+    __tablename__ = "locks"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int]
+    lock_tag: Mapped[str] = mapped_column(String(4))
+    # AES-GCM sealed K_lock; wiped when the lock is retired.
+    secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary(64))
+    enrolled_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    revocation_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    confirmed_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    push_due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
+    push_attempts: Mapped[int] = mapped_column(default=0)
+    push_error: Mapped[str | None] = mapped_column(String(300))
+
+    audit_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    audit_due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
+
+    __table_args__ = (
+        # Names are unique among locks in service; a retired lock frees its name.
+        Index(
+            "uq_locks_name_active",
+            "name",
+            unique=True,
+            sqlite_where=text("retired_at IS NULL"),
+            postgresql_where=text("retired_at IS NULL"),
+        ),
+        Index("ix_locks_enrolled_at_id", "enrolled_at", "id"),
+    )
+
+
+class SecureElement(Base):
+    __tablename__ = "secure_elements"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    seid: Mapped[str] = mapped_column(String(64), unique=True)
+    racs_server: Mapped[str] = mapped_column(String(260))
+    certificate_pem: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_secure_elements_registered_at_id", "registered_at", "id"),)
+
+
+class Key(Base):
+    __tablename__ = "keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    lock_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("locks.id"))
+    secure_element_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("secure_elements.id"))
+    key_id: Mapped[str] = mapped_column(String(12))
+    identity: Mapped[str] = mapped_column(String(32), unique=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    rights: Mapped[int]
+    not_before: Mapped[int] = mapped_column(BigInteger)
+    not_after: Mapped[int] = mapped_column(BigInteger)
+    weekdays: Mapped[int]
+    window_start: Mapped[int]
+    window_end: Mapped[int]
+    max_uses: Mapped[int]
+    issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    revoke_reason: Mapped[str | None] = mapped_column(String(200))
+    # Set by the provisioning hook once the container is in the secure element.
+    pushed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("lock_id", "key_id"),
+        Index("ix_keys_issued_at_id", "issued_at", "id"),
+        Index("ix_keys_lock_id_issued_at_id", "lock_id", "issued_at", "id"),
+        Index("ix_keys_secure_element_id_issued_at_id", "secure_element_id", "issued_at", "id"),
+        Index("ix_keys_label_issued_at_id", "label", "issued_at", "id"),
+        # Revoked keys per lock, for building revocation lists. Partial, so
+        # it stays small and no planner mistakes it for a way to find live keys.
+        Index(
+            "ix_keys_revoked_lock_id",
+            "lock_id",
+            "not_after",
+            sqlite_where=text("revoked_at IS NOT NULL"),
+            postgresql_where=text("revoked_at IS NOT NULL"),
+        ),
+    )
+
+
+class AuditEntry(Base):
+    """One row of a lock's audit log, as pulled from the lock."""
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    lock_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("locks.id"))
+    lock_entry_id: Mapped[int] = mapped_column(BigInteger)  # the lock's own row id
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    key_id: Mapped[str | None] = mapped_column(String(12))
+    peer: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(300))
+
+    __table_args__ = (
+        UniqueConstraint("lock_id", "lock_entry_id"),
+        Index("ix_audit_entries_lock_id_key_id_id", "lock_id", "key_id", "id"),
+    )
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,92 @@
+"""Lock bodies. The secret appears once, in ``LockEnrolled.bundle``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from key_provisioner.schemas.common import PageBase, StrictModel
+
+BUNDLE_FORMAT = "elock-lock-bundle/1"
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
+
+LockName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    Field(description="Unique among locks in service.", examples=["front-door"]),
+]
+
+
+class LockBase(BaseModel):
+    name: LockName
+    host: str = Field(
+        description="IP address or DNS name where the lock's CoAP server listens.",
+        examples=["192.0.2.10"],
+        min_length=1,
+        max_length=253,
+    )
+    port: int = Field(default=5684, ge=1, le=65535, description="UDP port of coaps.")
+
+
+class LockCreate(LockBase, StrictModel):
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        if not _HOSTNAME.match(value) or value.replace(".", "").isdigit():
+            raise ValueError("host must be an IP address or a DNS name")
+        return value.lower()
+
+
+class RevocationStatus(BaseModel):
+    """Where delivery of this lock's revocation list stands."""
+
+    version: int = Field(description="Version of the list the server wants the lock to hold.")
+    confirmed_version: int = Field(description="Version the lock last acknowledged holding.")
+    confirmed_at: dt.datetime | None = Field(description="When the lock acknowledged it.")
+    in_sync: bool = Field(description="True when the lock holds the current version.")
+    attempts: int = Field(description="Failed push attempts since the last success.")
+    next_attempt_at: dt.datetime | None = Field(
+        description="When the next push is due (null when nothing is pending)."
+    )
+    last_error: str | None = Field(description="Why the last push failed, if it did.")
+
+
+class LockPublic(LockBase):
+    id: uuid.UUID
+    lock_tag: str = Field(description="The 2-byte tag of this lock inside key identities (hex).")
+    enrolled_at: dt.datetime
+    retired_at: dt.datetime | None
+    last_seen_at: dt.datetime | None = Field(
+        description="Last time the lock answered the server over CoAP."
+    )
+    revocation: RevocationStatus
+    audit_cursor: int = Field(description="Id of the last audit row pulled from the lock.")
+
+
+class LockPage(PageBase):
+    items: list[LockPublic]
+
+
+class LockBundle(BaseModel):
+    """What `elock-lock init --bundle FILE` installs. Holds the lock secret."""
+
+    format: Literal["elock-lock-bundle/1"] = "elock-lock-bundle/1"
+    lock_id: uuid.UUID
+    name: str
+    secret: str = Field(description="K_lock, base64url. Shown once; never again.")
+    host: str
+    port: int
+
+
+class LockEnrolled(BaseModel):
+    lock: LockPublic
+    bundle: LockBundle

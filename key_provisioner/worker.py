@@ -1,0 +1,157 @@
+"""The background worker: pushes revocations to locks and pulls their audit logs.
+
+It runs as an asyncio task inside each server process. Work is found in the
+database, not in memory: a revoke makes a push due and ``kick()`` only wakes
+the worker early, so several processes or replicas share the work (claims use
+``SKIP LOCKED`` on PostgreSQL) and a restart forgets nothing. Database calls
+run in threads; CoAP runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from key_provisioner.core.config import WorkerSettings
+from key_provisioner.core.crypto import SecretBox
+from key_provisioner.db.base import utcnow
+from key_provisioner.lock_admin import AdminSession, LockAdminError
+from key_provisioner.services import audit, revocations
+from key_provisioner.services.audit import AuditJob
+from key_provisioner.services.revocations import PushJob
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Worker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        box: SecretBox,
+        settings: WorkerSettings,
+        *,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+        self._settings = settings
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # How long a claimed lock is ours. A visit is a few exchanges; one that
+        # runs longer (a long audit backlog) may be visited twice, which is
+        # harmless: pushes and audit storage are idempotent.
+        self._lease = 6 * settings.coap_timeout + 5
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="elock-keyserver-worker")
+
+    async def stop(self) -> None:
+        """Finish the round in progress (bounded), then stop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        grace = self._settings.coap_timeout + 2.0
+        done, _ = await asyncio.wait([task], timeout=grace)
+        if not done:
+            log.warning("worker still busy after %g s; cancelling its round", grace)
+            task.cancel()
+            await asyncio.wait([task], timeout=grace)
+
+    def kick(self) -> None:
+        """Wake the worker now; safe to call from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.run_once()
+            except Exception:  # a database outage must not end the worker
+                log.exception("worker round failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+
+    async def run_once(self) -> int:
+        """One round: claim what is due, visit those locks; returns the visits."""
+        now = self._clock()
+        pushes = await asyncio.to_thread(self._claim, revocations.claim_due_pushes, now)
+        pulls = await asyncio.to_thread(self._claim, audit.claim_due_pulls, now)
+        await asyncio.gather(
+            *(self._push(job) for job in pushes), *(self._pull(job) for job in pulls)
+        )
+        return len(pushes) + len(pulls)
+
+    def _claim(self, claim: Callable[..., list[Any]], now: dt.datetime) -> list[Any]:
+        with self._sessions() as session:
+            return claim(session, self._box, now=now, lease=self._lease, limit=self._settings.batch)
+
+    def _session(self, job: PushJob | AuditJob) -> AdminSession:
+        return AdminSession(
+            job.host,
+            job.port,
+            job.secret,
+            timeout=self._settings.coap_timeout,
+            key_seconds=self._settings.admin_key_seconds,
+        )
+
+    async def _push(self, job: PushJob) -> None:
+        try:
+            async with self._session(job) as lock:
+                held = await lock.push_revocations(job.version, job.revoked)
+        except LockAdminError as exc:
+            log.info("revocation push v%d to lock %s failed: %s", job.version, job.lock_id, exc)
+            settings, error = self._settings, str(exc)
+            await self._db(
+                lambda s: revocations.record_failure(
+                    s,
+                    job.lock_id,
+                    error,
+                    now=self._clock(),
+                    base=settings.retry_base,
+                    cap=settings.retry_max,
+                )
+            )
+            return
+        log.info("lock %s holds revocation version %d (pushed %d)", job.lock_id, held, job.version)
+        await self._db(lambda s: revocations.record_ack(s, job.lock_id, held, now=self._clock()))
+        self._wake.set()  # its audit pull is due now
+
+    async def _pull(self, job: AuditJob) -> None:
+        next_at = self._clock() + dt.timedelta(seconds=self._settings.audit_seconds)
+        try:
+            async with self._session(job) as lock:
+                rows = await lock.audit(job.since)
+        except LockAdminError as exc:
+            log.info("audit pull from lock %s failed: %s", job.lock_id, exc)
+        else:
+            stored = await self._db(
+                lambda s: audit.store_rows(s, job.lock_id, rows, now=self._clock())
+            )
+            log.debug("pulled %d audit row(s) from lock %s", stored, job.lock_id)
+            # The lock is back: a push waiting out its backoff can go now.
+            await self._db(lambda s: revocations.reachable(s, job.lock_id, now=self._clock()))
+            self._wake.set()
+        await self._db(lambda s: audit.pull_done(s, job.lock_id, next_at=next_at))
+
+    async def _db(self, action: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with self._sessions() as session:
+                return action(session)
+
+        return await asyncio.to_thread(run)

@@ -1,0 +1,111 @@
+"""The key server as its users run it: ``elock-keyserver migrate``, ``token
+create`` and ``serve`` in subprocesses, configured by a TOML file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from key_provisioner.core.crypto import MasterKey
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST_WORKER = (
+    "poll_seconds = 0.5\ncoap_timeout = 2\nretry_base = 0.3\nretry_max = 1.5\naudit_seconds = 1\n"
+)
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ, PYTHONPATH=str(ROOT))
+    out.pop("ELOCK_MASTER_KEY", None)
+    return out
+
+
+def run_module(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, env=env(), timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A Python module run as a service; ``ready`` is the log line that says it is up."""
+
+    args: list[str]
+    log: Path
+    ready: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        seen = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", *self.args], stdout=out, stderr=subprocess.STDOUT, env=env()
+            )
+
+        def ready() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            return self.ready.encode() in self.log.read_bytes()[seen:]
+
+        wait(ready, 20, f"{self.args[0]} start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(15)
+        self.proc = None
+
+
+@dataclass
+class LiveKeyServer:
+    url: str
+    token: str
+    process: Process
+
+
+def start_keyserver(directory: Path, database_url: str, *, worker: bool) -> LiveKeyServer:
+    """Migrate, make an admin token and serve, exactly as an operator would."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "master.key").write_text(MasterKey.generate().to_text())
+    config = directory / "keyserver.toml"
+    worker_table = FAST_WORKER if worker else "enabled = false\n"
+    config.write_text(
+        f"[keyserver]\ndatabase_url = {json.dumps(database_url)}\n"
+        f'master_key_file = "master.key"\n\n[worker]\n{worker_table}'
+    )
+    cli = ["key_provisioner.cli", "--config", str(config)]
+    assert "database at migration" in run_module(*cli, "migrate")
+    token = run_module(*cli, "token", "create", "--role", "admin", "--name", "tests").strip()
+    port = free_tcp_port()
+    process = Process(
+        [*cli, "serve", "--port", str(port)],
+        directory / "keyserver.log",
+        "Application startup complete",
+    )
+    process.start()
+    return LiveKeyServer(f"http://127.0.0.1:{port}", token, process)
