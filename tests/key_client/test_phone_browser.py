@@ -120,3 +120,46 @@ def test_api_refuses_cross_site_requests(phone: tuple[str, LockProcess]) -> None
         urllib.request.urlopen(forged, timeout=5)
     assert info.value.code == 403
     assert "on" not in lock.relay_events()
+
+
+def test_pin_dialog_for_a_key_that_needs_it(tmp_path: Path) -> None:
+    chromium = require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
+    lock.start()
+    card = make_card(tmp_path, [("Garage", lock.uri, lock.mint())], pin="2468")
+    port = _free_tcp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
+                             "--port", str(port)], env=env(), stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("elock-phone did not start")
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_role("button", name="Garage").click()
+            page.fill("#pin", "1111")
+            page.click("#pin-ok")
+            page.wait_for_selector("#status.pin", timeout=15000)
+            assert "2 tries left" in page.locator("#status").inner_text()
+            assert "on" not in lock.relay_events()
+            page.get_by_role("button", name="Garage").click()
+            page.fill("#pin", "2468")
+            page.click("#pin-ok")
+            page.wait_for_selector("#status.opened", timeout=15000)
+            assert lock.relay_events().count("on") == 1
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        lock.stop()
