@@ -17,5 +17,11 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "The story held" in done.stdout
-    for step in ("Personalize a secure element", "Open the door with coap-open", "key revoked"):
+    for step in (
+        "Enrol a lock through the API",
+        "Personalize a secure element",
+        "Open the door with coap-open",
+        "confirmed revocation list",
+        "key revoked",
+    ):
         assert step in done.stdout
