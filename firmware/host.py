@@ -156,7 +156,7 @@ def _step(transmit: Transmit, ins: int, data: bytes) -> OpenStep:
 
 def pcsc_transmit(reader_name: str) -> tuple[Transmit, Callable[[], None]]:
     """A transmit function over PC/SC (pyscard, imported only here) and its closer."""
-    from smartcard.System import readers  # type: ignore[import-untyped]
+    from smartcard.System import readers
 
     matches = [r for r in readers() if str(r) == reader_name]
     if not matches:

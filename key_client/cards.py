@@ -182,11 +182,11 @@ def _in_process(card_file: Path) -> AppletChannel:
 
 def _pcsc(wanted: str | None) -> AppletChannel:
     try:
-        from smartcard.Exceptions import (  # type: ignore[import-untyped]
+        from smartcard.Exceptions import (
             CardConnectionException,
             NoCardException,
         )
-        from smartcard.System import readers  # type: ignore[import-untyped]
+        from smartcard.System import readers
     except ImportError:
         raise CardMissingError("pyscard is not installed (pip install 'elock[keyhost]')") from None
     try:

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from elock_common import LockSecret, Rights, mint_key
 from elock_common.identity import EVERY_DAY, MINUTES_PER_DAY, NO_NOT_AFTER
@@ -178,7 +179,8 @@ def _status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = LockStore(config.data_dir / "lock.sqlite3")
     try:
-        info = {
+        recent = store.audit_rows(0, 500)[-10:]
+        info: dict[str, Any] = {
             "name": config.name,
             "endpoint": f"coaps://{_hostport(config)}",
             "relay": ("on" if read_simulated_state(config.data_dir) else "off")
@@ -186,7 +188,7 @@ def _status(args: argparse.Namespace) -> int:
             else "gpio",
             "revocation_version": store.revocation_version,
             "revoked_keys": store.revocation_count(),
-            "recent_audit": [r.as_json() for r in store.audit_rows(0, 500)[-10:]],
+            "recent_audit": [r.as_json() for r in recent],
         }
     finally:
         store.close()
@@ -195,12 +197,9 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     for name in ("name", "endpoint", "relay", "revocation_version", "revoked_keys"):
         print(f"{name.replace('_', ' ')}: {info[name]}")
-    for row in info["recent_audit"]:  # type: ignore[attr-defined]
-        when = dt.datetime.fromtimestamp(row["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        print(
-            f"  {when} {row['outcome']:8} {row['action']:10} key {row['key_id']}"
-            f" {row['peer']}: {row['reason']}"
-        )
+    for row in recent:
+        when = dt.datetime.fromtimestamp(row.ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"  {when} {row.outcome:8} {row.action:10} key {row.key_id} {row.peer}: {row.reason}")
     return 0
 
 

@@ -255,7 +255,7 @@ class LockDtlsServer(upstream.MessageInterfaceTinyDTLSServer):
     _serversocket = _PeerPool
 
     @classmethod
-    async def create_server(  # type: ignore[override]
+    async def create_server(
         cls,
         bind: tuple[str, int],
         ctx: Any,

@@ -44,7 +44,7 @@ def check_key(
     if revoked:
         return Refusal(Code.UNAUTHORIZED, "key revoked")
     if not claims.rights & need:
-        return Refusal(Code.FORBIDDEN, f"key lacks the {need.name.lower()} right")
+        return Refusal(Code.FORBIDDEN, f"key lacks the {(need.name or 'required').lower()} right")
     scheduled = claims.weekdays != EVERY_DAY or (
         claims.window_start,
         claims.window_end,

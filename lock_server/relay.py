@@ -83,7 +83,7 @@ class GpioRelay:
 
     def __init__(self, config: RelayConfig) -> None:
         try:
-            import RPi.GPIO as gpio  # type: ignore[import-not-found]  # noqa: N811
+            import RPi.GPIO as gpio  # noqa: N811
         except ImportError as exc:
             raise RelayError(
                 "relay.backend = 'rpi' needs RPi.GPIO (pip install 'elock[pi]')"

@@ -101,7 +101,7 @@ class InProcessCard:
 
 def _scard() -> Any:
     try:
-        from smartcard import scard  # type: ignore[import-untyped]
+        from smartcard import scard
     except ImportError as err:  # pragma: no cover - pyscard is in the racs extra
         raise HardwareError(f"pyscard is not installed: {err}") from err
     return scard

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export CI="${CI:-}"
 echo "== ruff"
 .venv/bin/ruff check .
-echo "== mypy --strict (shared package and applet)"
-.venv/bin/mypy --strict elock_common firmware
+echo "== mypy --strict (every part)"
+.venv/bin/mypy --strict elock_common firmware lock_server key_client racs elock_push elock_demo
 echo "== pytest"
 exec .venv/bin/python -X dev -m pytest "$@"
