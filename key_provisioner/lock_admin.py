@@ -17,9 +17,9 @@ import time
 from types import TracebackType
 from typing import Any, TypeGuard
 
-import aiocoap  # type: ignore[import-untyped]
+import aiocoap
 from aiocoap import error as coap_error
-from aiocoap.numbers.codes import Code  # type: ignore[import-untyped]
+from aiocoap.numbers.codes import Code
 
 from elock_common import LockSecret, Rights, mint_key
 from key_provisioner.services.audit import LockAuditRow
