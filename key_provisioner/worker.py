@@ -1,4 +1,5 @@
-"""The background worker: pushes revocations to locks and pulls their audit logs.
+"""The background worker: pushes revocations to locks, pulls their audit logs, and
+installs and deletes key containers in secure elements through RACS.
 
 It runs as an asyncio task inside each server process. Work is found in the
 database, not in memory: a revoke makes a push due and ``kick()`` only wakes
@@ -18,13 +19,30 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from elock_push import (
+    CardError,
+    Delete,
+    Install,
+    Outcome,
+    PushError,
+    PushResult,
+    UntrustedCardError,
+)
 from key_provisioner.core.config import WorkerSettings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.db.base import utcnow
 from key_provisioner.lock_admin import AdminSession, LockAdminError
-from key_provisioner.services import audit, revocations
+from key_provisioner.se_push import PushClients
+from key_provisioner.services import audit, provisioning, revocations
 from key_provisioner.services.audit import AuditJob
+from key_provisioner.services.provisioning import SePushJob
 from key_provisioner.services.revocations import PushJob
+
+# A card that is not the one registered, or that answers outside the protocol,
+# will not change by itself: the key is ``failed`` with why. The rest (RACS
+# unreachable, a cut connection, a TLS#2 session that broke) is retried.
+PERMANENT = (UntrustedCardError, CardError)
+_DONE = {Outcome.INSTALLED, Outcome.ALREADY_PRESENT, Outcome.DELETED, Outcome.NOT_FOUND}
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +57,10 @@ class Worker:
         settings: WorkerSettings,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
+        push_clients: PushClients | None = None,
     ) -> None:
         self._sessions = sessions
+        self._push_clients = push_clients
         self._box = box
         self._settings = settings
         self._clock = clock
@@ -52,6 +72,10 @@ class Worker:
         # runs longer (a long audit backlog) may be visited twice, which is
         # harmless: pushes and audit storage are idempotent.
         self._lease = 6 * settings.coap_timeout + 5
+        # A secure-element visit is at most two RACS sessions (LIST, then the
+        # commands); retrying one that outlived its lease is idempotent too.
+        timeout = push_clients.settings.timeout if push_clients else 30.0
+        self._se_lease = 2 * timeout + 5
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -92,14 +116,85 @@ class Worker:
         now = self._clock()
         pushes = await asyncio.to_thread(self._claim, revocations.claim_due_pushes, now)
         pulls = await asyncio.to_thread(self._claim, audit.claim_due_pulls, now)
+        se_jobs: list[SePushJob] = []
+        if self._push_clients is not None:
+            se_jobs = await asyncio.to_thread(self._claim_se, now)
+        cards: dict[tuple[str, str], list[SePushJob]] = {}
+        for se_job in se_jobs:  # one RACS session per card for all its due keys
+            cards.setdefault((se_job.racs_server, se_job.seid), []).append(se_job)
         await asyncio.gather(
-            *(self._push(job) for job in pushes), *(self._pull(job) for job in pulls)
+            *(self._push(job) for job in pushes),
+            *(self._pull(job) for job in pulls),
+            *(self._se_visit(group) for group in cards.values()),
         )
-        return len(pushes) + len(pulls)
+        return len(pushes) + len(pulls) + len(se_jobs)
 
     def _claim(self, claim: Callable[..., list[Any]], now: dt.datetime) -> list[Any]:
         with self._sessions() as session:
             return claim(session, self._box, now=now, lease=self._lease, limit=self._settings.batch)
+
+    def _claim_se(self, now: dt.datetime) -> list[SePushJob]:
+        with self._sessions() as session:
+            return provisioning.claim_due(
+                session, self._box, now=now, lease=self._se_lease, limit=self._settings.batch
+            )
+
+    async def _se_visit(self, jobs: list[SePushJob]) -> None:
+        """Install and delete the due containers of one card, in one TLS#2 session."""
+        assert self._push_clients is not None
+        pusher = self._push_clients.for_server(jobs[0].racs_server)
+        seid = jobs[0].seid
+        open_jobs = list(jobs)
+        try:
+            deletes = [job for job in jobs if not job.install]
+            if deletes:
+                # Delete only what is ours: a container id may hold another key
+                # (written by hand, or ours never landed and the id was reused).
+                on_card = {c.container_id: c.identity for c in await pusher.list_containers(seid)}
+                for job in deletes:
+                    held = on_card.get(job.container_id)
+                    if held is None or held != job.identity:
+                        note = (
+                            ""
+                            if held is None
+                            else (f"container {job.container_id} holds another key; left alone")
+                        )
+                        await self._se_record(job, provisioning.record_done, note)
+                        open_jobs.remove(job)
+            ops = [
+                Install(job.container) if job.container is not None else Delete(job.container_id)
+                for job in open_jobs
+            ]
+            results: list[PushResult] = (await pusher.push(seid, ops)).results if ops else []
+        except PERMANENT as exc:
+            log.warning("push to card %s via %s refused: %s", seid, pusher, exc.reason)
+            for job in open_jobs:
+                await self._se_record(job, provisioning.record_failed, exc.reason)
+            return
+        except PushError as exc:
+            log.info("push to card %s via %s failed, will retry: %s", seid, pusher, exc.reason)
+            for job in open_jobs:
+                await self._se_record(job, self._record_retry, exc.reason)
+            return
+        for job, result in zip(open_jobs, results, strict=True):
+            what = "install" if job.install else "delete"
+            log.info("card %s: %s of container %d: %s %s", seid, what, job.container_id,
+                     result.outcome.value, result.detail)  # fmt: skip
+            if result.outcome in _DONE:
+                await self._se_record(job, provisioning.record_done, "")
+            else:
+                why = f"the card refused the {what}: {result.detail or result.outcome.value}"
+                await self._se_record(job, provisioning.record_failed, why)
+
+    def _record_retry(
+        self, session: Session, job: SePushJob, why: str, *, now: dt.datetime
+    ) -> object:
+        base, cap = self._settings.retry_base, self._settings.retry_max
+        return provisioning.record_retry(session, job, why, now=now, base=base, cap=cap)
+
+    async def _se_record(self, job: SePushJob, record: Callable[..., object], text: str) -> None:
+        await self._db(lambda s: record(s, job, text, now=self._clock()))
+        self._wake.set()  # a key revoked mid-install has its delete due now
 
     def _session(self, job: PushJob | AuditJob) -> AdminSession:
         return AdminSession(

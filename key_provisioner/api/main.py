@@ -20,6 +20,7 @@ from key_provisioner.core.config import Settings, load_settings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.db.engine import make_engine, make_sessions
 from key_provisioner.db.migrate import require_current
+from key_provisioner.se_push import PushClients
 from key_provisioner.worker import Worker
 
 DESCRIPTION = """\
@@ -48,12 +49,16 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
         require_current(engine)
     sessions = make_sessions(engine)
     box = SecretBox(settings.master_key)
-    state = AppState(settings=settings, engine=engine, sessions=sessions, box=box)
+    # Bad credential files fail here, at start-up, naming the setting.
+    push_clients = PushClients(settings.push) if settings.push is not None else None
+    state = AppState(
+        settings=settings, engine=engine, sessions=sessions, box=box, push_clients=push_clients
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.worker.enabled:
-            state.worker = Worker(sessions, box, settings.worker)
+            state.worker = Worker(sessions, box, settings.worker, push_clients=push_clients)
             await state.worker.start()
         try:
             yield

@@ -9,7 +9,15 @@ from elock_common import Rights
 from elock_common.identity import NO_NOT_AFTER
 from key_provisioner.db.models import AuditEntry, Key, Lock, SecureElement
 from key_provisioner.schemas.audit import AuditEntryPublic
-from key_provisioner.schemas.keys import WEEKDAYS, KeyCreate, KeyPublic, Right, Weekday
+from key_provisioner.schemas.keys import (
+    WEEKDAYS,
+    KeyCreate,
+    KeyPublic,
+    KeyPush,
+    PushState,
+    Right,
+    Weekday,
+)
 from key_provisioner.schemas.locks import LockPublic, RevocationStatus
 from key_provisioner.schemas.secure_elements import CertificateInfo, SecureElementPublic
 from key_provisioner.services import keys, secure_elements
@@ -87,6 +95,16 @@ def key_fields(key: Key, now: dt.datetime) -> dict[str, Any]:
         "revoked_at": key.revoked_at,
         "revoke_reason": key.revoke_reason,
         "pushed_at": key.pushed_at,
+        "push": KeyPush(
+            state=PushState(key.push_state),
+            container_id=key.container_id,
+            attempts=key.push_attempts,
+            next_attempt_at=(
+                key.push_due_at if key.push_state in ("pending", "removing") else None
+            ),
+            last_error=key.push_error,
+            removed_at=key.removed_at,
+        ),
     }
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from key_provisioner.core.config import Settings
+from key_provisioner.core.config import PUSH_NOT_CONFIGURED, Settings
 from key_provisioner.core.crypto import SecretBox
+from key_provisioner.se_push import PushClients
 from key_provisioner.worker import Worker
 
 
@@ -18,7 +19,13 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     box: SecretBox
+    push_clients: PushClients | None = None
     worker: Worker | None = None
+
+    @property
+    def push_note(self) -> str | None:
+        """Why a new key's push will wait, if it will (for ``push.error`` of the key)."""
+        return PUSH_NOT_CONFIGURED if self.push_clients is None else None
 
     def kick_worker(self) -> None:
         if self.worker is not None:

@@ -42,6 +42,41 @@ class WorkerSettings:
     admin_key_seconds: int = 300  # lifetime of the admin key minted per session
 
 
+PUSH_FILES = (
+    "racs_client_cert",
+    "racs_client_key",
+    "racs_ca",
+    "tls2_cert",
+    "tls2_key",
+    "se_issuer_ca",
+)
+PUSH_NOT_CONFIGURED = (
+    "pushing into secure elements is not configured (set the [push] settings: "
+    + ", ".join(PUSH_FILES)
+    + ")"
+)
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """Credentials for writing key containers into secure elements through RACS.
+
+    TLS#1 (to the RACS server): ``racs_client_cert``/``racs_client_key`` and
+    ``racs_ca`` (the CA of the RACS servers). TLS#2 (into the card):
+    ``tls2_cert``/``tls2_key``, and ``se_issuer_ca``, the CA that signs the
+    cards' certificates. All are file paths, checked readable at start-up.
+    """
+
+    racs_client_cert: Path
+    racs_client_key: Path
+    racs_ca: Path
+    tls2_cert: Path
+    tls2_key: Path
+    se_issuer_ca: Path
+    timeout: float = 30.0  # one push: RACS connection, TLS#2 and the commands
+    racs_server_name: str | None = None  # TLS#1 server name, if not the registered host
+
+
 @dataclass(frozen=True)
 class Settings:
     master_key: MasterKey = field(repr=False)
@@ -49,6 +84,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     worker: WorkerSettings = WorkerSettings()
+    push: PushSettings | None = None  # None: pushing is disabled (keys stay pending)
 
 
 _SERVER_FIELDS: dict[str, Any] = {
@@ -67,6 +103,10 @@ _WORKER_FIELDS: dict[str, Any] = {
     "batch": int,
     "admin_key_seconds": int,
 }
+_PUSH_FIELDS: dict[str, Any] = {name: str for name in PUSH_FILES} | {
+    "timeout": (int, float),
+    "racs_server_name": str,
+}
 
 
 def load_settings(
@@ -79,17 +119,19 @@ def load_settings(
     base = Path.cwd()
     if config_file is not None:
         raw, base = _read_toml(config_file), config_file.parent
-    unknown = set(raw) - {"keyserver", "worker"}
+    unknown = set(raw) - {"keyserver", "worker", "push"}
     if unknown:
         raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(unknown))}")
     server = _merge("keyserver", raw.get("keyserver", {}), _SERVER_FIELDS, env, ENV_PREFIX)
     worker = _merge("worker", raw.get("worker", {}), _WORKER_FIELDS, env, ENV_PREFIX + "WORKER_")
+    push = _merge("push", raw.get("push", {}), _PUSH_FIELDS, env, ENV_PREFIX + "PUSH_")
     return Settings(
         master_key=_master_key(server.get("master_key_file"), env, base),
         database_url=_database_url(server.get("database_url", DEFAULT_DATABASE_URL), base),
         host=server.get("host", "127.0.0.1"),
         port=_ranged("keyserver.port", server.get("port", 8080), 1, 65535),
         worker=_worker(worker),
+        push=_push(push, base),
     )
 
 
@@ -196,3 +238,30 @@ def _worker(values: dict[str, Any]) -> WorkerSettings:
     if settings.retry_max < settings.retry_base:
         raise ConfigError("worker.retry_max must not be below worker.retry_base")
     return settings
+
+
+def _push(values: dict[str, Any], base: Path) -> PushSettings | None:
+    """All six credential files, or none of them (pushing disabled)."""
+    given = [name for name in PUSH_FILES if values.get(name)]
+    if not given:
+        return None
+    missing = [name for name in PUSH_FILES if name not in given]
+    if missing:
+        raise ConfigError(
+            "push needs all of its credentials; missing "
+            + ", ".join(f"push.{name} ({ENV_PREFIX}PUSH_{name.upper()})" for name in missing)
+        )
+    paths: dict[str, Path] = {}
+    for name in PUSH_FILES:
+        path = Path(os.path.expanduser(values[name]))
+        path = path if path.is_absolute() else base / path
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"push.{name}: cannot read {path}: {exc.strerror}") from None
+        paths[name] = path
+    timeout = _ranged("push.timeout", values.get("timeout", 30.0), 1, 600)
+    return PushSettings(
+        **paths, timeout=float(timeout), racs_server_name=values.get("racs_server_name") or None
+    )

@@ -27,6 +27,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from key_provisioner.db.base import Base, BigId, UtcDateTime
 
+CONTAINER_HELD = "container_id IS NOT NULL AND push_state IN ('pending', 'installed', 'removing')"
+
 
 class Lock(Base):
     __tablename__ = "locks"
@@ -99,6 +101,16 @@ class Key(Base):
     revoke_reason: Mapped[str | None] = mapped_column(String(200))
     # Set by the provisioning hook once the container is in the secure element.
     pushed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # Delivery into the secure element (``services.provisioning``): the state
+    # (pending, installed, failed, removing, removed), the container id the key
+    # has on its card (1..16, given at its first push and kept), and the retry
+    # schedule. ``push_due_at`` doubles as the lease of the worker that claimed it.
+    push_state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    container_id: Mapped[int | None]
+    push_due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
+    push_attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    push_error: Mapped[str | None] = mapped_column(String(300))
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         UniqueConstraint("lock_id", "key_id"),
@@ -114,6 +126,15 @@ class Key(Base):
             "not_after",
             sqlite_where=text("revoked_at IS NOT NULL"),
             postgresql_where=text("revoked_at IS NOT NULL"),
+        ),
+        # A container id is held on its card while the container may be there.
+        Index(
+            "uq_keys_secure_element_id_container_id",
+            "secure_element_id",
+            "container_id",
+            unique=True,
+            sqlite_where=text(CONTAINER_HELD),
+            postgresql_where=text(CONTAINER_HELD),
         ),
     )
 

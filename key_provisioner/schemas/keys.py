@@ -24,6 +24,31 @@ class KeyState(enum.StrEnum):
     REVOKED = "revoked"
 
 
+class PushState(enum.StrEnum):
+    PENDING = "pending"  # to be installed (waiting for the worker, or retrying)
+    INSTALLED = "installed"
+    FAILED = "failed"  # will not be retried; last_error says why
+    REMOVING = "removing"  # revoked: its container is to be deleted from the card
+    REMOVED = "removed"  # not on the card (deleted, or never written)
+
+
+class KeyPush(BaseModel):
+    """Delivery of the key's container into its secure element, through RACS."""
+
+    state: PushState
+    container_id: int | None = Field(
+        description="The container's id on the card (given at the first push, then kept)."
+    )
+    attempts: int = Field(description="Failed tries since the last success.")
+    next_attempt_at: dt.datetime | None = Field(
+        description="When the next try is due (pending or removing only)."
+    )
+    last_error: str | None = Field(
+        description="Why the last try failed, or why the push waits (e.g. not configured)."
+    )
+    removed_at: dt.datetime | None
+
+
 class KeyBase(BaseModel):
     label: Label = ""
     rights: list[Right] = Field(
@@ -93,6 +118,7 @@ class KeyPublic(KeyBase):
     pushed_at: dt.datetime | None = Field(
         description="When the key container reached the secure element (null: not yet)."
     )
+    push: KeyPush
 
 
 class KeyIssued(KeyPublic):

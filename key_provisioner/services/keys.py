@@ -23,8 +23,8 @@ from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import InvalidRequestError, NotFoundError
 from key_provisioner.db.base import utcnow
 from key_provisioner.db.models import Key, Lock, SecureElement
-from key_provisioner.schemas.keys import KeyState
-from key_provisioner.services import locks
+from key_provisioner.schemas.keys import KeyState, PushState
+from key_provisioner.services import locks, provisioning
 from key_provisioner.services.pagination import Page, keyset, page_of
 
 _MINT_ATTEMPTS = 4  # key ids are 48 random bits; a clash within one lock is rare
@@ -54,8 +54,17 @@ class KeyFilter:
 
 
 def issue(
-    session: Session, box: SecretBox, new: NewKey, *, now: dt.datetime | None = None
+    session: Session,
+    box: SecretBox,
+    new: NewKey,
+    *,
+    now: dt.datetime | None = None,
+    push_note: str | None = None,
 ) -> tuple[Key, MintedKey, Lock]:
+    """Mint and store a key; its push into the secure element is due at once.
+
+    ``push_note`` says why it will wait instead (pushing not configured).
+    """
     now = now or utcnow()
     lock = session.get(Lock, new.lock_id)
     if lock is None:
@@ -97,6 +106,10 @@ def issue(
             window_end=claims.window_end,
             max_uses=claims.max_uses,
             issued_at=now,
+            push_state=PushState.PENDING,
+            push_due_at=now,
+            push_attempts=0,
+            push_error=push_note,
         )
         session.add(key)
         try:
@@ -164,17 +177,25 @@ def list_keys(
 def revoke(
     session: Session, key_uuid: uuid.UUID, reason: str, *, now: dt.datetime | None = None
 ) -> Key:
-    """Revoke a key (idempotent) and make a push of the lock's new list due."""
+    """Revoke a key (idempotent), make a push of the lock's new list due and
+    the delete of its container from its secure element."""
     now = now or utcnow()
     key = get(session, key_uuid)
     lock = session.scalars(select(Lock).where(Lock.id == key.lock_id).with_for_update()).one()
-    # Re-read under the lock's row lock: a concurrent revoke may have won.
-    session.refresh(key)
+    # Re-read under the row locks: a concurrent revoke may have won, a worker
+    # may have given the key its container id.
+    key = session.scalars(
+        select(Key)
+        .where(Key.id == key_uuid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
     if key.revoked_at is not None:
         session.commit()
         return key
     key.revoked_at = now
     key.revoke_reason = reason
+    provisioning.on_revoke(key, now)
     if lock.retired_at is None:
         lock.revocation_version += 1
         lock.push_due_at = now

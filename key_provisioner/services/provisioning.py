@@ -1,13 +1,29 @@
-"""Hooks for pushing key containers into secure elements (a later issue).
+"""Delivery of keys into their secure elements (through RACS, ``elock_push``).
 
-The server never stores a PSK. When the RACS push is built, it asks here for
-the keys still to deliver with their PSKs re-derived from the lock secret,
-and reports each delivery with ``key_pushed``. Nothing calls these yet.
+Each key row carries its push: ``push_state`` is
+
+- ``pending``: to be installed (issuing makes it due at once);
+- ``installed``: the container is in the card;
+- ``failed``: it cannot be installed as things are, ``push_error`` says why
+  (an untrusted card certificate, a card full, a container id held by another
+  key); not retried;
+- ``removing``: the key was revoked; its container is to be deleted;
+- ``removed``: not on the card any more (deleted, or never written).
+
+The worker claims due pushes like revocation pushes: ``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL, ``push_due_at`` moved forward by a lease, commit, then
+the RACS session outside any transaction. The PSK is derived again from the
+lock secret at each claim and kept in memory only; the server never stores it.
+A key gets a container id (1..16, lowest free on its card) at its first claim
+and keeps it, so every retry writes the same container (idempotent).
+Transient failures (RACS unreachable, a cut connection) are retried with
+backoff; the rest are ``failed``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
 import uuid
 from dataclasses import dataclass
 
@@ -15,10 +31,251 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from elock_common import MintedKey
+from elock_common.container import MAX_CONTAINERS, MAX_LABEL, KeyContainer
+from elock_common.errors import ContainerFormatError
 from key_provisioner.core.crypto import SecretBox
+from key_provisioner.core.errors import LockRetiredError, NotFoundError, SecretUnavailableError
 from key_provisioner.db.base import utcnow
+from key_provisioner.db.engine import is_postgresql
 from key_provisioner.db.models import Key, Lock, SecureElement
-from key_provisioner.services import keys, locks
+from key_provisioner.schemas.keys import PushState
+from key_provisioner.services import locks
+
+MAX_ERROR = 300
+
+
+HELD = (PushState.PENDING, PushState.INSTALLED, PushState.REMOVING)  # see CONTAINER_HELD
+
+
+@dataclass(frozen=True)
+class SePushJob:
+    """One key to install or delete; ``container`` (with the PSK) lives in memory only."""
+
+    key_uuid: uuid.UUID
+    seid: str
+    racs_server: str
+    state: PushState  # what the claim saw: PENDING (install) or REMOVING (delete)
+    container_id: int
+    identity: bytes
+    container: KeyContainer | None = None
+
+    @property
+    def install(self) -> bool:
+        return self.state is PushState.PENDING
+
+
+def claim_due(
+    session: Session, box: SecretBox, *, now: dt.datetime, lease: float, limit: int
+) -> list[SePushJob]:
+    query = (
+        select(Key)
+        .where(
+            Key.push_state.in_([PushState.PENDING, PushState.REMOVING]),
+            Key.push_due_at.is_not(None),
+            Key.push_due_at <= now,
+        )
+        .order_by(Key.push_due_at)
+        .limit(limit)
+    )
+    if is_postgresql(session):
+        query = query.with_for_update(skip_locked=True)
+    jobs: list[SePushJob] = []
+    for key in session.scalars(query).all():
+        key.push_due_at = now + dt.timedelta(seconds=lease)
+        element = session.get(SecureElement, key.secure_element_id)
+        assert element is not None  # a foreign key
+        if key.push_state == PushState.REMOVING:
+            assert key.container_id is not None  # revoke only schedules a delete then
+            jobs.append(_job(key, element, PushState.REMOVING, key.container_id))
+            continue
+        job = _install_job(session, box, key, element, now)
+        if job is not None:
+            jobs.append(job)
+    session.commit()
+    return jobs
+
+
+def _install_job(
+    session: Session, box: SecretBox, key: Key, element: SecureElement, now: dt.datetime
+) -> SePushJob | None:
+    lock = session.get(Lock, key.lock_id)
+    assert lock is not None
+    try:
+        secret = locks.unseal(box, lock)
+    except LockRetiredError:
+        _fail(key, "the lock is retired: its secret, and so the key's PSK, are gone")
+        return None
+    except SecretUnavailableError as exc:
+        key.push_error = exc.detail[:MAX_ERROR]  # retried when the lease runs out
+        return None
+    if key.container_id is None:
+        key.container_id = _free_container_id(session, element)
+        if key.container_id is None:
+            _fail(key, f"the card has no free container id (all {MAX_CONTAINERS} held)")
+            return None
+    identity = key.identity.encode("ascii")
+    try:
+        container = KeyContainer(
+            key.container_id,
+            _label(key.label or lock.name),
+            lock_uri(lock),
+            identity,
+            secret.derive_psk(identity),
+            not_before=key.not_before,
+            not_after=key.not_after,
+        )
+    except ContainerFormatError as exc:
+        _fail(key, f"cannot build the key container: {exc}")
+        return None
+    return _job(key, element, PushState.PENDING, key.container_id, container)
+
+
+def _job(
+    key: Key,
+    element: SecureElement,
+    state: PushState,
+    container_id: int,
+    container: KeyContainer | None = None,
+) -> SePushJob:
+    return SePushJob(
+        key.id,
+        element.seid,
+        element.racs_server,
+        state,
+        container_id,
+        key.identity.encode("ascii"),
+        container,
+    )
+
+
+def _free_container_id(session: Session, element: SecureElement) -> int | None:
+    """The lowest container id no live key holds on this card (the SE row serializes)."""
+    if is_postgresql(session):
+        session.execute(
+            select(SecureElement.id).where(SecureElement.id == element.id).with_for_update()
+        )
+    held = set(
+        session.scalars(
+            select(Key.container_id).where(
+                Key.secure_element_id == element.id,
+                Key.container_id.is_not(None),
+                Key.push_state.in_(HELD),
+            )
+        )
+    )
+    return next((n for n in range(1, MAX_CONTAINERS + 1) if n not in held), None)
+
+
+def _label(text: str) -> str:
+    label = "".join(ch if ch.isprintable() else " " for ch in text)
+    while len(label.encode("utf-8")) > MAX_LABEL:
+        label = label[:-1]
+    return label
+
+
+def lock_uri(lock: Lock) -> str:
+    return f"coaps://{_host(lock.host)}:{lock.port}/lock"
+
+
+def _fail(key: Key, why: str) -> None:
+    key.push_state = PushState.FAILED
+    key.push_error = why[:MAX_ERROR]
+    key.push_due_at = None
+    key.push_attempts += 1
+
+
+def _locked_key(session: Session, key_uuid: uuid.UUID) -> Key:
+    return session.scalars(
+        select(Key)
+        .where(Key.id == key_uuid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _moved_on(key: Key, job: SePushJob, now: dt.datetime) -> bool:
+    """The key changed state since the claim (revoked mid-install): run what it needs now."""
+    if key.push_state == job.state:
+        return False
+    if key.push_state in (PushState.PENDING, PushState.REMOVING):
+        key.push_due_at = now
+    return True
+
+
+def record_done(session: Session, job: SePushJob, note: str = "", *, now: dt.datetime) -> Key:
+    """The card holds the container (install) or does not any more (delete)."""
+    key = _locked_key(session, job.key_uuid)
+    if not _moved_on(key, job, now):
+        if job.install:
+            key.push_state = PushState.INSTALLED
+            key.pushed_at = key.pushed_at or now
+        else:
+            key.push_state = PushState.REMOVED
+            key.removed_at = now
+        key.push_due_at = None
+        key.push_attempts = 0
+        key.push_error = note[:MAX_ERROR] or None
+    session.commit()
+    return key
+
+
+def record_failed(session: Session, job: SePushJob, why: str, *, now: dt.datetime) -> Key:
+    """A failure that another try would not fix: ``failed``, with why."""
+    key = _locked_key(session, job.key_uuid)
+    if not _moved_on(key, job, now):
+        _fail(key, why if job.install else f"delete: {why}")
+    session.commit()
+    return key
+
+
+def record_retry(
+    session: Session,
+    job: SePushJob,
+    why: str,
+    *,
+    now: dt.datetime,
+    base: float,
+    cap: float,
+    rng: random.Random | None = None,
+) -> Key:
+    """A transient failure: retry after a delay doubling from ``base`` up to ``cap``, ±20%."""
+    key = _locked_key(session, job.key_uuid)
+    if not _moved_on(key, job, now):
+        key.push_attempts += 1
+        key.push_error = why[:MAX_ERROR]
+        delay = min(cap, base * 2 ** min(key.push_attempts - 1, 30))
+        delay *= 0.8 + 0.4 * (rng or random).random()
+        key.push_due_at = now + dt.timedelta(seconds=min(delay, cap))
+    session.commit()
+    return key
+
+
+def on_revoke(key: Key, now: dt.datetime) -> None:
+    """Called by ``keys.revoke`` under the key's row lock: schedule the container's delete.
+
+    A key that never got a container id, or whose install failed for good,
+    never reached its card: it is simply ``removed`` (``push_error`` keeps
+    why). Otherwise a delete is due (checked against the card's LIST first, so
+    a container id that holds another key is left alone); a claim in flight
+    keeps its lease and hands over when it ends.
+    """
+    if key.push_state in (PushState.REMOVING, PushState.REMOVED):
+        return
+    if key.push_state == PushState.FAILED:  # nothing of it reached the card
+        key.push_state = PushState.REMOVED
+        key.removed_at = now
+        return
+    if key.container_id is None:
+        key.push_state = PushState.REMOVED
+        key.removed_at = now
+        key.push_due_at = None
+        key.push_error = None
+        return
+    in_flight = key.push_state == PushState.PENDING and key.push_due_at is not None
+    key.push_state = PushState.REMOVING
+    key.push_due_at = max(now, key.push_due_at) if in_flight and key.push_due_at else now
+    key.push_attempts = 0
+    key.push_error = None
 
 
 @dataclass(frozen=True)
@@ -51,16 +308,20 @@ def keys_awaiting_push(
     for key, lock, element in rows:
         identity = key.identity.encode("ascii")
         psk = locks.unseal(box, lock).derive_psk(identity)
-        uri = f"coaps://{_host(lock.host)}:{lock.port}/lock"
-        out.append(KeyToPush(key, element, uri, MintedKey(identity=identity, psk=psk)))
+        out.append(KeyToPush(key, element, lock_uri(lock), MintedKey(identity=identity, psk=psk)))
     return out
 
 
 def key_pushed(session: Session, key_uuid: uuid.UUID, *, at: dt.datetime | None = None) -> Key:
     """Record that the container is in the secure element (idempotent)."""
-    key = keys.get(session, key_uuid)
+    key = session.get(Key, key_uuid)
+    if key is None:
+        raise NotFoundError(f"no key {key_uuid}")
     if key.pushed_at is None:
         key.pushed_at = at or utcnow()
+        if key.push_state == PushState.PENDING:
+            key.push_state = PushState.INSTALLED
+            key.push_due_at = None
         session.commit()
     return key
 

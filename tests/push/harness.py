@@ -158,14 +158,14 @@ class Racs:
 
 
 async def start_racs(
-    paths: pki.PkiPaths, cards: dict[str, Applet], apdu_log: Path | None = None
+    paths: pki.PkiPaths, cards: dict[str, Applet], apdu_log: Path | None = None, *, port: int = 0
 ) -> Racs:
     tapped = {seid: TappedApplet(applet) for seid, applet in cards.items()}
     registry = Registry(Slot(seid, InProcessCard(t, name=seid)) for seid, t in tapped.items())
     policy = AccessPolicy(users={"keyserver": frozenset({"*"})}, se_default_access=True)
     log = ApduLog(apdu_log) if apdu_log is not None else None
     ctx = server_ssl_context(paths.racs_server.cert, paths.racs_server.key, paths.racs_ca.cert)
-    server = RacsServer(RacsService(registry, policy, log), ctx, port=0, idle_timeout=10)
+    server = RacsServer(RacsService(registry, policy, log), ctx, port=port, idle_timeout=10)
     await server.start()
     return Racs(paths, server, tapped)
 

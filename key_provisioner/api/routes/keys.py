@@ -52,12 +52,19 @@ KEY_LINKS = {
     description=(
         "Mints an identity and returns it with its PSK. The PSK is shown **once**: the server "
         "does not store it (it can re-derive it from the lock secret to provision the secure "
-        "element). Use it by hand, e.g. `coap-client -m post -u IDENTITY -k PSK URI`."
+        "element). Use it by hand, e.g. `coap-client -m post -u IDENTITY -k PSK URI`. "
+        "The background worker then installs its container in the secure element through "
+        "its RACS server; `push` on the key shows how far that got."
     ),
 )
-def issue_key(body: KeyCreate, session: SessionDep, box: BoxDep, _: AdminDep) -> KeyIssued:
+def issue_key(
+    body: KeyCreate, session: SessionDep, box: BoxDep, state: StateDep, _: AdminDep
+) -> KeyIssued:
     now = utcnow()
-    key, minted, lock = keys.issue(session, box, presenters.new_key(body), now=now)
+    key, minted, lock = keys.issue(
+        session, box, presenters.new_key(body), now=now, push_note=state.push_note
+    )
+    state.kick_worker()  # its container is due for its secure element
     host = f"[{lock.host}]" if ":" in lock.host else lock.host
     return KeyIssued.model_validate(
         presenters.key_fields(key, now)
