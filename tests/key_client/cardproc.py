@@ -34,7 +34,7 @@ def make_card(directory: Path, keys: list[tuple[str, str, Key]], *, pin: str | N
     elock_se("personalize", "--card", str(card), *(["--pin", pin] if pin else []))
     for label, uri, key in keys:
         elock_se("install", "--card", str(card), "--label", label, "--uri", uri,
-                 "--identity", key.identity, "--psk", key.psk,
+                 "--identity", key.identity, f"--psk={key.psk}",  # a PSK may start with "-"
                  *(["--pin-required"] if pin else []))  # fmt: skip
     return card
 
