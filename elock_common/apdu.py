@@ -7,6 +7,8 @@ Short form unless the data or Le cannot fit, as ISO 7816-4 prefers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 SHORT_MAX = 256
 EXTENDED_MAX = 65536
 
@@ -38,3 +40,26 @@ def encode_command(
         if le is not None:
             out.append(le % SHORT_MAX)
     return bytes(out)
+
+
+MAX_CHAINED_RESPONSES = 64
+_GET_RESPONSE_CLA, _GET_RESPONSE_INS = 0x00, 0xC0
+
+
+def exchange(transmit: Callable[[bytes], bytes], command: bytes) -> tuple[bytes, int]:
+    """Send ``command``, follow 61xx with GET RESPONSE, return (all data, final status word).
+
+    A response shorter than a status word counts as 6F00, so callers only ever
+    see a well-formed status word.
+    """
+    response = transmit(command)
+    body = bytearray(response[:-2])
+    for _ in range(MAX_CHAINED_RESPONSES):
+        if len(response) < 2 or response[-2] != 0x61:
+            break
+        response = transmit(
+            encode_command(_GET_RESPONSE_CLA, _GET_RESPONSE_INS, le=response[-1] or SHORT_MAX)
+        )
+        body += response[:-2]
+    sw = int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0x6F00
+    return bytes(body), sw

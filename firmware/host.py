@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 from elock_common import card_protocol as c
 from elock_common import tlv
+from elock_common.apdu import exchange
 from elock_common.container import KeyContainer, parse_list
 from firmware.apdu import command
 from firmware.personalization import CHALLENGE_BYTES, SealingKeys
 
 Transmit = Callable[[bytes], bytes]
-MAX_GET_RESPONSE = 64
 
 
 class CardError(Exception):
@@ -33,17 +33,10 @@ class CardError(Exception):
 
 def transceive(transmit: Transmit, apdu: bytes, what: str = "command") -> bytes:
     """Send *apdu*, collect a chained response, return its data; CardError if not 9000."""
-    response = transmit(apdu)
-    body = bytearray(response[:-2])
-    for _ in range(MAX_GET_RESPONSE):
-        if len(response) < 2 or response[-2] != 0x61:
-            break
-        response = transmit(command(c.CLA_ISO, c.INS_GET_RESPONSE, le=response[-1] or 256))
-        body += response[:-2]
-    sw = int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0x6F00
+    body, sw = exchange(transmit, apdu)
     if sw != 0x9000:
         raise CardError(sw, what)
-    return bytes(body)
+    return body
 
 
 def select(transmit: Transmit) -> None:

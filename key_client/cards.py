@@ -14,7 +14,7 @@ from pathlib import Path
 
 from elock_common import card_protocol as c
 from elock_common import tlv
-from elock_common.apdu import encode_command
+from elock_common.apdu import encode_command, exchange
 from elock_common.container import parse_list
 from elock_common.errors import FormatError
 from key_client.channel import KeyInfo, OpenStep
@@ -28,7 +28,6 @@ from key_client.errors import (
 )
 
 Transmit = Callable[[bytes], bytes]
-MAX_CHAINED = 64
 EXTENDED_LE = 65536  # every eLock answer in one exchange (docs/apdu.md)
 
 
@@ -119,19 +118,10 @@ class AppletChannel:
         le: int | None = EXTENDED_LE,
         what: str,
     ) -> bytes:
-        response = self._transmit(encode_command(cla, ins, p1, p2, data, le=le))
-        body = bytearray(response[:-2])
-        for _ in range(MAX_CHAINED):
-            if len(response) < 2 or response[-2] != 0x61:
-                break
-            response = self._transmit(
-                encode_command(c.CLA_ISO, c.INS_GET_RESPONSE, le=response[-1] or 256)
-            )
-            body += response[:-2]
-        sw = int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0x6F00
+        body, sw = exchange(self._transmit, encode_command(cla, ins, p1, p2, data, le=le))
         if sw != 0x9000:
             raise _card_error(sw, what)
-        return bytes(body)
+        return body
 
 
 def _now() -> tuple[int, bytes]:
