@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from elock_demo import pki_cli
 from elock_demo.services import Service, StoryBrokenError
 from elock_demo.story import tell
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--keep", action="store_true", help="leave everything running at the end")
     demo.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     demo.set_defaults(func=run_demo)
+    pki_cli.add_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

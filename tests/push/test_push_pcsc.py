@@ -7,8 +7,6 @@ backend. pcscd's vpcd port is shared: these tests run one at a time.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,38 +18,12 @@ from elock_push import Delete, Install, Outcome
 from firmware import cardfile
 from firmware.keyring import Keyring
 from firmware.store import Store
-from tests.key_client.cardproc import ServedCard, elock_se, env
-from tests.pcsc import READER
+from tests.key_client.cardproc import ServedCard, elock_se
 from tests.push.harness import pusher_for
+from tests.push.racsproc import RacsProcess
 
 pytestmark = pytest.mark.peer
 PSK = "cGNzYy1wYXRoLXNlY3JldC1wc2stMDAx"
-
-
-class RacsProcess:
-    def __init__(self, paths: pki.PkiPaths, directory: Path, seid: str) -> None:
-        (directory / "users.txt").write_text("keyserver -1\n")
-        config = directory / "racs.toml"
-        config.write_text(
-            f'[server]\nport = 0\ncert = "{paths.racs_server.cert}"\n'
-            f'key = "{paths.racs_server.key}"\nclient_ca = "{paths.racs_ca.cert}"\n'
-            '[access]\nusers = "users.txt"\nse_default_access = true\n'
-            f'[[se]]\nseid = "{seid}"\nbackend = "pcsc"\nreader = "{READER}"\n'
-        )
-        self.log = directory / "apdus.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "racs.cli", "--config", str(config), "--log-apdus",
-             str(self.log), "--ready-line", "ready {port}"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env(),
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("ready "), line
-        self.port = int(line.split()[1])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @pytest.fixture

@@ -1,0 +1,39 @@
+"""``racs-server`` in a subprocess, serving the vpcd reader of pcscd, logging every APDU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from elock_common import pki
+from tests.key_client.cardproc import env
+from tests.pcsc import READER
+
+
+class RacsProcess:
+    def __init__(self, paths: pki.PkiPaths, directory: Path, seid: str) -> None:
+        (directory / "users.txt").write_text("keyserver -1\n")
+        config = directory / "racs.toml"
+        config.write_text(
+            f'[server]\nport = 0\ncert = "{paths.racs_server.cert}"\n'
+            f'key = "{paths.racs_server.key}"\nclient_ca = "{paths.racs_ca.cert}"\n'
+            '[access]\nusers = "users.txt"\nse_default_access = true\n'
+            f'[[se]]\nseid = "{seid}"\nbackend = "pcsc"\nreader = "{READER}"\n'
+        )
+        self.log = directory / "apdus.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "racs.cli", "--config", str(config), "--log-apdus",
+             str(self.log), "--ready-line", "ready {port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env(),
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("ready "), line
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

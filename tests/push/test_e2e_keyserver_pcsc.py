@@ -1,0 +1,188 @@
+"""Issue #7's whole path, every part a real program as an operator runs it.
+
+``elock pki init`` makes the PKI; ``elock-se personalize --seid`` makes a card
+file whose key pair is made in the card and certified by the issuer CA;
+``elock-se serve`` puts it behind the real pcscd (vpcd); ``racs-server``
+serves that reader with a log of every APDU; ``elock-keyserver`` (migrate,
+token create, serve with its worker and ``[push]``) and ``elock-lock`` run as
+subprocesses. Through the REST API a lock is enrolled and a key issued; the
+worker pushes its container through RACS and TLS#2; ``coap-open --reader``
+opens the lock with it through pcscd; revoked, the container leaves the card
+and the lock refuses the key. pcscd's vpcd port is shared: one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elock_common import pki
+from elock_demo.services import KeyServerApi
+from tests.key_client.cardproc import ServedCard, coap_open, elock_se, env
+from tests.key_provisioner.liveserver import Process, free_tcp_port, run_module
+from tests.lock_server.lockproc import Key, LockProcess, coap, free_udp_port
+from tests.pcsc import READER
+from tests.push.racsproc import RacsProcess
+
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
+SEID = "card-e2e-07"
+WORKER = "poll_seconds = 0.2\ncoap_timeout = 2\nretry_base = 0.2\nretry_max = 1\n"
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def elock_pki_init(directory: Path) -> pki.PkiPaths:
+    """``elock pki init``, then the paths it promises (the same layout as ``init_pki``)."""
+    command = [sys.executable, "-m", "elock_demo.cli", "pki", "init", "--dir", str(directory)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "se-issuer-ca.pem" in done.stdout
+    key_files = sorted(directory.glob("*.key"))
+    assert len(key_files) == 6 and all(p.stat().st_mode & 0o777 == 0o600 for p in key_files)
+
+    def pair(stem: str) -> pki.CertAndKey:
+        return pki.CertAndKey(directory / f"{stem}.pem", directory / f"{stem}.key")
+
+    return pki.PkiPaths(directory, pair("key-server-ca"), pair("key-server"), pair("racs-ca"),
+                        pair("racs-server"), {"keyserver": pair("racs-user-keyserver")},
+                        pair("se-issuer-ca"))  # fmt: skip
+
+
+@dataclass
+class System:
+    api: KeyServerApi
+    racs: RacsProcess
+    lock: LockProcess
+    lock_id: str
+    se_id: str
+
+
+def start_keyserver(directory: Path, paths: pki.PkiPaths) -> tuple[KeyServerApi, Process]:
+    directory.mkdir()
+    master = run_module("key_provisioner.cli", "master-key").strip()
+    (directory / "master.key").write_text(master + "\n")
+    user = paths.racs_users["keyserver"]
+    config = directory / "keyserver.toml"
+    config.write_text(
+        f'[keyserver]\ndatabase_url = "sqlite:///{directory}/keys.sqlite3"\n'
+        f'master_key_file = "master.key"\n\n[worker]\n{WORKER}\n'
+        f'[push]\nracs_client_cert = "{user.cert}"\nracs_client_key = "{user.key}"\n'
+        f'racs_ca = "{paths.racs_ca.cert}"\ntls2_cert = "{paths.key_server.cert}"\n'
+        f'tls2_key = "{paths.key_server.key}"\nse_issuer_ca = "{paths.se_issuer_ca.cert}"\n'
+    )
+    cli = ["key_provisioner.cli", "--config", str(config)]
+    run_module(*cli, "migrate")
+    token = run_module(*cli, "token", "create", "--role", "admin", "--name", "e2e").strip()
+    port = free_tcp_port()
+    process = Process([*cli, "serve", "--port", str(port)], directory / "keyserver.log",
+                      "Application startup complete")  # fmt: skip
+    process.start()
+    return KeyServerApi(f"http://127.0.0.1:{port}", token), process
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    paths = elock_pki_init(tmp_path / "pki")
+    card = tmp_path / "card.json"
+    elock_se("personalize", "--card", str(card), "--seid", SEID,
+             "--issuer-cert", str(paths.se_issuer_ca.cert),
+             "--issuer-key", str(paths.se_issuer_ca.key),
+             "--key-server-ca", str(paths.key_server_ca.cert))  # fmt: skip
+    stack: list[Callable[[], None]] = []
+    try:
+        served = ServedCard(card)
+        stack.append(served.stop)
+        racs = RacsProcess(paths, tmp_path, SEID)
+        stack.append(racs.stop)
+        api, keyserver = start_keyserver(tmp_path / "keyserver", paths)
+        stack.append(keyserver.stop)
+        port = free_udp_port()
+        enrolled = api.call("POST", "/locks", {"name": "e2e", "host": "127.0.0.1", "port": port})
+        bundle = tmp_path / "bundle.json"
+        bundle.write_text(json.dumps(enrolled["bundle"]))
+        lock = LockProcess(tmp_path / "lock", port)
+        run_module("lock_server.cli", "init", "--dir", str(lock.directory), "--bundle", str(bundle))
+        bundle.unlink()
+        lock.config.write_text(
+            lock.config.read_text().replace("open_seconds = 5.0", "open_seconds = 0.2")
+        )
+        lock.start()
+        stack.append(lock.stop)
+        body = {"seid": SEID, "racs_server": f"127.0.0.1:{racs.port}", "label": "e2e phone"}
+        se = api.call("POST", "/secure-elements", body)
+        yield System(api, racs, lock, enrolled["lock"]["id"], se["id"])
+    finally:
+        for stop in reversed(stack):
+            stop()
+
+
+def push_state(api: KeyServerApi, key_id: str, state: str) -> Callable[[], Any]:
+    def reached() -> Any:
+        push = api.call("GET", f"/keys/{key_id}")["push"]
+        assert push["state"] != "failed", push
+        return push if push["state"] == state else None
+
+    return reached
+
+
+def test_issue_push_open_revoke_refuse(system: System) -> None:
+    api = system.api
+    body = {"lock_id": system.lock_id, "secure_element_id": system.se_id, "label": "Front door"}
+    key = api.call("POST", "/keys", body)
+    assert key["push"]["state"] == "pending"
+    push = wait_for(push_state(api, key["id"], "installed"), "push installed")
+    assert push["container_id"] == 1 and push["last_error"] is None
+
+    # The phone's side: the card behind pcscd lists the key, never its PSK.
+    status, listed, _ = coap_open("--list", "--reader", READER)
+    assert status == 0, listed
+    assert isinstance(listed, list) and [k["label"] for k in listed] == ["Front door"]
+    assert key["psk"] not in json.dumps(listed)
+
+    # coap-open opens the real lock with the pushed container, through pcscd.
+    status, opened, _ = coap_open("Front door", "--reader", READER)
+    assert status == 0 and opened["status"] == "opened", opened
+    assert "on" in system.lock.relay_events()
+
+    # The RACS server carried TLS#2 as ciphertext: no PSK, label or identity in its log.
+    log = system.racs.log.read_text().upper()
+    assert log.count("00D8") >= 5
+    for clear in (key["psk"], key["identity"], "Front door", key["uri"]):
+        assert clear.encode().hex().upper() not in log, clear
+        assert clear.upper() not in log, clear
+
+    # Revoke: the worker deletes the container and the lock confirms the revocation.
+    api.call("POST", f"/keys/{key['id']}/revoke", {"reason": "phone lost"})
+    wait_for(push_state(api, key["id"], "removed"), "push removed")
+
+    def lock_in_sync() -> bool:
+        return bool(api.call("GET", f"/locks/{system.lock_id}")["revocation"]["in_sync"])
+
+    wait_for(lock_in_sync, "lock confirms the revocation")
+    status, listed, _ = coap_open("--list", "--reader", READER)
+    assert status == 0 and listed == [], listed
+    status, refused, _ = coap_open("Front door", "--reader", READER)
+    assert status == 6, refused  # no such key on the card any more
+
+    # A copy of the key kept elsewhere (identity and PSK as issued) is refused by the lock.
+    copy = Key(key["identity"], key["psk"], key["key_id"])
+    answer = coap("coap-client-openssl", "post", copy, key["uri"])
+    assert "4.01 key revoked" in answer, answer
+    reasons = [row["reason"] for row in system.lock.audit() if row["action"] == "open"]
+    assert reasons[-1] == "key revoked", reasons
+    assert system.lock.relay_events().count("on") == 1
