@@ -101,7 +101,10 @@ async def s_client(
     )  # fmt: skip
     assert proc.stdin and proc.stdout and proc.stderr
     proc.stdin.write(request.encode())
-    await proc.stdin.drain()
+    try:
+        await proc.stdin.drain()
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # s_client already gave up: the server refused the handshake; stderr says how
     lines: list[str] = []
     try:
         while not lines or lines[-1] != "END":
