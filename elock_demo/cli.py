@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from elock_demo import pki_cli
-from elock_demo.services import Service, StoryBrokenError
+from elock_demo.services import Running, StoryBrokenError
 from elock_demo.story import tell
 
 
@@ -56,7 +56,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return 2
     work = args.dir or Path(tempfile.mkdtemp(prefix="elock-demo-"))
     work.mkdir(parents=True, exist_ok=True)
-    story, services = Story(), []  # type: ignore[var-annotated]
+    story, services = Story(), list[Running]()
     keep = args.keep
     try:
         notes = tell(story, work, services, detach=keep)
@@ -74,15 +74,15 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_keep(services: list[Service], notes: dict[str, str]) -> None:
+def _print_keep(services: list[Running], notes: dict[str, str]) -> None:
     print("\nStill running:")
     for service in services:
-        pid = service.proc.pid if service.proc else "?"
+        pid = service.proc.pid if service.proc else "not ours"
         print(f"  {service.name}: pid {pid}, log {service.log_path}")
-    print(f"\nAPI docs:   {notes['api']}/docs  (token: {notes['token_file']})")
-    print(
-        f"Phone app:  .venv/bin/elock-phone --card {notes['card']}  then open http://127.0.0.1:8480/"
-    )
+    print(f"\nAPI docs:   {notes['api']}/docs  (Authorize with the token in {notes['token_file']})")
+    print(f"Phone app:  .venv/bin/elock-phone --reader '{notes['reader']}'"
+          "  then open http://127.0.0.1:8480/ and press Open")  # fmt: skip
+    print("            (its key 'Back door' was pushed into the card by the key server)")
     pids = " ".join(str(s.proc.pid) for s in services if s.proc)
     print(f"Stop all:   kill {pids}")
 

@@ -16,11 +16,23 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 
 class StoryBrokenError(Exception):
     """A step of the demo did not do what the story says."""
+
+
+class Running(Protocol):
+    """Something the demo started and stops at the end (a program, or pcscd)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def log_path(self) -> Path | str: ...
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None: ...
+    def stop(self) -> None: ...
 
 
 def run(module: str, *args: str, stdin: str | None = None) -> str:
@@ -87,3 +99,14 @@ class KeyServerApi:
         except urllib.error.HTTPError as exc:
             problem = exc.read().decode(errors="replace")
             raise StoryBrokenError(f"{method} {path}: {exc.code} {problem}") from None
+
+
+def run_status(module: str, *args: str) -> tuple[int, dict[str, Any]]:
+    """Run a ``--json`` command; its exit status and the JSON object of its last line."""
+    done = subprocess.run([sys.executable, "-m", module, *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    try:
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        out = {"stdout": done.stdout, "stderr": done.stderr}
+    return done.returncode, out if isinstance(out, dict) else {"value": out}
