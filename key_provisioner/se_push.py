@@ -1,4 +1,5 @@
-"""The key server's side of TLS#1 and TLS#2: ``SecureElementPush`` clients from the settings.
+"""The key server's side of TLS#1 and TLS#2: ``SecureElementPush`` clients from the settings,
+and what a failed push means for the key.
 
 The SSL contexts and the SE issuer CA are loaded once, at start-up (a bad file
 is a ``ConfigError`` naming the setting); a ``SecureElementPush`` is then made
@@ -8,15 +9,54 @@ per RACS server, as registered with each secure element (``host:port``,
 
 from __future__ import annotations
 
+import enum
 import ssl
 from pathlib import Path
 
 from cryptography import x509
 
-from elock_push import SecureElementPush, tls2_context
+from elock_push import CardError, PushError, SecureElementPush, UntrustedCardError, tls2_context
 from key_provisioner.core.config import PushSettings
 from key_provisioner.core.errors import ConfigError
 from racs.client import client_ssl_context
+from racs.errors import ErrorClass, RemoteRacsError
+
+
+class Verdict(enum.Enum):
+    BUSY = "busy"  # another RACS session holds the card: again soon, not a failed try
+    TRANSIENT = "transient"  # RACS unreachable, a cut connection, a broken TLS#2: back off
+    PERMANENT = "permanent"  # will not change by itself: the key is ``failed``
+
+
+# A card that is not the one registered, or that answers outside the protocol,
+# will not change by itself. The rest (RACS unreachable or refusing, a cut
+# connection, a TLS#2 session that broke) may well work on the next try.
+PERMANENT = (UntrustedCardError, CardError)
+
+
+def verdict(exc: PushError) -> Verdict:
+    """What to do with the keys of a push that failed with *exc*.
+
+    Several workers (or replicas) may visit one card at once; RACS then
+    refuses all but one with its IN_USE class (``-7YZ ... locked by another
+    session``). That is the normal course of things, never a failure.
+    """
+    if card_busy(exc):
+        return Verdict.BUSY
+    return Verdict.PERMANENT if isinstance(exc, PERMANENT) else Verdict.TRANSIENT
+
+
+def card_busy(exc: BaseException) -> bool:
+    """RACS refused because another session holds the card (anywhere in the causes)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, RemoteRacsError):
+            try:
+                return seen.error_class is ErrorClass.IN_USE
+            except (ValueError, IndexError):  # a code outside the protocol
+                return False
+        seen = seen.__cause__
+    return False
 
 
 class PushClients:

@@ -19,29 +19,17 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from elock_push import (
-    CardError,
-    Delete,
-    Install,
-    Outcome,
-    PushError,
-    PushResult,
-    UntrustedCardError,
-)
+from elock_push import Delete, Install, Outcome, PushError, PushResult
 from key_provisioner.core.config import WorkerSettings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.db.base import utcnow
 from key_provisioner.lock_admin import AdminSession, LockAdminError
-from key_provisioner.se_push import PushClients
+from key_provisioner.se_push import PushClients, Verdict, verdict
 from key_provisioner.services import audit, provisioning, revocations
 from key_provisioner.services.audit import AuditJob
 from key_provisioner.services.provisioning import SePushJob
 from key_provisioner.services.revocations import PushJob
 
-# A card that is not the one registered, or that answers outside the protocol,
-# will not change by itself: the key is ``failed`` with why. The rest (RACS
-# unreachable, a cut connection, a TLS#2 session that broke) is retried.
-PERMANENT = (UntrustedCardError, CardError)
 _DONE = {Outcome.INSTALLED, Outcome.ALREADY_PRESENT, Outcome.DELETED, Outcome.NOT_FOUND}
 
 log = logging.getLogger(__name__)
@@ -166,15 +154,10 @@ class Worker:
                 for job in open_jobs
             ]
             results: list[PushResult] = (await pusher.push(seid, ops)).results if ops else []
-        except PERMANENT as exc:
-            log.warning("push to card %s via %s refused: %s", seid, pusher, exc.reason)
-            for job in open_jobs:
-                await self._se_record(job, provisioning.record_failed, exc.reason)
-            return
         except PushError as exc:
-            log.info("push to card %s via %s failed, will retry: %s", seid, pusher, exc.reason)
+            record = self._se_record_for(verdict(exc), f"card {seid} via {pusher}", exc.reason)
             for job in open_jobs:
-                await self._se_record(job, self._record_retry, exc.reason)
+                await self._se_record(job, record, exc.reason)
             return
         for job, result in zip(open_jobs, results, strict=True):
             what = "install" if job.install else "delete"
@@ -185,6 +168,23 @@ class Worker:
             else:
                 why = f"the card refused the {what}: {result.detail or result.outcome.value}"
                 await self._se_record(job, provisioning.record_failed, why)
+
+    def _se_record_for(self, kind: Verdict, where: str, why: str) -> Callable[..., object]:
+        """How to record a push that failed: see ``se_push.verdict``."""
+        if kind is Verdict.BUSY:
+            log.info("push to %s: card busy, will retry soon: %s", where, why)
+            return self._record_busy
+        if kind is Verdict.PERMANENT:
+            log.warning("push to %s refused: %s", where, why)
+            return provisioning.record_failed
+        log.info("push to %s failed, will retry: %s", where, why)
+        return self._record_retry
+
+    def _record_busy(
+        self, session: Session, job: SePushJob, why: str, *, now: dt.datetime
+    ) -> object:
+        delay = self._settings.retry_base
+        return provisioning.record_busy(session, job, why, now=now, delay=delay)
 
     def _record_retry(
         self, session: Session, job: SePushJob, why: str, *, now: dt.datetime

@@ -64,6 +64,11 @@ class LockRetiredError(ConflictError):
     title = "The lock is retired"
 
 
+class PushNotRetryableError(ConflictError):
+    slug = "push-not-retryable"
+    title = "Only the failed push of a live key can be retried"
+
+
 class InvalidRequestError(DomainError):
     """Well-formed input that breaks a rule only the service layer can check."""
 
@@ -87,6 +92,7 @@ PROBLEM_TYPES: tuple[type[DomainError], ...] = (
     NotFoundError,
     ConflictError,
     LockRetiredError,
+    PushNotRetryableError,
     InvalidRequestError,
     SecretUnavailableError,
 )

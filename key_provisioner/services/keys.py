@@ -24,7 +24,7 @@ from key_provisioner.core.errors import InvalidRequestError, NotFoundError
 from key_provisioner.db.base import utcnow
 from key_provisioner.db.models import Key, Lock, SecureElement
 from key_provisioner.schemas.keys import KeyState, PushState
-from key_provisioner.services import locks, provisioning
+from key_provisioner.services import key_push, locks
 from key_provisioner.services.pagination import Page, keyset, page_of
 
 _MINT_ATTEMPTS = 4  # key ids are 48 random bits; a clash within one lock is rare
@@ -195,7 +195,7 @@ def revoke(
         return key
     key.revoked_at = now
     key.revoke_reason = reason
-    provisioning.on_revoke(key, now)
+    key_push.on_revoke(key, now)
     if lock.retired_at is None:
         lock.revocation_version += 1
         lock.push_due_at = now

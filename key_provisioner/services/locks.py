@@ -1,4 +1,4 @@
-"""Locks: enrol (make and seal the secret), list, show, retire."""
+"""Locks: enrol (make and seal the secret), list, show, retire (and revoke its keys)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from elock_common import LockSecret
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import ConflictError, LockRetiredError, NotFoundError
 from key_provisioner.db.base import utcnow
-from key_provisioner.db.models import Lock
+from key_provisioner.db.models import Key, Lock
+from key_provisioner.services import key_push
 from key_provisioner.services.pagination import Page, keyset, page_of
+
+RETIRED_REASON = "lock retired"
 
 
 @dataclass(frozen=True)
@@ -94,16 +97,31 @@ def list_locks(
 
 
 def retire(session: Session, lock_id: uuid.UUID, *, now: dt.datetime | None = None) -> Lock:
-    """Take a lock out of service for good: its secret is destroyed.
+    """Take a lock out of service for good: its secret is destroyed, its keys revoked.
 
-    Its keys stop being deliverable (no secret to derive PSKs from), pending
-    revocation pushes stop, and its name is free again. History stays.
+    Its keys can open nothing any more, so each one not revoked yet is revoked
+    (reason ``RETIRED_REASON``) and, as a revoke does, its container is to be
+    deleted from its card (``key_push.on_revoke``: ``removing``, or ``removed``
+    if it was never written). The revocation version does not move: a retired
+    lock gets no more revocation pushes, nor audit pulls. Its name is free
+    again; history stays.
     """
+    now = now or utcnow()
     lock = get_active(session, lock_id, for_update=True)
-    lock.retired_at = now or utcnow()
+    lock.retired_at = now
     lock.secret_sealed = None
     lock.push_due_at = None
     lock.audit_due_at = None
+    live_keys = (
+        select(Key)
+        .where(Key.lock_id == lock.id, Key.revoked_at.is_(None))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    for key in session.scalars(live_keys).all():
+        key.revoked_at = now
+        key.revoke_reason = RETIRED_REASON
+        key_push.on_revoke(key, now)
     session.commit()
     return lock
 

@@ -6,8 +6,10 @@ Each key row carries its push: ``push_state`` is
 - ``installed``: the container is in the card;
 - ``failed``: it cannot be installed as things are, ``push_error`` says why
   (an untrusted card certificate, a card full, a container id held by another
-  key); not retried;
-- ``removing``: the key was revoked; its container is to be deleted;
+  key); the worker does not retry it, an admin may (``key_push.retry``, once
+  the cause is fixed);
+- ``removing``: the key was revoked (or its lock retired); its container is
+  to be deleted;
 - ``removed``: not on the card any more (deleted, or never written).
 
 The worker claims due pushes like revocation pushes: ``FOR UPDATE SKIP
@@ -17,7 +19,9 @@ lock secret at each claim and kept in memory only; the server never stores it.
 A key gets a container id (1..16, lowest free on its card) at its first claim
 and keeps it, so every retry writes the same container (idempotent).
 Transient failures (RACS unreachable, a cut connection) are retried with
-backoff; the rest are ``failed``.
+backoff; a card busy with another RACS session (another worker visiting it) is
+retried soon, without counting as a failed try; the rest are ``failed``. The
+transitions a request causes (revoke, retire, retry) are in ``key_push``.
 """
 
 from __future__ import annotations
@@ -39,12 +43,9 @@ from key_provisioner.db.base import utcnow
 from key_provisioner.db.engine import is_postgresql
 from key_provisioner.db.models import Key, Lock, SecureElement
 from key_provisioner.schemas.keys import PushState
-from key_provisioner.services import locks
+from key_provisioner.services import key_push, locks
 
 MAX_ERROR = 300
-
-
-HELD = (PushState.PENDING, PushState.INSTALLED, PushState.REMOVING)  # see CONTAINER_HELD
 
 
 @dataclass(frozen=True)
@@ -150,19 +151,7 @@ def _job(
 
 def _free_container_id(session: Session, element: SecureElement) -> int | None:
     """The lowest container id no live key holds on this card (the SE row serializes)."""
-    if is_postgresql(session):
-        session.execute(
-            select(SecureElement.id).where(SecureElement.id == element.id).with_for_update()
-        )
-    held = set(
-        session.scalars(
-            select(Key.container_id).where(
-                Key.secure_element_id == element.id,
-                Key.container_id.is_not(None),
-                Key.push_state.in_(HELD),
-            )
-        )
-    )
+    held = key_push.held_container_ids(session, element.id)
     return next((n for n in range(1, MAX_CONTAINERS + 1) if n not in held), None)
 
 
@@ -250,32 +239,27 @@ def record_retry(
     return key
 
 
-def on_revoke(key: Key, now: dt.datetime) -> None:
-    """Called by ``keys.revoke`` under the key's row lock: schedule the container's delete.
+def record_busy(
+    session: Session,
+    job: SePushJob,
+    why: str,
+    *,
+    now: dt.datetime,
+    delay: float,
+    rng: random.Random | None = None,
+) -> Key:
+    """The card was busy with another RACS session (another worker): not a failed try.
 
-    A key that never got a container id, or whose install failed for good,
-    never reached its card: it is simply ``removed`` (``push_error`` keeps
-    why). Otherwise a delete is due (checked against the card's LIST first, so
-    a container id that holds another key is left alone); a claim in flight
-    keeps its lease and hands over when it ends.
+    Due again after ``delay`` ±20%, without backing off: the other session
+    ends within one visit. ``push_attempts`` is left as it was.
     """
-    if key.push_state in (PushState.REMOVING, PushState.REMOVED):
-        return
-    if key.push_state == PushState.FAILED:  # nothing of it reached the card
-        key.push_state = PushState.REMOVED
-        key.removed_at = now
-        return
-    if key.container_id is None:
-        key.push_state = PushState.REMOVED
-        key.removed_at = now
-        key.push_due_at = None
-        key.push_error = None
-        return
-    in_flight = key.push_state == PushState.PENDING and key.push_due_at is not None
-    key.push_state = PushState.REMOVING
-    key.push_due_at = max(now, key.push_due_at) if in_flight and key.push_due_at else now
-    key.push_attempts = 0
-    key.push_error = None
+    key = _locked_key(session, job.key_uuid)
+    if not _moved_on(key, job, now):
+        key.push_error = why[:MAX_ERROR]
+        delay *= 0.8 + 0.4 * (rng or random).random()
+        key.push_due_at = now + dt.timedelta(seconds=delay)
+    session.commit()
+    return key
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ ROUTES = [
     ("POST", "/keys"),
     ("GET", f"/keys/{uuid.uuid4()}"),
     ("POST", f"/keys/{uuid.uuid4()}/revoke"),
+    ("POST", f"/keys/{uuid.uuid4()}/push/retry"),
     ("GET", f"/keys/{uuid.uuid4()}/audit"),
     ("GET", "/secure-elements"),
     ("POST", "/secure-elements"),
@@ -64,6 +65,7 @@ def test_auditor_reads_but_cannot_change(admin: Api, auditor: Api) -> None:
         auditor.post("/locks", json={"name": "x", "host": "127.0.0.1"}),
         auditor.post("/keys", json={"lock_id": lock["id"], "secure_element_id": se["id"]}),
         auditor.post(f"/keys/{key['id']}/revoke"),
+        auditor.post(f"/keys/{key['id']}/push/retry"),
         auditor.post(f"/locks/{lock['id']}/retire"),
         auditor.post(f"/locks/{lock['id']}/audit/pull"),
     ]

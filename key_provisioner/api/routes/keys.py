@@ -1,4 +1,4 @@
-"""``/keys``: issue, list, show, revoke; a key's audit trail."""
+"""``/keys``: issue, list, show, revoke, retry a failed push; a key's audit trail."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from key_provisioner.schemas.keys import (
     KeyRevoke,
     KeyState,
 )
-from key_provisioner.services import audit, keys
+from key_provisioner.services import audit, key_push, keys
 from key_provisioner.services.keys import KeyFilter
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -38,6 +38,7 @@ KEY_LINKS = {
     for name, op in [
         ("ShowKey", "show_key"),
         ("RevokeKey", "revoke_key"),
+        ("RetryKeyPush", "retry_key_push"),
         ("KeyAudit", "key_audit"),
     ]
 }
@@ -133,6 +134,27 @@ def revoke_key(
     key = keys.revoke(session, key_uuid, body.reason if body else "")
     state.kick_worker()
     return presenters.key_public(key, utcnow())
+
+
+@router.post(
+    "/{key_uuid}/push/retry",
+    response_model=KeyPublic,
+    responses=problem_responses(403, 404, 409, 422),
+    summary="Retry a failed push of the key into its secure element",
+    description=(
+        "For a key whose `push.state` is `failed` (e.g. the card's certificate was refused, the "
+        "card was full), once the cause is fixed: the push is `pending` again, due now, with "
+        "`attempts` and `last_error` cleared, and the worker is woken. Any other push state, a "
+        "revoked or expired key, or a retired lock answers 409 with why."
+    ),
+)
+def retry_key_push(
+    key_uuid: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
+) -> KeyPublic:
+    now = utcnow()
+    key = key_push.retry(session, key_uuid, now=now)
+    state.kick_worker()
+    return presenters.key_public(key, now)
 
 
 @router.get(

@@ -99,10 +99,19 @@ def show_lock(lock_id: uuid.UUID, session: SessionDep, _: ReaderDep) -> LockPubl
     response_model=LockPublic,
     responses=problem_responses(403, 404, 409, 422),
     summary="Retire a lock for good",
-    description="Destroys the lock's secret; its keys and audit history stay readable.",
+    description=(
+        "Destroys the lock's secret. Its keys are revoked (`revoke_reason`: `lock retired`) "
+        "and their containers deleted from their secure elements in the background (watch "
+        "`push` on each key); the lock gets no more revocation pushes. Keys and audit history "
+        "stay readable."
+    ),
 )
-def retire_lock(lock_id: uuid.UUID, session: SessionDep, _: AdminDep) -> LockPublic:
-    return presenters.lock_public(locks.retire(session, lock_id))
+def retire_lock(
+    lock_id: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
+) -> LockPublic:
+    lock = locks.retire(session, lock_id)
+    state.kick_worker()  # its keys' containers are due for deletion
+    return presenters.lock_public(lock)
 
 
 @router.get(
