@@ -83,6 +83,12 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
     return value
 
 
+def _ranged(value: Any, key: str, where: str, low: float, high: float) -> Any:
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: '{key}' must be between {low:g} and {high:g}, not {value!r}")
+    return value
+
+
 def load_config(path: Path) -> RacsConfig:
     """Read racs.toml and every file it names; ConfigError on the first problem."""
     try:
@@ -115,15 +121,18 @@ def load_config(path: Path) -> RacsConfig:
 
     cfg = RacsConfig(path)
     cfg.host = _typed(srv, "host", str, where, cfg.host)
-    cfg.port = _typed(srv, "port", int, where, cfg.port)
+    cfg.port = _ranged(_typed(srv, "port", int, where, cfg.port), "port", where, 0, 65535)
     cfg.cert, cfg.key = file(srv, "cert", "server"), file(srv, "key", "server")
     cfg.client_ca = file(srv, "client_ca", "server")
-    cfg.idle_timeout = _typed(srv, "idle_timeout", float, where, cfg.idle_timeout)
-    cfg.max_sessions = _typed(srv, "max_sessions", int, where, cfg.max_sessions)
+    idle = _typed(srv, "idle_timeout", float, where, cfg.idle_timeout)
+    cfg.idle_timeout = _ranged(idle, "idle_timeout", where, 0.1, 86400)
+    sessions = _typed(srv, "max_sessions", int, where, cfg.max_sessions)
+    cfg.max_sessions = _ranged(sessions, "max_sessions", where, 1, 1_000_000)
     if "log_apdus" in srv:
         cfg.log_apdus = base / _typed(srv, "log_apdus", str, where, "")
     lim = raw.get("limits", {})
-    cfg.limits = Limits(**{k: _typed(lim, k, int, f"{path} [limits]", 0) for k in lim})
+    lw = f"{path} [limits]"
+    cfg.limits = Limits(**{k: _ranged(_typed(lim, k, int, lw, 0), k, lw, 1, 2**31) for k in lim})
     policy = AccessPolicy(users=load_users(file(acc, "users", "access")))
     seid_dir = file(acc, "seid_dir", "access", required=False)
     if seid_dir != Path():

@@ -176,6 +176,10 @@ async def test_openssl_without_client_certificate_gets_no_session(
             "unknown key(s) in [server]: idle_timout",
         ),
         (lambda t: t.replace("port = 0", 'port = "eighty"'), "'port' must be int"),
+        (lambda t: t.replace("port = 0", "port = 70000"), "'port' must be between 0 and 65535"),
+        (lambda t: t.replace("idle_timeout = 20", "idle_timeout = 0"), "'idle_timeout' must be"),
+        (lambda t: t.replace("[server]", "[server]\nmax_sessions = -1"), "'max_sessions' must"),
+        (lambda t: t + "\n[limits]\nmax_line = 0\n", "'max_line' must be between 1"),
         (
             lambda t: t.replace('users = "users.txt"', 'users = "nope.txt"'),
             "nope.txt does not exist",
