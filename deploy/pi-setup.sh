@@ -67,7 +67,8 @@ system() {  # a command that changes the system outside $ROOT
 put() {  # put MODE OWNER:GROUP PATH < content
   local mode=$1 owner=$2 path=$ROOT$3
   if [ "$DRY" = 1 ]; then echo "would write $path (mode $mode, $owner)"; cat >/dev/null; return; fi
-  mkdir -p "$(dirname "$path")"
+  # 0755 whatever root's umask: the service user must reach its files, which keep their own modes
+  install -d -m 0755 "$(dirname "$path")"
   local tmp; tmp=$(mktemp "$(dirname "$path")/.pi-setup.XXXXXX")
   cat >"$tmp"; chmod "$mode" "$tmp"
   [ -n "$ROOT" ] || chown "$owner" "$tmp"

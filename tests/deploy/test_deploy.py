@@ -35,8 +35,9 @@ def _bundle(tmp_path: Path, **overrides: object) -> Path:
     return path
 
 
-def _setup(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SETUP), *args], capture_output=True, text=True, timeout=60)
+def _setup(*args: str, umask: str = "022") -> subprocess.CompletedProcess[str]:
+    command = ["bash", "-c", f'umask {umask} && exec bash "$0" "$@"', str(SETUP), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
 def test_setup_into_throwaway_root(tmp_path: Path) -> None:
@@ -55,6 +56,7 @@ def test_setup_into_throwaway_root(tmp_path: Path) -> None:
         "3",
         "--timezone",
         "Europe/Paris",
+        umask="077",  # a hardened root shell
     )
     assert done.returncode == 0, done.stderr
     # system changes are only announced in a throwaway root
@@ -67,6 +69,7 @@ def test_setup_into_throwaway_root(tmp_path: Path) -> None:
     secret_path = root / "etc/elock/lock.secret"
     assert LockSecret.from_text(secret_path.read_text())  # the bundle's secret, intact
     assert stat.S_IMODE(secret_path.stat().st_mode) == 0o640
+    assert stat.S_IMODE((root / "etc/elock").stat().st_mode) == 0o755  # elock-lock gets in
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
