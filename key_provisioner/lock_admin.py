@@ -32,6 +32,12 @@ MAX_AUDIT_PAGES = 20  # per visit; the rest waits for the next visit
 _KEY_ID = re.compile(r"\A[0-9a-f]{12}\Z")
 
 
+def _consume(answer: asyncio.Future[aiocoap.Message]) -> None:
+    """Read the outcome of an answer nobody waits for any more (no "never retrieved" noise)."""
+    if not answer.cancelled():
+        answer.exception()
+
+
 class LockAdminError(Exception):
     """The lock could not be reached, refused us, or answered nonsense."""
 
@@ -121,9 +127,12 @@ class AdminSession:
             request.payload = payload
             request.opt.content_format = JSON
         try:
-            response = await asyncio.wait_for(
-                self._context.request(request).response, self._timeout
-            )
+            # Never cancel aiocoap's response future: an answer arriving after a cancel
+            # makes aiocoap raise InvalidStateError inside DTLSSocket's read callback,
+            # which leaves tinydtls half-way and later aborts the process (double free).
+            answer = self._context.request(request).response
+            answer.add_done_callback(_consume)
+            response = await asyncio.wait_for(asyncio.shield(answer), self._timeout)
         except TimeoutError:
             raise LockAdminError(
                 f"no answer from {self._base} within {self._timeout:g} s"

@@ -1,0 +1,44 @@
+"""The key server's lock client survives timeouts and cancellations (a real lock, tinydtls).
+
+aiocoap raised InvalidStateError inside DTLSSocket's read callback when an
+answer came after our timeout had cancelled its future; tinydtls was left
+half-way and the process later aborted ("double free or corruption"), which
+in the key server means the whole API going down during a lock visit.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.key_provisioner.liveserver import env
+from tests.lock_server.lockproc import LockProcess
+
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
+
+
+@pytest.fixture
+def lock(tmp_path: Path) -> Iterator[LockProcess]:
+    lock = LockProcess.create(tmp_path / "lock")
+    lock.start()
+    try:
+        yield lock
+    finally:
+        lock.stop()
+
+
+def test_cancelled_and_timed_out_visits_never_break_the_client(lock: LockProcess) -> None:
+    secret = lock.directory / "lock.secret"
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-m", "tests.key_provisioner.admin_churn",
+         str(lock.port), str(secret), "150"],
+        capture_output=True, text=True, env=env(), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "churn done" in done.stdout
+    for sign in ("SystemError", "InvalidStateError", "never retrieved", "Fatal Python error"):
+        assert sign not in done.stderr, done.stderr[-3000:]
