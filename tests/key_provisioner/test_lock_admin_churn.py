@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.key_provisioner.liveserver import env
-from tests.lock_server.lockproc import LockProcess
+from tests.lock_server.lockproc import LockProcess, coap
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -42,3 +42,6 @@ def test_cancelled_and_timed_out_visits_never_break_the_client(lock: LockProcess
     assert "churn done" in done.stdout
     for sign in ("SystemError", "InvalidStateError", "never retrieved", "Fatal Python error"):
         assert sign not in done.stderr, done.stderr[-3000:]
+    # The lock took all of it too, and still opens.
+    assert lock.proc is not None and lock.proc.poll() is None
+    assert "opened" in coap("coap-client-openssl", "post", lock.mint(), lock.uri)
