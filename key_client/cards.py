@@ -182,7 +182,7 @@ def _pcsc(wanted: str | None) -> AppletChannel:
     try:
         names = readers()
     except Exception as exc:  # pyscard raises bare exceptions when pcscd is not running
-        raise CardMissingError(f"no PC/SC service: {exc}") from None
+        raise CardMissingError(f"no PC/SC service (is pcscd running?): {exc}") from None
     candidates = [r for r in names if wanted is None or str(r) == wanted or wanted in str(r)]
     if not candidates:
         raise CardMissingError(f"no reader named {wanted!r}" if wanted else "no smartcard reader")
