@@ -75,6 +75,7 @@ class LockProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=_env(),
+            start_new_session=True,  # a wrapper (faketime) forks: stop signals the whole group
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -87,7 +88,7 @@ class LockProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            os.killpg(self.proc.pid, sig)
             self.proc.wait(10)
         self.proc = None
         if self._log is not None:
