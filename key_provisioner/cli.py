@@ -8,23 +8,27 @@ API tokens, ``master-key`` prints a fresh master key.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from key_provisioner.core.config import CONFIG_ENV, Settings, load_settings
 from key_provisioner.core.crypto import MasterKey
 from key_provisioner.core.errors import DomainError, KeyServerError
 from key_provisioner.db.engine import make_engine, make_sessions
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     if not args.verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -46,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the admin API and the background worker")
     serve.add_argument("--host", help="override keyserver.host")
-    serve.add_argument("--port", type=int, help="override keyserver.port")
+    serve.add_argument("--port", type=_port, help="override keyserver.port (0: any free port)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.set_defaults(func=_serve)
 
@@ -78,24 +82,61 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 (any free port) to 65535, not {text!r}")
+    return port
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from key_provisioner.db.migrate import require_current
+    from key_provisioner.api.main import check_settings
 
     settings = _settings(args)
-    require_current(make_engine(settings.database_url))
+    # Load here, once, everything each server process loads. With --workers above 1 a
+    # process that fails to start is restarted by uvicorn's parent, which keeps running:
+    # a bad [push] file would look like a running service, with a traceback per attempt.
+    check_settings(settings)
     if args.config is not None:  # uvicorn's worker processes load settings themselves
         os.environ[CONFIG_ENV] = str(args.config.resolve())
     uvicorn.run(
         "key_provisioner.api.main:app_from_env",
         factory=True,
         host=args.host or settings.host,
-        port=args.port or settings.port,
+        port=settings.port if args.port is None else args.port,  # uvicorn logs the real one
         workers=args.workers,
         log_level="debug" if args.verbose else "info",
+        log_config=_log_config(args.verbose),
     )
     return 0
+
+
+def _log_config(verbose: bool) -> dict[str, Any]:
+    """uvicorn's logging plus ours, applied by uvicorn in every worker process.
+
+    ``basicConfig`` in ``main`` only reaches this process; with ``--workers``
+    the worker's push and revocation lines would be lost.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["elock"] = {"format": LOG_FORMAT}
+    config["handlers"]["elock"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "elock",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["key_provisioner"] = {
+        "handlers": ["elock"],
+        "level": "DEBUG" if verbose else "INFO",
+        "propagate": False,
+    }
+    return config
 
 
 def _migrate(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeGuard
 
@@ -22,7 +23,7 @@ from aiocoap import error as coap_error
 from aiocoap.numbers.codes import Code
 
 from elock_common import LockSecret, Rights, mint_key
-from key_provisioner.services.audit import LockAuditRow
+from key_provisioner.services.audit import LockAuditRow, same_row
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ def _consume(answer: asyncio.Future[aiocoap.Message]) -> None:
 
 class LockAdminError(Exception):
     """The lock could not be reached, refused us, or answered nonsense."""
+
+
+@dataclass(frozen=True)
+class AuditRead:
+    rows: list[LockAuditRow]
+    restarted: str | None = None  # why the lock's log is not the one pulled so far
 
 
 class AdminSession:
@@ -109,16 +116,47 @@ class AdminSession:
         """Rows after ``since``, page by page, up to ``MAX_AUDIT_PAGES`` pages."""
         rows: list[LockAuditRow] = []
         for _ in range(MAX_AUDIT_PAGES):
-            path = f"/admin/audit?since={since}&limit={AUDIT_PAGE}"
-            body = await self._exchange(Code.GET, path, None, Code.CONTENT)
-            if not isinstance(body, list):
-                raise LockAdminError("lock answered an audit page that is not a list")
-            page = [_audit_row(item) for item in body]
+            page = await self.audit_page(since, AUDIT_PAGE)
             rows.extend(page)
             if not page or len(page) < AUDIT_PAGE:
                 break
             since = max(row.id for row in page)
         return rows
+
+    async def audit_page(self, since: int, limit: int) -> list[LockAuditRow]:
+        """One exchange: up to ``limit`` rows after ``since``, in id order."""
+        path = f"/admin/audit?since={since}&limit={limit}"
+        body = await self._exchange(Code.GET, path, None, Code.CONTENT)
+        if not isinstance(body, list):
+            raise LockAdminError("lock answered an audit page that is not a list")
+        return [_audit_row(item) for item in body]
+
+    async def read_audit(self, cursor: int, anchor: LockAuditRow | None) -> AuditRead:
+        """The rows after ``cursor``, checking that the lock's log is the one they come from.
+
+        A lock's row ids start again when its state is lost or replaced, and its API
+        answers only "rows after an id". So the read starts one row early: the first row
+        must be row ``cursor`` as it was pulled (``anchor``). If the lock has another row
+        there, its log is not the one pulled so far. If it has none there, one more
+        question decides: rows below ``cursor`` mean the log started again; none mean
+        only that the rows up to ``cursor`` were pruned (or that a new log is still
+        empty, which loses nothing yet). A log that started again is read from its start.
+        """
+        if cursor == 0:
+            return AuditRead(await self.audit(0))
+        rows = await self.audit(cursor - 1)
+        first = rows[0] if rows else None
+        why = None
+        if first is not None and first.id == cursor:
+            if anchor is not None and not same_row(anchor, first):
+                why = f"its row {cursor} is not the one pulled before"
+        else:
+            lowest = await self.audit_page(0, 1)
+            if lowest and lowest[0].id < cursor:
+                why = f"it has rows below {cursor} but not row {cursor}"
+        if why is None:
+            return AuditRead(rows)
+        return AuditRead(await self.audit(0), restarted=why)
 
     async def _exchange(self, code: Code, path: str, payload: bytes | None, want: Code) -> Any:
         assert self._context is not None, "use AdminSession as an async context manager"

@@ -209,6 +209,9 @@ class Worker:
         try:
             async with self._session(job) as lock:
                 held = await lock.push_revocations(job.version, job.revoked)
+                if held < job.version:  # a lock takes any list above its own
+                    raise LockAdminError(f"lock answered version {held} to a push of {job.version}")
+                lock_count = await self._count(lock) if held > job.version else None
         except LockAdminError as exc:
             log.info("revocation push v%d to lock %s failed: %s", job.version, job.lock_id, exc)
             settings, error = self._settings, str(exc)
@@ -224,21 +227,48 @@ class Worker:
             )
             return
         log.info("lock %s holds revocation version %d (pushed %d)", job.lock_id, held, job.version)
-        await self._db(lambda s: revocations.record_ack(s, job.lock_id, held, now=self._clock()))
-        self._wake.set()  # its audit pull is due now
+        ack = await self._db(
+            lambda s: revocations.record_ack(s, job.lock_id, held, now=self._clock())
+        )
+        if ack.renumbered:
+            log.warning(
+                "lock %s held revocation version %d (%s key(s)), above the server's %d: it kept"
+                " its state from an earlier enrolment, or this server's database went back. The"
+                " server's list (%d key(s)) replaces the lock's, as version %d",
+                job.lock_id, held, "?" if lock_count is None else lock_count, job.version,
+                len(job.revoked), ack.version,
+            )  # fmt: skip
+        self._wake.set()  # its audit pull is due now, or the list again
+
+    @staticmethod
+    async def _count(lock: AdminSession) -> int | None:
+        """How many keys the lock holds revoked (for the log), if it says."""
+        try:
+            return (await lock.revocation_state())[1]
+        except LockAdminError:
+            return None
 
     async def _pull(self, job: AuditJob) -> None:
         next_at = self._clock() + dt.timedelta(seconds=self._settings.audit_seconds)
         try:
             async with self._session(job) as lock:
-                rows = await lock.audit(job.since)
+                read = await lock.read_audit(job.since, job.anchor)
         except LockAdminError as exc:
             log.info("audit pull from lock %s failed: %s", job.lock_id, exc)
         else:
             stored = await self._db(
-                lambda s: audit.store_rows(s, job.lock_id, rows, now=self._clock())
+                lambda s: audit.store_rows(
+                    s, job, read.rows, restarted=read.restarted is not None, now=self._clock()
+                )
             )
-            log.debug("pulled %d audit row(s) from lock %s", stored, job.lock_id)
+            if stored.restarted:
+                log.warning(
+                    "lock %s: its audit log started again (%s; its state was lost or"
+                    " replaced): read again from the start as generation %d, %d new row(s);"
+                    " its revocation list is pushed again",
+                    job.lock_id, read.restarted, stored.generation, stored.rows,
+                )  # fmt: skip
+            log.debug("pulled %d audit row(s) from lock %s", stored.rows, job.lock_id)
             # The lock is back: a push waiting out its backoff can go now.
             await self._db(lambda s: revocations.reachable(s, job.lock_id, now=self._clock()))
             self._wake.set()

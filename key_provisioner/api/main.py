@@ -1,7 +1,8 @@
 """The application factory. Nothing here runs at import time.
 
 ``create_app(settings)`` builds the engine, refuses a database that is not
-migrated, and starts the background worker for the app's lifetime.
+migrated or ``[push]`` files that do not load (``build_state``), and starts the
+background worker for the app's lifetime.
 ``app_from_env`` is what ``uvicorn --factory`` (and ``elock-keyserver serve``)
 calls in each worker process.
 """
@@ -43,22 +44,43 @@ TAGS = [
 ]
 
 
-def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
+def build_state(settings: Settings, *, check_migrations: bool = True) -> AppState:
+    """Everything the app loads from its settings; a ``ConfigError`` naming the setting
+    when something does not load (a database not at this code's migration, ``[push]``
+    files that are not certificates and keys)."""
     engine = make_engine(settings.database_url)
-    if check_migrations:
-        require_current(engine)
-    sessions = make_sessions(engine)
-    box = SecretBox(settings.master_key)
-    # Bad credential files fail here, at start-up, naming the setting.
-    push_clients = PushClients(settings.push) if settings.push is not None else None
-    state = AppState(
-        settings=settings, engine=engine, sessions=sessions, box=box, push_clients=push_clients
+    try:
+        if check_migrations:
+            require_current(engine)
+        box = SecretBox(settings.master_key)
+        push_clients = PushClients(settings.push) if settings.push is not None else None
+    except BaseException:
+        engine.dispose()
+        raise
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessions(engine),
+        box=box,
+        push_clients=push_clients,
     )
+
+
+def check_settings(settings: Settings) -> None:
+    """Load what ``create_app`` loads, then let it go: for ``serve``, before uvicorn starts
+    processes that would each fail on their own (and be restarted by their parent)."""
+    build_state(settings).engine.dispose()
+
+
+def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
+    state = build_state(settings, check_migrations=check_migrations)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.worker.enabled:
-            state.worker = Worker(sessions, box, settings.worker, push_clients=push_clients)
+            state.worker = Worker(
+                state.sessions, state.box, settings.worker, push_clients=state.push_clients
+            )
             await state.worker.start()
         try:
             yield
@@ -66,7 +88,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
             if state.worker is not None:
                 await state.worker.stop()
                 state.worker = None
-            engine.dispose()
+            state.engine.dispose()
 
     app = FastAPI(
         title="eLock key server",

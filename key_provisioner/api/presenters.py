@@ -27,7 +27,8 @@ _RIGHTS: dict[Right, Rights] = {"open": Rights.OPEN, "admin": Rights.ADMIN}
 
 
 def lock_public(lock: Lock) -> LockPublic:
-    pending = lock.revocation_version > lock.confirmed_version and lock.retired_at is None
+    in_sync = lock.confirmed_version == lock.revocation_version
+    pending = not in_sync and lock.retired_at is None
     return LockPublic(
         id=lock.id,
         name=lock.name,
@@ -38,11 +39,12 @@ def lock_public(lock: Lock) -> LockPublic:
         retired_at=lock.retired_at,
         last_seen_at=lock.last_seen_at,
         audit_cursor=lock.audit_cursor,
+        audit_generation=lock.audit_generation,
         revocation=RevocationStatus(
             version=lock.revocation_version,
             confirmed_version=lock.confirmed_version,
             confirmed_at=lock.confirmed_at,
-            in_sync=lock.confirmed_version >= lock.revocation_version,
+            in_sync=in_sync,
             attempts=lock.push_attempts,
             next_attempt_at=lock.push_due_at if pending else None,
             last_error=lock.push_error,
@@ -138,6 +140,7 @@ def audit_public(entry: AuditEntry) -> AuditEntryPublic:
         id=entry.id,
         lock_id=entry.lock_id,
         lock_entry_id=entry.lock_entry_id,
+        audit_generation=entry.audit_generation,
         at=entry.at,
         key_id=entry.key_id,
         peer=entry.peer,

@@ -103,10 +103,8 @@ _WORKER_FIELDS: dict[str, Any] = {
     "batch": int,
     "admin_key_seconds": int,
 }
-_PUSH_FIELDS: dict[str, Any] = {name: str for name in PUSH_FILES} | {
-    "timeout": (int, float),
-    "racs_server_name": str,
-}
+_PUSH_OPTIONS: dict[str, Any] = {"timeout": (int, float), "racs_server_name": str}
+_PUSH_FIELDS: dict[str, Any] = {name: str for name in PUSH_FILES} | _PUSH_OPTIONS
 
 
 def load_settings(
@@ -241,14 +239,23 @@ def _worker(values: dict[str, Any]) -> WorkerSettings:
 
 
 def _push(values: dict[str, Any], base: Path) -> PushSettings | None:
-    """All six credential files, or none of them (pushing disabled)."""
+    """All six credential files, or none of them (pushing disabled).
+
+    ``timeout`` or ``racs_server_name`` without the files is a mistake (a table
+    half written, a variable set on the wrong machine), not "pushing disabled".
+    """
     given = [name for name in PUSH_FILES if values.get(name)]
-    if not given:
+    options = [name for name in _PUSH_OPTIONS if values.get(name) not in (None, "")]
+    if not given and not options:
         return None
     missing = [name for name in PUSH_FILES if name not in given]
     if missing:
+        what = "push needs all of its credentials"
+        if not given:
+            what = f"{' and '.join(f'push.{name}' for name in options)} given without"
+            what += " the push credentials"
         raise ConfigError(
-            "push needs all of its credentials; missing "
+            f"{what}; missing "
             + ", ".join(f"push.{name} ({ENV_PREFIX}PUSH_{name.upper()})" for name in missing)
         )
     paths: dict[str, Path] = {}

@@ -52,6 +52,9 @@ class Lock(Base):
     push_error: Mapped[str | None] = mapped_column(String(300))
 
     audit_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The lock's row ids start again when its state is lost or replaced: each time
+    # the server finds that, the log is read again from the start as a new generation.
+    audit_generation: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     audit_due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
 
     __table_args__ = (
@@ -140,13 +143,15 @@ class Key(Base):
 
 
 class AuditEntry(Base):
-    """One row of a lock's audit log, as pulled from the lock."""
+    """One row of a lock's audit log, as pulled from the lock: the lock's row id is
+    unique within a generation of the lock's log (``Lock.audit_generation``)."""
 
     __tablename__ = "audit_entries"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     lock_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("locks.id"))
     lock_entry_id: Mapped[int] = mapped_column(BigInteger)  # the lock's own row id
+    audit_generation: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     key_id: Mapped[str | None] = mapped_column(String(12))
     peer: Mapped[str] = mapped_column(String(100))
@@ -155,7 +160,7 @@ class AuditEntry(Base):
     reason: Mapped[str] = mapped_column(String(300))
 
     __table_args__ = (
-        UniqueConstraint("lock_id", "lock_entry_id"),
+        UniqueConstraint("lock_id", "lock_entry_id", "audit_generation"),
         Index("ix_audit_entries_lock_id_key_id_id", "lock_id", "key_id", "id"),
     )
 

@@ -15,6 +15,12 @@ class AuditEntryPublic(BaseModel):
     id: int = Field(description="The server's id of this row (increasing).")
     lock_id: uuid.UUID
     lock_entry_id: int = Field(description="The row's id in the lock's own log.")
+    audit_generation: int = Field(
+        description=(
+            "The lock's `audit_generation` when the row was pulled: the lock's row ids start "
+            "again when its log does, so a row is (`lock_entry_id`, `audit_generation`)."
+        )
+    )
     at: dt.datetime = Field(description="When the lock recorded it (the lock's clock).")
     key_id: str | None = Field(description="The key involved, if the peer presented one.")
     peer: str

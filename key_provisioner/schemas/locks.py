@@ -70,6 +70,12 @@ class LockPublic(LockBase):
     )
     revocation: RevocationStatus
     audit_cursor: int = Field(description="Id of the last audit row pulled from the lock.")
+    audit_generation: int = Field(
+        description=(
+            "0, and one more each time the server found that the lock's audit log had started "
+            "again (its state lost or replaced) and read it again from the start."
+        )
+    )
 
 
 class LockPage(PageBase):

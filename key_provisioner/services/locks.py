@@ -51,6 +51,7 @@ def enrol(
         confirmed_version=0,
         push_attempts=0,
         audit_cursor=0,
+        audit_generation=0,
         audit_due_at=now,
     )
     lock.secret_sealed = box.seal(secret, lock.id)

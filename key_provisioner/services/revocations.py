@@ -46,7 +46,7 @@ def claim_due_pushes(
             Lock.retired_at.is_(None),
             Lock.push_due_at.is_not(None),
             Lock.push_due_at <= now,
-            Lock.revocation_version > Lock.confirmed_version,
+            Lock.revocation_version != Lock.confirmed_version,
         )
         .order_by(Lock.push_due_at)
         .limit(limit)
@@ -69,24 +69,57 @@ def claim_due_pushes(
     return jobs
 
 
-def record_ack(session: Session, lock_id: uuid.UUID, held: int, *, now: dt.datetime) -> Lock:
-    """The lock answered: it now holds version ``held``."""
+@dataclass(frozen=True)
+class Ack:
+    version: int  # the server's version of the list now
+    renumbered: bool  # the lock held a version above the server's; the list goes again
+
+
+def record_ack(session: Session, lock_id: uuid.UUID, held: int, *, now: dt.datetime) -> Ack:
+    """The lock answered: it now holds version ``held``.
+
+    The key server's list is the one that counts. A lock holding a version above
+    the server's (it kept its state from an earlier enrolment, or the server's
+    database went back to a backup) would ignore every list not above its own, so
+    the server numbers its list above the lock's and pushes it again at once; the
+    lock then holds the server's list, which replaces its own. The lock is in sync
+    only when it holds exactly the server's version.
+    """
     lock = _locked(session, lock_id)
     lock.last_seen_at = now
-    if held > lock.confirmed_version:
+    if held != lock.confirmed_version:
         lock.confirmed_version = held
         lock.confirmed_at = now
-    if lock.confirmed_version >= lock.revocation_version:
+    renumbered = held > lock.revocation_version
+    if renumbered:
+        lock.revocation_version = held + 1
+    if held == lock.revocation_version:
         lock.push_due_at = None
         lock.push_attempts = 0
         lock.push_error = None
     else:
-        # The lock holds an older list (a newer revoke raced us, or the lock
-        # kept a higher version from a previous life): push again now.
+        # The lock holds an older list (a newer revoke raced us) or one from another
+        # life (numbered above it just now): push again now.
         lock.push_due_at = now
     lock.audit_due_at = now  # the lock just logged the push; pull it
     session.commit()
+    return Ack(lock.revocation_version, renumbered)
+
+
+def push_full_list(session: Session, lock_id: uuid.UUID, *, now: dt.datetime) -> Lock:
+    """An admin asks for the lock's full list to be pushed now, without a revoke."""
+    lock = locks.get_active(session, lock_id, for_update=True)
+    schedule_full_push(lock, now)
+    session.commit()
     return lock
+
+
+def schedule_full_push(lock: Lock, now: dt.datetime) -> None:
+    """Under the lock's row lock: make its full list due now, numbered so that the lock
+    takes it whatever it holds (as far as the server knows)."""
+    lock.revocation_version = max(lock.revocation_version, lock.confirmed_version) + 1
+    lock.push_due_at = now
+    lock.push_attempts = 0
 
 
 def record_failure(
@@ -103,7 +136,7 @@ def record_failure(
     lock = _locked(session, lock_id)
     lock.push_attempts += 1
     lock.push_error = error[:MAX_ERROR]
-    if lock.revocation_version > lock.confirmed_version and lock.retired_at is None:
+    if lock.revocation_version != lock.confirmed_version and lock.retired_at is None:
         delay = min(cap, base * 2 ** min(lock.push_attempts - 1, 30))
         delay *= 0.8 + 0.4 * (rng or random).random()
         lock.push_due_at = now + dt.timedelta(seconds=min(delay, cap))
@@ -115,7 +148,7 @@ def reachable(session: Session, lock_id: uuid.UUID, *, now: dt.datetime) -> None
     """The lock answered something else (an audit pull): retry a pending push now."""
     lock = _locked(session, lock_id)
     lock.last_seen_at = now
-    pending = lock.revocation_version > lock.confirmed_version
+    pending = lock.revocation_version != lock.confirmed_version
     if pending and lock.push_due_at is not None and lock.push_due_at > now:
         lock.push_due_at = now
     session.commit()

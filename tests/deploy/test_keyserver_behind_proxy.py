@@ -363,3 +363,8 @@ def test_each_failed_revocation_push_is_tried_once_and_counted_once(
     silent_status = _ok(api.get(f"/locks/{silent['id']}"))["revocation"]
     assert silent_status["last_error"] and not silent_status["in_sync"], silent_status
     assert silent_status["next_attempt_at"] is not None
+    # The background workers' own log lines reach the service's log (uvicorn's worker
+    # processes configure logging themselves; basicConfig in the parent never reached them).
+    log = stack.keyserver_log.read_text()
+    line = f"INFO key_provisioner.worker: revocation push v1 to lock {silent['id']} failed"
+    assert line in log, log[-2000:]

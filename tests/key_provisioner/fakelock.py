@@ -4,7 +4,8 @@ It runs as its own process: aiocoap's tinydtls server stops answering
 handshakes under ``PYTHONMALLOC=debug`` (which ``python -X dev``, our test
 command, turns on), and a child process runs without it. The test steers it
 through files in its directory: ``mode`` makes it misbehave ("unauthorized",
-"garbage", "silent"), and it writes ``state.json`` after every request.
+"garbage", "silent", "stuck": answers its version without taking a newer list), and
+it writes ``state.json`` after every request.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ class FakeLock:
         secret_file.chmod(0o600)
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self, audit_rows: int = 0, audit_key_id: str = "", keyed_rows: int = 0) -> FakeLock:
+    def start(
+        self, audit_rows: int = 0, audit_key_id: str = "", keyed_rows: int = 0, version: int = 0
+    ) -> FakeLock:
+        """``version``: the revocation version the lock holds when it starts (with an
+        empty list), as a lock that kept its state from an earlier enrolment does."""
         args = [
             sys.executable,
             "-m",
@@ -49,6 +54,8 @@ class FakeLock:
             str(keyed_rows),
             "--audit-key-id",
             audit_key_id,
+            "--version",
+            str(version),
         ]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("PYTHONMALLOC", None)
@@ -99,11 +106,12 @@ def main() -> None:
     p.add_argument("--audit-rows", type=int, default=0)
     p.add_argument("--keyed-rows", type=int, default=0)
     p.add_argument("--audit-key-id", default="")
+    p.add_argument("--version", type=int, default=0)
     args = p.parse_args()
     directory: Path = args.dir
     secret = LockSecret.from_text((directory / "secret").read_text())
     state: dict[str, Any] = {
-        "version": 0,
+        "version": args.version,
         "revoked": [],
         "pushes": [],
         "audit_requests": [],
@@ -162,7 +170,7 @@ def main() -> None:
                 return no
             body = json.loads(request.payload)
             state["pushes"].append(body)
-            if body["version"] > state["version"]:
+            if body["version"] > state["version"] and mode() != "stuck":
                 state["version"], state["revoked"] = body["version"], list(body["revoked"])
             return reply(Code.CHANGED, {"version": state["version"]})
 

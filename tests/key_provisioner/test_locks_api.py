@@ -95,3 +95,38 @@ def test_show_and_retire(admin: Api, auditor: Api) -> None:
     assert missing.status_code == 404
     assert missing.json()["title"] == "No such resource"
     assert admin.get("/locks/not-a-uuid").status_code == 422
+
+
+def test_push_the_revocation_list_now(admin: Api, auditor: Api) -> None:
+    lock_id = admin.enrol()["lock"]["id"]
+    path = f"/locks/{lock_id}/revocations/push"
+    shown = admin.ok("GET", f"/locks/{lock_id}")
+    assert shown["revocation"]["in_sync"] is True
+
+    pushed = admin.ok("POST", path)
+    assert pushed.keys() == shown.keys() and pushed["id"] == lock_id
+    revocation = pushed["revocation"]
+    assert (revocation["version"], revocation["confirmed_version"]) == (1, 0)
+    assert revocation["in_sync"] is False and revocation["next_attempt_at"] is not None
+    assert admin.ok("GET", f"/locks/{lock_id}") == pushed
+    # Above what the lock last confirmed, whatever that is: the lock takes the list.
+    from key_provisioner.db.models import Lock
+
+    with admin.client.app.state.elock.sessions() as session:  # type: ignore[attr-defined]
+        row = session.get(Lock, uuid.UUID(lock_id))
+        assert row is not None
+        row.confirmed_version = 9
+        session.commit()
+    assert admin.ok("POST", path)["revocation"]["version"] == 10
+
+    forbidden = auditor.post(path)
+    assert forbidden.status_code == 403
+    assert forbidden.json()["type"] == "urn:elock:problem:forbidden"
+    missing = admin.post(f"/locks/{uuid.uuid4()}/revocations/push")
+    assert missing.status_code == 404
+    assert missing.json()["type"] == "urn:elock:problem:not-found"
+    admin.ok("POST", f"/locks/{lock_id}/retire")
+    retired = admin.post(path)
+    assert retired.status_code == 409
+    assert retired.json()["type"] == "urn:elock:problem:lock-retired"
+    assert admin.ok("GET", f"/locks/{lock_id}")["revocation"]["version"] == 10

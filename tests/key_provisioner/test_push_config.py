@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,25 @@ def test_credentials_that_do_not_load_stop_the_app(paths: pki.PkiPaths, tmp_path
     env["ELOCK_KEYSERVER_DATABASE_URL"] = f"sqlite:///{tmp_path}/ks.sqlite3"
     with pytest.raises(ConfigError, match=r"se_issuer_ca"):
         create_app(load_settings(env=env), check_migrations=False)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"ELOCK_KEYSERVER_PUSH_TIMEOUT": "12"}, "push.timeout given without"),
+        ({"ELOCK_KEYSERVER_PUSH_RACS_SERVER_NAME": "racs.example.org"}, "push.racs_server_name"),
+    ],
+)
+def test_push_options_without_the_credentials_are_refused(
+    given: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    """Not "pushing disabled": a table half written, or a variable on the wrong machine."""
+    every = ", ".join(f"push.{name} (ELOCK_KEYSERVER_PUSH_{name.upper()})" for name in PUSH_FILES)
+    with pytest.raises(ConfigError, match=f"^{named}.*; missing {re.escape(every)}$"):
+        load_settings(env={"ELOCK_MASTER_KEY": KEY} | given)
+    config = tmp_path / "ks.toml"
+    config.write_text("[push]\ntimeout = 12\n")
+    with pytest.raises(ConfigError, match=r"^push\.timeout given without the push credentials"):
+        load_settings(config, env={"ELOCK_MASTER_KEY": KEY})
+    config.write_text('[push]\nracs_server_name = ""\n')  # empty: not given
+    assert load_settings(config, env={"ELOCK_MASTER_KEY": KEY}).push is None

@@ -118,6 +118,60 @@ def test_offline_lock_gets_the_list_when_it_comes_back(
         fake.stop()
 
 
+def test_a_lock_holding_a_higher_version_gets_the_list_numbered_above_it(
+    admin: Api, enrolled: dict[str, Any], tmp_path: Path
+) -> None:
+    """The lock ignores lists not above its version; the server's list must win all the
+    same, and the lock is in sync only once it holds exactly the server's version."""
+    lock = enrolled["lock"]
+    fake = FakeLock(enrolled["bundle"]["secret"], lock["port"], tmp_path / "fake")
+    fake.start(version=5)
+    try:
+        key = admin.issue(lock["id"], admin.register_se()["id"])
+        admin.ok("POST", f"/keys/{key['id']}/revoke")
+        shown = wait_for(
+            lambda: (s := admin.ok("GET", f"/locks/{lock['id']}"))["revocation"]["in_sync"] and s
+        )
+        fake_state = fake.state()
+    finally:
+        fake.stop()
+    assert [push["version"] for push in fake_state["pushes"]] == [1, 6]
+    assert fake_state["version"] == 6 and fake_state["revoked"] == [key["key_id"]]
+    revocation = shown["revocation"]
+    assert revocation["version"] == revocation["confirmed_version"] == 6
+    assert revocation["attempts"] == 0 and revocation["last_error"] is None
+
+
+def test_a_lock_answering_below_the_pushed_version_is_retried(
+    admin: Api, fake_lock: tuple[dict[str, Any], FakeLock]
+) -> None:
+    """A lock takes any list above its own: an answer below the pushed version is wrong."""
+    lock, fake = fake_lock
+    fake.set_mode("stuck")
+    key = admin.issue(lock["id"], admin.register_se()["id"])
+    admin.ok("POST", f"/keys/{key['id']}/revoke")
+    shown = wait_for(
+        lambda: (s := admin.ok("GET", f"/locks/{lock['id']}"))["revocation"]["attempts"] >= 2 and s
+    )
+    assert "lock answered version 0 to a push of 1" in shown["revocation"]["last_error"]
+    assert shown["revocation"]["in_sync"] is False
+    fake.set_mode("ok")
+    wait_for(lambda: admin.ok("GET", f"/locks/{lock['id']}")["revocation"]["in_sync"])
+
+
+def test_push_now_sends_the_list_to_a_lock_in_sync(
+    admin: Api, fake_lock: tuple[dict[str, Any], FakeLock]
+) -> None:
+    lock, fake = fake_lock
+    key = admin.issue(lock["id"], admin.register_se()["id"])
+    admin.ok("POST", f"/keys/{key['id']}/revoke")
+    wait_for(lambda: admin.ok("GET", f"/locks/{lock['id']}")["revocation"]["in_sync"])
+    answered = admin.ok("POST", f"/locks/{lock['id']}/revocations/push")
+    assert answered["revocation"]["version"] == 2
+    wait_for(lambda: admin.ok("GET", f"/locks/{lock['id']}")["revocation"]["in_sync"])
+    assert fake.state()["pushes"][-1] == {"version": 2, "revoked": [key["key_id"]]}
+
+
 @pytest.mark.parametrize(("mode", "error"), [("unauthorized", "4.01"), ("garbage", "not JSON")])
 def test_a_misbehaving_lock_is_retried_with_the_reason_shown(
     admin: Api, fake_lock: tuple[dict[str, Any], FakeLock], mode: str, error: str

@@ -1,4 +1,4 @@
-"""``/locks``: enrol, list, show, retire; the lock's audit log."""
+"""``/locks``: enrol, list, show, retire, push the revocation list; the lock's audit log."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from key_provisioner.db.base import utcnow
 from key_provisioner.schemas.audit import AuditPage, AuditPullQueued
 from key_provisioner.schemas.common import problem_responses
 from key_provisioner.schemas.locks import LockBundle, LockCreate, LockEnrolled, LockPage, LockPublic
-from key_provisioner.services import audit, locks
+from key_provisioner.services import audit, locks, revocations
 from key_provisioner.services.locks import NewLock
 
 router = APIRouter(prefix="/locks", tags=["locks"])
@@ -31,6 +31,7 @@ LOCK_LINKS = {
     for name, op in [
         ("ShowLock", "show_lock"),
         ("RetireLock", "retire_lock"),
+        ("PushRevocations", "push_revocations"),
         ("LockAudit", "lock_audit"),
         ("PullAudit", "pull_audit"),
     ]
@@ -111,6 +112,26 @@ def retire_lock(
 ) -> LockPublic:
     lock = locks.retire(session, lock_id)
     state.kick_worker()  # its keys' containers are due for deletion
+    return presenters.lock_public(lock)
+
+
+@router.post(
+    "/{lock_id}/revocations/push",
+    response_model=LockPublic,
+    responses=problem_responses(403, 404, 409, 422),
+    summary="Push the lock's full revocation list now, without a revoke",
+    description=(
+        "Raises the lock's revocation `version` (so the lock takes the list whatever version "
+        "it holds), makes the push due now and wakes the worker; `revocation` on the answer "
+        "shows it pending, `in_sync` comes back once the lock confirms. For a lock whose "
+        "state was lost or replaced. A retired lock answers 409."
+    ),
+)
+def push_revocations(
+    lock_id: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
+) -> LockPublic:
+    lock = revocations.push_full_list(session, lock_id, now=utcnow())
+    state.kick_worker()
     return presenters.lock_public(lock)
 
 
