@@ -81,7 +81,7 @@ def on_revoke(key: Key, now: dt.datetime) -> None:
 
 
 def retry(session: Session, key_uuid: uuid.UUID, *, now: dt.datetime) -> Key:
-    """Put a ``failed`` install back to ``pending``, due now, with a clean slate.
+    """Put a ``failed`` install back to ``pending`` (a failed delete to ``removing``), due now.
 
     Only the failed push of a key that is neither revoked nor expired, of a
     lock in service; anything else is refused with why (409). The key keeps
@@ -97,6 +97,15 @@ def retry(session: Session, key_uuid: uuid.UUID, *, now: dt.datetime) -> Key:
     if key is None:
         raise NotFoundError(f"no key {key_uuid}")
     state = PushState(key.push_state)
+    if key.revoked_at is not None and state is PushState.FAILED and key.container_id is not None:
+        # A revoked key can only be failed by its delete: the container may still be on
+        # the card. Retrying means deleting it again (checked against LIST first).
+        key.push_state = PushState.REMOVING
+        key.push_due_at = now
+        key.push_attempts = 0
+        key.push_error = None
+        session.commit()
+        return key
     if key.revoked_at is not None:
         raise PushNotRetryableError(
             f"key {key_uuid} is revoked: its container is not pushed again (push is {state})"

@@ -118,6 +118,11 @@ def test_retry_refusals(admin: Api, auditor: Api, setup: dict[str, Any]) -> None
     # A revoked key: nothing of it is pushed again.
     admin.ok("POST", f"/keys/{key['id']}/revoke")
     refused(admin.post(retry), 409, NOT_RETRYABLE, "revoked")
+    # ...but a failed delete of its container is tried again.
+    failed(admin, key)
+    retried = admin.ok("POST", retry)["push"]
+    assert (retried["state"], retried["attempts"], retried["last_error"]) == ("removing", 0, None)
+    assert retried["container_id"] == 3 and retried["next_attempt_at"] is not None
     # An expired key is not worth installing.
     expired = admin.issue(lock_id, se_id)
     failed(admin, expired)

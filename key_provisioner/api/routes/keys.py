@@ -145,7 +145,8 @@ def revoke_key(
         "For a key whose `push.state` is `failed` (e.g. the card's certificate was refused, the "
         "card was full), once the cause is fixed: the push is `pending` again, due now, with "
         "`attempts` and `last_error` cleared, and the worker is woken. Any other push state, a "
-        "revoked or expired key, or a retired lock answers 409 with why."
+        "revoked or expired key, or a retired lock answers 409 with why; a failed delete of a "
+        "revoked key's container is tried again (`removing`)."
     ),
 )
 def retry_key_push(
