@@ -80,13 +80,10 @@ class Pcscd:
             raise PcscdError("the vpcd reader driver is missing: install vsmartcard-vpcd")
         if pcscd_alive():
             return cls(None)
-        try:
-            _remove_stale_files()
-            RUN_DIR.mkdir(parents=True, exist_ok=True)
-        except PermissionError:
-            raise PcscdError(
-                "pcscd is not running and only root can start it: sudo systemctl start pcscd.socket"
-            ) from None
+        if os.geteuid() != 0:
+            raise PcscdError("pcscd is not running and only root can start it: run `sudo pcscd`")
+        _remove_stale_files()
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
         # A file, not a pipe: nobody reads a pipe while pcscd runs, and a full one blocks it.
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen([exe, "--foreground", "--error"], stdout=log, stderr=log)
