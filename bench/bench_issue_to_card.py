@@ -81,7 +81,7 @@ def start_system(work: Path, services: list[Running]) -> System:
     api = KeyServerApi(f"http://127.0.0.1:{free_port(1)}", "")
     api.token = run(*cli, "token", "create", "--role", "admin", "--name", "bench").strip()
     keyserver = Service("key server", [*cli, "serve", "--port", api.url.rsplit(":", 1)[1]],
-                        work / "keyserver.log", "Application startup complete")  # fmt: skip
+                        work / "keyserver.log", "Uvicorn running on")  # fmt: skip
     services.append(keyserver)
     keyserver.start()
     port = free_port()

@@ -65,8 +65,9 @@ def tell(story: Teller, work: Path, services: list[Running], *, detach: bool) ->
         (ks_dir / "admin.token").write_text(api.token + "\n")
         os.chmod(ks_dir / "admin.token", 0o600)
         port = api.url.rsplit(":", 1)[1]
+        # uvicorn logs "Application startup complete" before it binds; this line comes after
         service = Service("key server", [*cli, "serve", "--port", port], ks_dir / "keyserver.log",
-                          "Application startup complete")  # fmt: skip
+                          "Uvicorn running on")  # fmt: skip
         services.append(service)
         return service.start(detach=detach) + f" on {api.url} (SQLite, worker, push credentials)"
 

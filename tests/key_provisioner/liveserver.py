@@ -105,7 +105,7 @@ def start_keyserver(directory: Path, database_url: str, *, worker: bool) -> Live
     process = Process(
         [*cli, "serve", "--port", str(port)],
         directory / "keyserver.log",
-        "Application startup complete",
+        "Uvicorn running on",  # after the bind; "Application startup complete" comes before it
     )
     process.start()
     return LiveKeyServer(f"http://127.0.0.1:{port}", token, process)

@@ -272,7 +272,7 @@ def test_serve_port_0_listens_on_a_free_port_and_says_which(tmp_path: Path) -> N
     server = Process(
         ["key_provisioner.cli", "--config", str(config), "serve", "--port", "0"],
         tmp_path / "serve.log",
-        "Application startup complete",
+        "Uvicorn running on",
     )
     server.start()
     try:

@@ -90,7 +90,7 @@ def start_keyserver(directory: Path, paths: pki.PkiPaths) -> tuple[KeyServerApi,
     token = run_module(*cli, "token", "create", "--role", "admin", "--name", "e2e").strip()
     port = free_tcp_port()
     process = Process([*cli, "serve", "--port", str(port)], directory / "keyserver.log",
-                      "Application startup complete")  # fmt: skip
+                      "Uvicorn running on")  # fmt: skip
     process.start()
     return KeyServerApi(f"http://127.0.0.1:{port}", token), process
 
