@@ -27,6 +27,7 @@ from elock_common.pki_files import (
     init_pki,
     load_certificate,
     load_private_key,
+    pki_paths,
 )
 from elock_common.pki_profile import (
     CA_DAYS,
@@ -69,6 +70,7 @@ __all__ = [
     "load_certificate",
     "load_private_key",
     "make_ca",
+    "pki_paths",
     "racs_user_uri",
     "seid_uri",
     "verify_se_certificate",

@@ -80,6 +80,23 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def pki_paths(directory: Path, racs_users: tuple[str, ...] = ("keyserver",)) -> PkiPaths:
+    """Where ``init_pki`` writes (or wrote) each file in *directory*."""
+
+    def pair(stem: str) -> CertAndKey:
+        return CertAndKey(directory / f"{stem}.pem", directory / f"{stem}.key")
+
+    return PkiPaths(
+        directory,
+        key_server_ca=pair("key-server-ca"),
+        key_server=pair("key-server"),
+        racs_ca=pair("racs-ca"),
+        racs_server=pair("racs-server"),
+        racs_users={user: pair(f"racs-user-{user}") for user in racs_users},
+        se_issuer_ca=pair("se-issuer-ca"),
+    )
+
+
 def init_pki(
     directory: Path,
     *,
@@ -97,19 +114,7 @@ def init_pki(
     unless *overwrite*.
     """
     when = as_datetime(now if now is not None else time.time())
-
-    def pair(stem: str) -> CertAndKey:
-        return CertAndKey(directory / f"{stem}.pem", directory / f"{stem}.key")
-
-    paths = PkiPaths(
-        directory,
-        key_server_ca=pair("key-server-ca"),
-        key_server=pair("key-server"),
-        racs_ca=pair("racs-ca"),
-        racs_server=pair("racs-server"),
-        racs_users={user: pair(f"racs-user-{user}") for user in racs_users},
-        se_issuer_ca=pair("se-issuer-ca"),
-    )
+    paths = pki_paths(directory, racs_users)
     everything = [paths.key_server_ca, paths.key_server, paths.racs_ca, paths.racs_server]
     everything += [*paths.racs_users.values(), paths.se_issuer_ca]
     existing = [p for ck in everything for p in (ck.cert, ck.key) if p.exists()]

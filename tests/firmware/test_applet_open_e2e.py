@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -24,16 +22,6 @@ from firmware.personalization import CELL_TRANSPORT_KEY
 from firmware.store import Eeprom, Store
 from tests.firmware.helpers import SELECT
 from tests.lock_server.lockproc import LockProcess
-
-
-@pytest.fixture
-def lock(tmp_path: Path) -> Iterator[LockProcess]:
-    lock = LockProcess.create(tmp_path / "lock")
-    lock.start()
-    try:
-        yield lock
-    finally:
-        lock.stop()
 
 
 def carry(transmit: host.Transmit, container_id: int, uri: str) -> tuple[host.OpenStep, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ from tests.conftest import require_tool
 from tests.key_client.cardproc import ServedCard, coap_open, make_card
 from tests.lock_server.lockproc import Key, LockProcess, coap, free_udp_port
 from tests.pcsc import READER
-
-
-@pytest.fixture
-def lock(tmp_path: Path) -> Iterator[LockProcess]:
-    require_tool("coap-client-openssl")
-    lock = LockProcess.create(tmp_path / "lock")
-    lock.start()
-    yield lock
-    lock.stop()
 
 
 def test_opens_through_pcscd_and_refuses_after_revocation(

@@ -81,6 +81,18 @@ def database_url(
         cluster.drop_database(name)
 
 
+# What the worker tests run with (they override ``worker_settings`` with it): quick polls
+# and retries, no pull on a timer (a pull happens after a push, or when a test asks).
+FAST_WORKER = WorkerSettings(
+    enabled=True,
+    poll_seconds=0.2,
+    coap_timeout=2.0,
+    retry_base=0.2,
+    retry_max=1.0,
+    audit_seconds=3600,
+)
+
+
 @pytest.fixture
 def worker_settings() -> WorkerSettings:
     """API tests run without the worker; worker tests override this fixture."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -19,16 +17,6 @@ from tests.key_provisioner.liveserver import env
 from tests.lock_server.lockproc import LockProcess, coap
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
-
-
-@pytest.fixture
-def lock(tmp_path: Path) -> Iterator[LockProcess]:
-    lock = LockProcess.create(tmp_path / "lock")
-    lock.start()
-    try:
-        yield lock
-    finally:
-        lock.stop()
 
 
 def test_cancelled_and_timed_out_visits_never_break_the_client(lock: LockProcess) -> None:

@@ -23,7 +23,7 @@ import pytest
 from key_provisioner.core.config import WorkerSettings
 from lock_server.store import LockStore
 from tests.conftest import require_tool
-from tests.key_provisioner.conftest import Api, free_udp_port
+from tests.key_provisioner.conftest import FAST_WORKER, Api, free_udp_port
 from tests.key_provisioner.test_revocation_push import wait_for
 from tests.lock_server.lockproc import Key, LockProcess, cli, coap
 
@@ -32,15 +32,7 @@ pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 @pytest.fixture
 def worker_settings() -> WorkerSettings:
-    # No pull on a timer: a pull happens when a test asks for one, or after a push.
-    return WorkerSettings(
-        enabled=True,
-        poll_seconds=0.2,
-        coap_timeout=2.0,
-        retry_base=0.2,
-        retry_max=1.0,
-        audit_seconds=3600,
-    )
+    return FAST_WORKER
 
 
 @pytest.fixture

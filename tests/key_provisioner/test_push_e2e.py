@@ -37,7 +37,7 @@ from key_client.carrier import open_door
 from key_client.errors import RefusedError
 from key_provisioner.core.config import PushSettings, Settings, WorkerSettings
 from key_provisioner.core.crypto import MasterKey
-from tests.key_provisioner.conftest import Api
+from tests.key_provisioner.conftest import FAST_WORKER, Api
 from tests.key_provisioner.liveserver import free_tcp_port, run_module
 from tests.lock_server.lockproc import LockProcess, free_udp_port
 from tests.push.harness import Racs, make_card, make_card_with, start_racs
@@ -55,14 +55,7 @@ def se_pki(tmp_path_factory: pytest.TempPathFactory) -> pki.PkiPaths:
 
 @pytest.fixture
 def worker_settings() -> WorkerSettings:
-    return WorkerSettings(
-        enabled=True,
-        poll_seconds=0.2,
-        coap_timeout=2.0,
-        retry_base=0.2,
-        retry_max=1.0,
-        audit_seconds=3600,
-    )
+    return FAST_WORKER
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ API.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -34,7 +35,7 @@ from key_provisioner.core.config import Settings, WorkerSettings
 from key_provisioner.services import provisioning
 from racs.client import RacsClient, client_ssl_context
 from tests.key_provisioner import test_push_e2e as e2e
-from tests.key_provisioner.conftest import Api, TestClient, free_udp_port, make_token
+from tests.key_provisioner.conftest import FAST_WORKER, Api, TestClient, free_udp_port, make_token
 from tests.key_provisioner.test_push_e2e import (
     SEID,
     EnrolledLock,
@@ -59,15 +60,7 @@ lock = e2e.lock
 @pytest.fixture
 def worker_settings() -> WorkerSettings:
     """As in test_push_e2e, with two keys per claim: two workers split six keys between them."""
-    return WorkerSettings(
-        enabled=True,
-        poll_seconds=0.2,
-        coap_timeout=2.0,
-        retry_base=0.2,
-        retry_max=1.0,
-        audit_seconds=3600,
-        batch=2,
-    )
+    return dataclasses.replace(FAST_WORKER, batch=2)
 
 
 @pytest.fixture

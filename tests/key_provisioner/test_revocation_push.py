@@ -15,20 +15,13 @@ from elock_common import Rights
 from key_provisioner.core.config import WorkerSettings
 from key_provisioner.services import keys
 from key_provisioner.services.keys import NewKey
-from tests.key_provisioner.conftest import Api, free_udp_port
+from tests.key_provisioner.conftest import FAST_WORKER, Api, free_udp_port
 from tests.key_provisioner.fakelock import FakeLock
 
 
 @pytest.fixture
 def worker_settings() -> WorkerSettings:
-    return WorkerSettings(
-        enabled=True,
-        poll_seconds=0.2,
-        coap_timeout=2.0,
-        retry_base=0.2,
-        retry_max=1.0,
-        audit_seconds=3600,
-    )
+    return FAST_WORKER
 
 
 @pytest.fixture

@@ -7,20 +7,14 @@ import sys
 from pathlib import Path
 
 from elock_common import pki
+from elock_demo import setup
 from tests.key_client.cardproc import env
 from tests.pcsc import READER
 
 
 class RacsProcess:
     def __init__(self, paths: pki.PkiPaths, directory: Path, seid: str) -> None:
-        (directory / "users.txt").write_text("keyserver -1\n")
-        config = directory / "racs.toml"
-        config.write_text(
-            f'[server]\nport = 0\ncert = "{paths.racs_server.cert}"\n'
-            f'key = "{paths.racs_server.key}"\nclient_ca = "{paths.racs_ca.cert}"\n'
-            '[access]\nusers = "users.txt"\nse_default_access = true\n'
-            f'[[se]]\nseid = "{seid}"\nbackend = "pcsc"\nreader = "{READER}"\n'
-        )
+        config = setup.racs_config(directory, paths.directory, seid, READER, port=0)
         self.log = directory / "apdus.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "racs.cli", "--config", str(config), "--log-apdus",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,25 +24,16 @@ from typing import Any
 import pytest
 
 from elock_common import pki
+from elock_demo import setup
 from elock_demo.services import KeyServerApi
 from tests.key_client.cardproc import ServedCard, coap_open, elock_se, env
-from tests.key_provisioner.liveserver import Process, free_tcp_port, run_module
+from tests.key_provisioner.liveserver import Process, free_tcp_port, run_module, wait
 from tests.lock_server.lockproc import Key, LockProcess, coap, free_udp_port
 from tests.pcsc import READER
 from tests.push.racsproc import RacsProcess
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 SEID = "card-e2e-07"
-WORKER = "poll_seconds = 0.2\ncoap_timeout = 2\nretry_base = 0.2\nretry_max = 1\n"
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def elock_pki_init(directory: Path) -> pki.PkiPaths:
@@ -54,13 +44,7 @@ def elock_pki_init(directory: Path) -> pki.PkiPaths:
     assert "se-issuer-ca.pem" in done.stdout
     key_files = sorted(directory.glob("*.key"))
     assert len(key_files) == 6 and all(p.stat().st_mode & 0o777 == 0o600 for p in key_files)
-
-    def pair(stem: str) -> pki.CertAndKey:
-        return pki.CertAndKey(directory / f"{stem}.pem", directory / f"{stem}.key")
-
-    return pki.PkiPaths(directory, pair("key-server-ca"), pair("key-server"), pair("racs-ca"),
-                        pair("racs-server"), {"keyserver": pair("racs-user-keyserver")},
-                        pair("se-issuer-ca"))  # fmt: skip
+    return pki.pki_paths(directory)
 
 
 @dataclass
@@ -73,18 +57,8 @@ class System:
 
 
 def start_keyserver(directory: Path, paths: pki.PkiPaths) -> tuple[KeyServerApi, Process]:
-    directory.mkdir()
-    master = run_module("key_provisioner.cli", "master-key").strip()
-    (directory / "master.key").write_text(master + "\n")
-    user = paths.racs_users["keyserver"]
-    config = directory / "keyserver.toml"
-    config.write_text(
-        f'[keyserver]\ndatabase_url = "sqlite:///{directory}/keys.sqlite3"\n'
-        f'master_key_file = "master.key"\n\n[worker]\n{WORKER}\n'
-        f'[push]\nracs_client_cert = "{user.cert}"\nracs_client_key = "{user.key}"\n'
-        f'racs_ca = "{paths.racs_ca.cert}"\ntls2_cert = "{paths.key_server.cert}"\n'
-        f'tls2_key = "{paths.key_server.key}"\nse_issuer_ca = "{paths.se_issuer_ca.cert}"\n'
-    )
+    """The key server as the demo configures it: SQLite, a fast worker, ``[push]`` from *paths*."""
+    config = setup.keyserver_config(directory, paths.directory)
     cli = ["key_provisioner.cli", "--config", str(config)]
     run_module(*cli, "migrate")
     token = run_module(*cli, "token", "create", "--role", "admin", "--name", "e2e").strip()
@@ -113,14 +87,8 @@ def system(tmp_path: Path) -> Iterator[System]:
         stack.append(keyserver.stop)
         port = free_udp_port()
         enrolled = api.call("POST", "/locks", {"name": "e2e", "host": "127.0.0.1", "port": port})
-        bundle = tmp_path / "bundle.json"
-        bundle.write_text(json.dumps(enrolled["bundle"]))
         lock = LockProcess(tmp_path / "lock", port)
-        run_module("lock_server.cli", "init", "--dir", str(lock.directory), "--bundle", str(bundle))
-        bundle.unlink()
-        lock.config.write_text(
-            lock.config.read_text().replace("open_seconds = 5.0", "open_seconds = 0.2")
-        )
+        setup.install_lock(lock.directory, enrolled["bundle"], tmp_path / "bundle.json")
         lock.start()
         stack.append(lock.stop)
         body = {"seid": SEID, "racs_server": f"127.0.0.1:{racs.port}", "label": "e2e phone"}
@@ -145,7 +113,7 @@ def test_issue_push_open_revoke_refuse(system: System) -> None:
     body = {"lock_id": system.lock_id, "secure_element_id": system.se_id, "label": "Front door"}
     key = api.call("POST", "/keys", body)
     assert key["push"]["state"] == "pending"
-    push = wait_for(push_state(api, key["id"], "installed"), "push installed")
+    push = wait(push_state(api, key["id"], "installed"), 30, "push installed")
     assert push["container_id"] == 1 and push["last_error"] is None
 
     # The phone's side: the card behind pcscd lists the key, never its PSK.
@@ -168,12 +136,12 @@ def test_issue_push_open_revoke_refuse(system: System) -> None:
 
     # Revoke: the worker deletes the container and the lock confirms the revocation.
     api.call("POST", f"/keys/{key['id']}/revoke", {"reason": "phone lost"})
-    wait_for(push_state(api, key["id"], "removed"), "push removed")
+    wait(push_state(api, key["id"], "removed"), 30, "push removed")
 
     def lock_in_sync() -> bool:
         return bool(api.call("GET", f"/locks/{system.lock_id}")["revocation"]["in_sync"])
 
-    wait_for(lock_in_sync, "lock confirms the revocation")
+    wait(lock_in_sync, 30, "lock confirms the revocation")
     status, listed, _ = coap_open("--list", "--reader", READER)
     assert status == 0 and listed == [], listed
     status, refused, _ = coap_open("Front door", "--reader", READER)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from elock_common.container import KeyContainer
@@ -14,16 +11,6 @@ from key_client.carrier import open_door
 from tests.lock_server.lockproc import LockProcess
 from tests.push.conftest import SEID
 from tests.push.harness import Racs
-
-
-@pytest.fixture
-def lock(tmp_path: Path) -> Iterator[LockProcess]:
-    lock = LockProcess.create(tmp_path / "lock")
-    lock.start()
-    try:
-        yield lock
-    finally:
-        lock.stop()
 
 
 @pytest.mark.peer
