@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from firmware import cardfile, host  # noqa: E402
 from firmware.applet import Applet  # noqa: E402
-from firmware.cli import main as elock_se  # noqa: E402
 from firmware.store import Store  # noqa: E402
+from firmware.virtual import cardfile, host  # noqa: E402
+from firmware.virtual.cli import main as elock_se  # noqa: E402
 from tests.pcsc import READER, pcscd_alive  # noqa: E402
 
 LIST = bytes.fromhex("8030000000")
@@ -115,8 +115,8 @@ def main() -> None:
 
         pcscd = start_pcscd()
         serve = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from firmware.cli import main; sys.exit(main())",
-             "serve", "--card", str(card)], cwd=ROOT, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "firmware.virtual.cli", "serve", "--card", str(card)],
+            cwd=ROOT, stderr=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         try:

@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import firmware.dtls_keys as dtls_keys  # noqa: E402
-import firmware.dtls_records as dtls_records  # noqa: E402
-from firmware.virtual_card import InProcessCard  # noqa: E402
+import firmware.dtls.keys as dtls_keys  # noqa: E402
+import firmware.dtls.records as dtls_records  # noqa: E402
+from firmware.virtual.virtual_card import InProcessCard  # noqa: E402
 from key_client.cards import AppletChannel, connect  # noqa: E402
 from key_client.carrier import open_door  # noqa: E402
 from tests.key_client.cardproc import ServedCard, make_card  # noqa: E402

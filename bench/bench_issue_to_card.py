@@ -60,11 +60,11 @@ class System:
 def start_system(work: Path, services: list[Running]) -> System:
     paths = pki.init_pki(work / "pki")
     card = work / "card.json"
-    run("firmware.cli", "personalize", "--card", str(card), "--seid", SEID,
+    run("firmware.virtual.cli", "personalize", "--card", str(card), "--seid", SEID,
         "--issuer-cert", str(paths.se_issuer_ca.cert), "--issuer-key",
         str(paths.se_issuer_ca.key), "--key-server-ca", str(paths.key_server_ca.cert))  # fmt: skip
     services.append(setup.start_pcscd())
-    serve = Service("virtual card", ["firmware.cli", "serve", "--card", str(card)],
+    serve = Service("virtual card", ["firmware.virtual.cli", "serve", "--card", str(card)],
                     work / "card.log", "serving")  # fmt: skip
     services.append(serve)
     serve.start()

@@ -94,13 +94,13 @@ def tell(story: Teller, work: Path, services: list[Running], *, detach: bool) ->
     story.step("Start the lock", start_lock)
 
     def card_step() -> str:
-        run("firmware.cli", "personalize", "--card", str(card), "--seid", SEID,
+        run("firmware.virtual.cli", "personalize", "--card", str(card), "--seid", SEID,
             "--issuer-cert", str(pki_dir / "se-issuer-ca.pem"),
             "--issuer-key", str(pki_dir / "se-issuer-ca.key"),
             "--key-server-ca", str(pki_dir / "key-server-ca.pem"))  # fmt: skip
         daemon = setup.start_pcscd()
         services.append(daemon)
-        serve = ["firmware.cli", "serve", "--card", str(card)]
+        serve = ["firmware.virtual.cli", "serve", "--card", str(card)]
         service = Service("virtual card", serve, work / "card.log", "serving")
         services.append(service)
         service.start(detach=detach)

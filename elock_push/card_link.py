@@ -15,8 +15,7 @@ import ssl
 
 from elock_common import card_protocol as c
 from elock_push.errors import CardError, TransportError
-from racs.client import RacsClient
-from racs.errors import LocalProtocolError, RemoteRacsError
+from racs.client import LocalProtocolError, RacsClient, RemoteRacsError
 
 SW_OK, SW_TLS_OPEN, SW_TLS_END = 0x9000, 0x9001, 0x9002
 RESET_TLS = bytes.fromhex("00D8000000")

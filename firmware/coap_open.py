@@ -47,7 +47,7 @@ from firmware.coap_message import (
     encode_uint,
     split_coaps_uri,
 )
-from firmware.dtls_client import (
+from firmware.dtls.client import (
     ApplicationDataReceived,
     ConnectionTerminated,
     DtlsClient,

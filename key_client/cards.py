@@ -156,8 +156,7 @@ def connect(*, reader: str | None = None, card_file: Path | None = None) -> Appl
 def _in_process(card_file: Path) -> AppletChannel:
     # A card file run in this process is a virtual card driver: it reaches the
     # applet through its public entry point, as pcscd would.
-    from firmware.cardfile import CardFileError
-    from firmware.virtual_card import InProcessCard
+    from firmware.virtual import CardFileError, InProcessCard
 
     try:
         card = InProcessCard(card_file)

@@ -18,8 +18,7 @@ from cryptography import x509
 from elock_push import CardError, PushError, SecureElementPush, UntrustedCardError, tls2_context
 from key_provisioner.core.config import PushSettings
 from key_provisioner.core.errors import ConfigError
-from racs.client import client_ssl_context
-from racs.errors import ErrorClass, RemoteRacsError
+from racs.client import ErrorClass, RemoteRacsError, client_ssl_context
 
 
 class Verdict(enum.Enum):

@@ -16,8 +16,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from racs.errors import LocalProtocolError, RemoteRacsError
+from racs.errors import ErrorClass, LocalProtocolError, RemoteRacsError
 from racs.protocol import CRLF, ResponseLine, parse_response_line
+
+# What the client raises is part of its published interface: callers import it from here.
+__all__ = [
+    "ErrorClass",
+    "LocalProtocolError",
+    "RacsClient",
+    "RemoteRacsError",
+    "client_ssl_context",
+]
 
 
 def client_ssl_context(cert: Path, key: Path, server_ca: Path) -> ssl.SSLContext:

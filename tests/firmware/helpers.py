@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from elock_common import card_protocol as c
 from elock_common.container import Flags, KeyContainer
-from firmware import host
 from firmware.apdu import command
 from firmware.applet import Applet
 from firmware.coap_open import OpenFailed, OpenResult
@@ -16,6 +15,7 @@ from firmware.opening import OpenSessionLike, Rng
 from firmware.personalization import CELL_TRANSPORT_KEY
 from firmware.pin import CardPin
 from firmware.store import Eeprom, Store
+from firmware.virtual import host
 
 # Distinctive PSKs: any of them in a response would be a leak.
 PSKS = [b"PSK~zQ8xLm0Pw!A1", b"PSK~Jr5tNv9Ks@B2", b"PSK~Hy3wDf7Gu#C3"]

@@ -421,7 +421,7 @@ class ScriptedServer:
         mutate: Callable[[int, bytes], bytes] | None = None,
         responder: Callable[[bytes], bytes | None] | None = None,
     ) -> None:
-        from firmware import dtls_records as r
+        from firmware.dtls import records as r
 
         self.responder = responder
         self.received: list[bytes] = []

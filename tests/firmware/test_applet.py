@@ -9,11 +9,11 @@ import pytest
 from elock_common import card_protocol as c
 from elock_common.container import Flags, KeyContainer, parse_list
 from elock_common.errors import FormatError
-from firmware import host
 from firmware.apdu import command
 from firmware.applet import Applet
 from firmware.dispatch import Registry, Route, route
 from firmware.store import Eeprom, Store
+from firmware.virtual import host
 from tests.firmware.helpers import PSKS, SELECT, container, make_card
 
 LIST = command(c.CLA_PROPRIETARY, c.INS_LIST, le=256)

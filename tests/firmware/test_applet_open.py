@@ -6,9 +6,9 @@ import pytest
 
 from elock_common import card_protocol as c
 from elock_common import tlv
-from firmware import host
 from firmware.apdu import command
 from firmware.opening import MAX_EXCHANGES, coap_code_byte
+from firmware.virtual import host
 from tests.firmware.helpers import NOW_MS, FakeSession, container, make_card
 
 

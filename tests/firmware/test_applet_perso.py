@@ -7,9 +7,9 @@ import secrets
 import pytest
 
 from elock_common import card_protocol as c
-from firmware import host
 from firmware.apdu import command
 from firmware.personalization import SealingKeys
+from firmware.virtual import host
 from tests.firmware.helpers import PSKS, container, make_card
 
 CHALLENGE = command(c.CLA_ISO, c.INS_GET_CHALLENGE, le=16)

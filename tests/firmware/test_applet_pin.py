@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from elock_common import card_protocol as c
 from elock_common.container import Flags
-from firmware import host
 from firmware.apdu import command
+from firmware.virtual import host
 from tests.firmware.helpers import NOW_MS, PIN, SELECT, container, make_card
 
 

@@ -24,7 +24,7 @@ from firmware.coap_open import (
     OpenSession,
     OpenState,
 )
-from firmware.dtls_client import DtlsUsageError
+from firmware.dtls.client import DtlsUsageError
 from tests.firmware.peers import CoapResponder, ScriptedServer, run_in_memory
 
 IDENTITY = b"card-key-0001"

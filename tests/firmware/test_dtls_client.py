@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.dtls_client import (
+from firmware.dtls.client import (
     AlertDescription,
     ApplicationDataReceived,
     ConnectionTerminated,
@@ -22,7 +22,7 @@ from firmware.dtls_client import (
     DtlsUsageError,
     HandshakeCompleted,
 )
-from firmware.dtls_records import Record, encode_record
+from firmware.dtls.records import Record, encode_record
 from tests.firmware.peers import ScriptedServer, run_in_memory
 
 IDENTITY = b"card-key-0001"

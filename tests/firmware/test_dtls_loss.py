@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from firmware.coap_open import OpenFailed, OpenResult, OpenSession
-from firmware.dtls_client import ConnectionTerminated, DtlsClient, HandshakeCompleted
+from firmware.dtls.client import ConnectionTerminated, DtlsClient, HandshakeCompleted
 from tests.conftest import require_tool
 from tests.firmware.peers import (
     CoapResponder,

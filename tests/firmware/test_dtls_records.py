@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.dtls_records import (
+from firmware.dtls.records import (
     CT_APPLICATION_DATA,
     CT_HANDSHAKE,
     DTLS_1_2,

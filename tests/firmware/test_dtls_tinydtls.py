@@ -11,7 +11,7 @@ import statistics
 import time
 
 from firmware.coap_open import OpenFailed, OpenResult, OpenSession, OpenState
-from firmware.dtls_client import (
+from firmware.dtls.client import (
     ApplicationDataReceived,
     ConnectionTerminated,
     DtlsClient,

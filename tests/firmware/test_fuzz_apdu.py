@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from elock_common import card_protocol as c
 from elock_common import tlv
 from elock_common.container import Flags
-from firmware import host
 from firmware.apdu import ApduCommand, command
 from firmware.applet import Applet
 from firmware.errors import WrongLengthError
 from firmware.opening import default_session_factory
 from firmware.personalization import SealingKeys
 from firmware.store import Store
+from firmware.virtual import host
 from tests.firmware.helpers import NOW_MS, PIN, PSKS, SELECT, Card, container, make_card
 
 FIXED_CHALLENGE = b"\x11" * 16  # the fuzz card's rng, so sealed commands can be valid

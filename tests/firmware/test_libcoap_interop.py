@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from firmware.coap_open import OpenFailed, OpenResult, OpenSession
-from firmware.dtls_client import ConnectionTerminated, DtlsClient, HandshakeCompleted
+from firmware.dtls.client import ConnectionTerminated, DtlsClient, HandshakeCompleted
 from tests.conftest import require_tool
 from tests.firmware.peers import LibcoapServer, libcoap_server, run_udp
 

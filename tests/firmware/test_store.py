@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware import cardfile
 from firmware.errors import NotEnoughMemoryError
 from firmware.store import JOURNAL_HEAD, Eeprom, PowerCut, Store
+from firmware.virtual import cardfile
 
 
 def user_cells(eeprom: Eeprom) -> dict[str, bytes]:

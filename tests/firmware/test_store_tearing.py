@@ -12,10 +12,10 @@ from collections.abc import Callable
 import pytest
 
 from elock_common import card_protocol as c
-from firmware import host
 from firmware.apdu import command
 from firmware.pin import CELL_TRIES
 from firmware.store import Eeprom, PowerCut
+from firmware.virtual import host
 from tests.firmware.helpers import PIN, Card, container, make_card
 
 State = tuple[tuple[tuple[int, bytes, bytes], ...], int]

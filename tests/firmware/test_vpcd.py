@@ -20,12 +20,16 @@ import pytest
 
 from elock_common import card_protocol as c
 from elock_common.container import parse_list
-from firmware import cardfile, host
+from firmware.virtual import cardfile, host
 from tests.conftest import require_tool
 from tests.firmware.helpers import PSKS
 from tests.pcsc import READER, Pcscd, wait_for_card
 
-ELOCK_SE = [sys.executable, "-c", "import sys; from firmware.cli import main; sys.exit(main())"]
+ELOCK_SE = [
+    sys.executable,
+    "-c",
+    "import sys; from firmware.virtual.cli import main; sys.exit(main())",
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from firmware import cardfile
-from firmware.cli import main
 from firmware.personalization import CELL_TRANSPORT_KEY
 from firmware.pin import CELL_TRIES
+from firmware.virtual import cardfile
+from firmware.virtual.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from elock_common import card_protocol as c
-from firmware.vpcd import VirtualCard
+from firmware.virtual.vpcd import VirtualCard
 from tests.firmware.helpers import SELECT, make_card
 
 

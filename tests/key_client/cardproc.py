@@ -13,7 +13,7 @@ from tests.lock_server.lockproc import Key
 from tests.pcsc import READER, Pcscd, wait_for_card
 
 ROOT = Path(__file__).resolve().parents[2]
-ELOCK_SE = [sys.executable, "-m", "firmware.cli"]
+ELOCK_SE = [sys.executable, "-m", "firmware.virtual.cli"]
 COAP_OPEN = [sys.executable, "-m", "key_client.cli"]
 
 

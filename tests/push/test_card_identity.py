@@ -13,10 +13,11 @@ from cryptography import x509
 from elock_common import card_protocol as c
 from elock_common import pki
 from elock_common.container import KeyContainer
-from firmware import cardfile, host, identity
+from firmware import identity
 from firmware.applet import Applet
 from firmware.personalization import CELL_TRANSPORT_KEY
 from firmware.store import Eeprom, Store
+from firmware.virtual import cardfile, host
 from tests.key_client.cardproc import env
 from tests.push.harness import make_card
 
@@ -85,7 +86,7 @@ def test_the_private_key_is_made_once_and_certificates_must_match(
 
 def test_elock_se_personalize_with_an_identity(push_pki: pki.PkiPaths, tmp_path: Path) -> None:
     card = tmp_path / "card.json"
-    run = [sys.executable, "-m", "firmware.cli"]
+    run = [sys.executable, "-m", "firmware.virtual.cli"]
     done = subprocess.run(
         [*run, "personalize", "--card", str(card), "--seid", "card-0100",
          "--issuer-cert", str(push_pki.se_issuer_ca.cert),

@@ -23,8 +23,8 @@ from elock_push import (
     TransportError,
     UntrustedCardError,
 )
-from firmware import host
 from firmware.applet import Applet
+from firmware.virtual import host
 from tests.push.conftest import SEID
 from tests.push.harness import (
     CutProxy,

@@ -15,9 +15,9 @@ import pytest
 from elock_common import pki
 from elock_common.container import KeyContainer
 from elock_push import Delete, Install, Outcome
-from firmware import cardfile
 from firmware.keyring import Keyring
 from firmware.store import Store
+from firmware.virtual import cardfile
 from tests.key_client.cardproc import ServedCard, elock_se
 from tests.push.harness import pusher_for
 from tests.push.racsproc import RacsProcess

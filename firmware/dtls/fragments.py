@@ -16,8 +16,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from firmware.dtls_errors import DecodeError, HandshakeFailureError, IllegalParameterError
-from firmware.dtls_messages import Reader
+from firmware.dtls.errors import DecodeError, HandshakeFailureError, IllegalParameterError
+from firmware.dtls.messages import Reader
 
 HANDSHAKE_HEADER_SIZE = 12
 MAX_HANDSHAKE_MESSAGE = 2048  # a PSK server's messages are far smaller

@@ -5,7 +5,7 @@ and its subclasses are the peer's: they are raised while a datagram is being han
 and never leave ``DtlsClient.receive_datagram``, which answers with the fatal alert
 the class names and ends the connection (h11 keeps its Local and Remote protocol
 errors apart the same way; aioquic's ``Alert`` carries its description likewise).
-The codec in ``firmware.dtls_messages`` raises them without knowing any state.
+The codec in ``firmware.dtls.messages`` raises them without knowing any state.
 """
 
 from __future__ import annotations

@@ -35,13 +35,14 @@ from cryptography.hazmat.primitives import serialization
 from elock_common import pki
 from elock_common.container import NO_NOT_AFTER, Flags, KeyContainer
 from elock_common.errors import FormatError
-from firmware import cardfile, host, identity
+from firmware import identity
 from firmware.applet import Applet
 from firmware.errors import SwError
 from firmware.personalization import CELL_TRANSPORT_KEY, KEY_BYTES
 from firmware.pin import CardPin
 from firmware.store import Eeprom, Store
-from firmware.vpcd import DEFAULT_HOST, DEFAULT_PORT, VirtualCard
+from firmware.virtual import cardfile, host
+from firmware.virtual.vpcd import DEFAULT_HOST, DEFAULT_PORT, VirtualCard
 
 log = logging.getLogger("elock-se")
 

@@ -13,9 +13,9 @@ import fcntl
 from pathlib import Path
 from typing import BinaryIO
 
-from firmware import cardfile
 from firmware.applet import Applet
 from firmware.store import Store
+from firmware.virtual import cardfile
 
 
 class CardInUseError(cardfile.CardFileError):

@@ -1,6 +1,6 @@
 """DTLS 1.2 record layer and key schedule for TLS_PSK_WITH_AES_128_CCM_8.
 
-What the applet's DTLS client (``firmware.dtls_client``) needs, and nothing more:
+What the applet's DTLS client (``firmware.dtls.client``) needs, and nothing more:
 
 - the record header of RFC 6347 4.1 (type, version, epoch, 48-bit sequence
   number, length) and a strict parser for the records of one datagram;

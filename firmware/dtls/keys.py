@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
 
-from firmware.dtls_errors import DecryptError
-from firmware.dtls_fragments import push_handshake
-from firmware.dtls_messages import FINISHED, Finished, push_finished
-from firmware.dtls_records import (
+from firmware.dtls.errors import DecryptError
+from firmware.dtls.fragments import push_handshake
+from firmware.dtls.messages import FINISHED, Finished, push_finished
+from firmware.dtls.records import (
     CcmProtection,
     KeyBlock,
     extended_master_secret,

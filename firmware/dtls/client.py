@@ -59,7 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from firmware.dtls_errors import (
+from firmware.dtls.errors import (
     ALERT_FATAL,
     ALERT_WARNING,
     AlertDescription,
@@ -69,8 +69,8 @@ from firmware.dtls_errors import (
     PeerError,
     UnexpectedMessageError,
 )
-from firmware.dtls_flight import MAX_DATAGRAM_SIZE, Retransmission, WriteState, pack_flight
-from firmware.dtls_fragments import (
+from firmware.dtls.flight import MAX_DATAGRAM_SIZE, Retransmission, WriteState, pack_flight
+from firmware.dtls.fragments import (
     HandshakeFragment,
     HandshakeInbox,
     HandshakeMessage,
@@ -78,8 +78,8 @@ from firmware.dtls_fragments import (
     pull_fragments,
     push_handshake,
 )
-from firmware.dtls_keys import KeySchedule
-from firmware.dtls_messages import (
+from firmware.dtls.keys import KeySchedule
+from firmware.dtls.messages import (
     CLIENT_HELLO,
     CLIENT_KEY_EXCHANGE,
     FINISHED,
@@ -98,7 +98,7 @@ from firmware.dtls_messages import (
     push_client_hello,
     push_client_key_exchange,
 )
-from firmware.dtls_records import (
+from firmware.dtls.records import (
     CT_ALERT,
     CT_APPLICATION_DATA,
     CT_CHANGE_CIPHER_SPEC,

@@ -3,7 +3,7 @@
 Only the direction the client needs is written: it pushes ClientHello,
 ClientKeyExchange and Finished, and pulls the server's messages. Each ``pull_*``
 reads a message body and fails on a short read or leftover bytes (aioquic's
-``pull_block`` habit), raising the peer's error from ``firmware.dtls_errors``.
+``pull_block`` habit), raising the peer's error from ``firmware.dtls.errors``.
 
 What we offer and what we accept back sit together here: a ServerHello or
 HelloVerifyRequest that does not fit our ClientHello is refused while it is pulled,
@@ -22,14 +22,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from firmware.dtls_errors import (
+from firmware.dtls.errors import (
     DecodeError,
     HandshakeFailureError,
     IllegalParameterError,
     ProtocolVersionError,
     UnsupportedExtensionError,
 )
-from firmware.dtls_records import DTLS_1_2, TLS_PSK_WITH_AES_128_CCM_8
+from firmware.dtls.records import DTLS_1_2, TLS_PSK_WITH_AES_128_CCM_8
 
 # Handshake message types (RFC 5246 7.4, RFC 6347 4.3.2).
 HELLO_REQUEST = 0

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from firmware.dtls_errors import DtlsUsageError
-from firmware.dtls_records import DTLS_1_2, MAX_SEQUENCE, CcmProtection, Record, encode_record
+from firmware.dtls.errors import DtlsUsageError
+from firmware.dtls.records import DTLS_1_2, MAX_SEQUENCE, CcmProtection, Record, encode_record
 
 MAX_DATAGRAM_SIZE = 1152  # what we send: fits any IPv6 path with room to spare (RFC 7252 4.6)
 INITIAL_TIMEOUT = 1.0  # RFC 6347 4.2.4.1
