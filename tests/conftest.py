@@ -18,7 +18,28 @@ if TYPE_CHECKING:
     from tests.lock_server.lockproc import LockProcess
 
 
+# The test being set up or run: ``require_tool`` checks that it carries the ``peer``
+# marker, so that ``pytest -m "not peer"`` (the fast run) never reaches a real peer.
+_running: pytest.Item | None = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _running
+    _running = item
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    global _running
+    _running = None
+
+
 def require_tool(name: str) -> str:
+    if _running is not None and _running.get_closest_marker("peer") is None:
+        pytest.fail(
+            f"{_running.nodeid} needs the real peer {name!r}: mark it "
+            "@pytest.mark.peer (or pytestmark in its module) so the fast run leaves it out"
+        )
     path = shutil.which(name)
     if path is None:
         pytest.fail(f"required peer {name!r} is not installed; run scripts/install.sh")

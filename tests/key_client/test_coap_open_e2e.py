@@ -12,6 +12,9 @@ from tests.key_client.cardproc import ServedCard, coap_open, make_card
 from tests.lock_server.lockproc import Key, LockProcess, coap, free_udp_port
 from tests.pcsc import READER
 
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
+
 
 def test_opens_through_pcscd_and_refuses_after_revocation(
     lock: LockProcess, tmp_path: Path

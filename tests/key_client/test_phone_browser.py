@@ -18,6 +18,9 @@ from tests.conftest import require_tool
 from tests.key_client.cardproc import env, make_card
 from tests.lock_server.lockproc import LockProcess, coap
 
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
     "--no-sandbox",

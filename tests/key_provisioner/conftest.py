@@ -34,7 +34,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 _counter = itertools.count()
-BACKENDS = ["sqlite", "postgresql"]
+# PostgreSQL is a real peer: its variants stay out of the fast run (-m "not peer").
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)]
 
 
 @pytest.fixture(scope="session")

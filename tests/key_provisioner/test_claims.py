@@ -32,6 +32,7 @@ def test_a_claimed_push_is_not_claimed_again(admin: Api) -> None:
         assert [j.version for j in again] == [1]
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_replicas_skip_rows_another_replica_holds(admin: Api) -> None:
     lock = admin.enrol(port=free_udp_port())["lock"]

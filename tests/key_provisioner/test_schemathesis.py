@@ -44,6 +44,7 @@ parameters = {{ "path.element_id" = "{se}" }}
 
 
 @pytest.mark.slow
+@pytest.mark.peer  # schemathesis drives the running API as an outside client would
 def test_schemathesis_finds_nothing(tmp_path: Path, database_url: str) -> None:
     assert SCHEMATHESIS.exists(), "run: .venv/bin/pip install schemathesis"
     server = start_keyserver(tmp_path / "keyserver", database_url, worker=False)

@@ -7,7 +7,12 @@ import socket
 import struct
 import time
 
+import pytest
+
 from tests.lock_server.lockproc import LockProcess, coap
+
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 COUNT = 4000
 

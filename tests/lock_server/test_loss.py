@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.lock_server.lockproc import LockProcess, coap
 from tests.lossy_relay import LossyRelay
+
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 TAPS = 6
 

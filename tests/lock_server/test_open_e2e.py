@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import require_tool
 from tests.lock_server.lockproc import Key, LockProcess, coap
 
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
+
 
 def _wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
