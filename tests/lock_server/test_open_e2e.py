@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 import time
 
 import pytest
@@ -207,9 +208,21 @@ def test_lock_state_is_observable(lock: LockProcess) -> None:
         [exe, "-m", "get", "-s", "4", "-u", watcher_key.identity, "-k", watcher_key.psk, lock.uri],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    time.sleep(1.0)
-    assert "opened" in coap("coap-client-openssl", "post", opener, lock.uri)
-    out, _ = watcher.communicate(timeout=15)
+    # Open only once the lock has registered the observer: the first notification
+    # ("locked") is the lock's answer to the registration itself.
+    heard: list[str] = []
+    stdout = watcher.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: heard.extend(iter(lambda: stdout.read(1), "")))
+    reader.start()
+    try:
+        assert _wait_until(lambda: '"state":"locked"' in "".join(heard), 10), "".join(heard)
+        assert "opened" in coap("coap-client-openssl", "post", opener, lock.uri)
+        watcher.wait(timeout=15)
+    finally:
+        watcher.kill()
+        reader.join(5)
+    out = "".join(heard)
     # coap-client prints each notification's payload with no separator
     states = re.findall(r'"state":"(\w+)"', out)
     assert states[:3] == ["locked", "open", "locked"], out
