@@ -21,10 +21,10 @@ import pytest
 from elock_common import card_protocol as c
 from elock_common.container import parse_list
 from elock_demo.pcscd import SOCKET
+from elock_testkit.pcsc import READER, Pcscd, wait_for_card
 from firmware.virtual import cardfile, host
 from tests.conftest import require_tool
 from tests.firmware.helpers import PSKS
-from tests.pcsc import READER, Pcscd, wait_for_card
 
 ELOCK_SE = [
     sys.executable,

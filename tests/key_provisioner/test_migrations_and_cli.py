@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from elock_common import pki
+from elock_testkit.liveserver import env
 from key_provisioner.api.main import create_app
 from key_provisioner.core.config import Settings
 from key_provisioner.core.crypto import MasterKey
@@ -24,7 +25,6 @@ from key_provisioner.db import models  # noqa: F401
 from key_provisioner.db.base import Base
 from key_provisioner.db.engine import make_engine
 from key_provisioner.db.migrate import current_revision, downgrade, head_revision, upgrade
-from tests.key_provisioner.liveserver import env
 
 
 def test_migrations_produce_exactly_the_models(database_url: str) -> None:
@@ -270,7 +270,7 @@ def test_serve_with_workers_refuses_push_files_in_the_parent(tmp_path: Path, bro
 
 @pytest.mark.peer  # runs the real program as a process
 def test_serve_port_0_listens_on_a_free_port_and_says_which(tmp_path: Path) -> None:
-    from tests.key_provisioner.liveserver import Process
+    from elock_testkit.liveserver import Process
 
     config = _keyserver_config(tmp_path, {})
     server = Process(

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.key_provisioner.liveserver import env, start_keyserver
+from elock_testkit.liveserver import env, start_keyserver
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CONFIG = """\

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from elock_common import pki
-from tests.push.harness import Racs, make_card, start_racs
+from elock_testkit.push_harness import Racs, make_card, start_racs
 
 SEID = "card-0001"
 

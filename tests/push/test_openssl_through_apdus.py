@@ -9,9 +9,9 @@ import pytest
 
 from elock_common import pki
 from elock_common.container import KeyContainer
+from elock_testkit.push_harness import make_card
 from tests.conftest import require_tool
 from tests.push.apdu_bridge import ApduBridge
-from tests.push.harness import make_card
 
 pytestmark = pytest.mark.peer
 

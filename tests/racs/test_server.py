@@ -7,12 +7,12 @@ import ssl
 
 import pytest
 
+from elock_testkit.racs_applets import ELOCK_AID, FIXED, OTHER_AID
+from elock_testkit.racs_pki import Pki
 from racs.access import AccessPolicy
 from racs.errors import RemoteRacsError
 from racs.session import Limits
-from tests.racs.applets import ELOCK_AID, FIXED, OTHER_AID
 from tests.racs.conftest import Harness, raw_client_context, start_harness
-from tests.racs.pki import Pki
 
 
 def select(aid: bytes) -> bytes:

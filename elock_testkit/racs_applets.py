@@ -73,5 +73,5 @@ class TestApplet:
 
 
 def factory() -> TestApplet:
-    """For racs.toml: ``applet = "tests.racs.applets:factory"``."""
+    """For racs.toml: ``applet = "elock_testkit.racs_applets:factory"``."""
     return TestApplet()
