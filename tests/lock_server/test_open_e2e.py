@@ -215,6 +215,7 @@ def test_lock_state_is_observable(lock: LockProcess) -> None:
     finally:
         watcher.kill()
         reader.join(5)
+        stdout.close()
     out = "".join(heard)
     # coap-client prints each notification's payload with no separator
     states = re.findall(r'"state":"(\w+)"', out)
