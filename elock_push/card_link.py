@@ -54,8 +54,12 @@ def _split(response: bytes) -> tuple[bytes, int]:
 class CardLink:
     """APDUs to one SEID over an open ``RacsClient``; counts what it sends."""
 
-    def __init__(self, racs: RacsClient, seid: str, *, block: int = BLOCK) -> None:
+    def __init__(
+        self, racs: RacsClient, seid: str, *, block: int = BLOCK, ask_server_to_fetch: bool = True
+    ) -> None:
         self.racs, self.seid, self.block = racs, seid, block
+        # False sends no MORE=/FETCH= (tests and benchmarks of the client's own chaining).
+        self._chaining = {} if ask_server_to_fetch else {"more": None, "fetch": None}
         self.apdus = 0
         self.round_trips = 0
 
@@ -65,7 +69,7 @@ class CardLink:
     async def _send(self, apdus: list[bytes]) -> list[bytes]:
         self.round_trips += 1
         try:
-            return await self.racs.script(self.seid, apdus)
+            return await self.racs.script(self.seid, apdus, **self._chaining)
         except RemoteRacsError as exc:
             raise TransportError(f"RACS refused: {exc}") from exc
         except _TRANSPORT as exc:

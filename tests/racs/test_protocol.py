@@ -53,7 +53,16 @@ from racs.protocol import (
         ),
         (
             b"APDU s 00B0000000 CONTINUE=9000 FETCH=00C00000 MORE=61 APPEND",
-            Apdu("s", bytes.fromhex("00B0000000"), ApduOptions(0x9000), append=True),
+            Apdu(
+                "s",
+                bytes.fromhex("00B0000000"),
+                ApduOptions(0x9000, b"\x00\xc0\x00\x00", 0x61),
+                True,
+            ),
+        ),
+        (
+            b"APDU s 00B0000000 CONTINUE=9000",  # options not given stay None: the style decides
+            Apdu("s", bytes.fromhex("00B0000000"), ApduOptions(0x9000)),
         ),
         (b"  poweron   s1  \t", PowerOn("s1")),
     ],
