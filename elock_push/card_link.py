@@ -18,21 +18,25 @@ here reads the text of a ``+0YZ`` line beyond the hex of an APDU answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import Iterator
 
 from elock_common import card_protocol as c
 from elock_common.apdu import ResponseChain
-from elock_push.errors import CardError, TransportError
-from racs.client import LocalProtocolError, RacsClient, RemoteRacsError
+from elock_push.errors import CardBusyError, CardError, RacsProtocolError, TransportError
+from racs.client import (
+    RacsClient,
+    RemoteProtocolError,
+    RemoteRacsError,
+    SecureElementBusyError,
+)
 
 SW_OK, SW_TLS_OPEN, SW_TLS_END = 0x9000, 0x9001, 0x9002
 RESET_TLS = bytes.fromhex("00D8000000")
 GET_CERTIFICATE = bytes.fromhex("00CA7F2100")
 BLOCK = 240
-_TRANSPORT = (
-    OSError, EOFError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError,
-    LocalProtocolError,
-)  # fmt: skip
+_TRANSPORT = (OSError, EOFError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError)
 
 
 def tls_record_apdus(records: bytes, block: int = BLOCK) -> list[bytes]:
@@ -49,6 +53,21 @@ def _split(response: bytes) -> tuple[bytes, int]:
     if len(response) < 2:
         raise CardError("response without a status word", 0x6F00)
     return response[:-2], int.from_bytes(response[-2:], "big")
+
+
+@contextlib.contextmanager
+def racs_errors(seid: str, refused: str) -> Iterator[None]:
+    """Every way a RACS exchange fails, as the ``PushError`` the key server acts on."""
+    try:
+        yield
+    except SecureElementBusyError as exc:
+        raise CardBusyError(seid, f"{exc.code} {exc.reason}") from exc
+    except RemoteRacsError as exc:
+        raise TransportError(f"{refused}: {exc}") from exc
+    except RemoteProtocolError as exc:
+        raise RacsProtocolError(f"the RACS server answered outside the protocol: {exc}") from exc
+    except _TRANSPORT as exc:
+        raise TransportError(f"RACS connection lost: {type(exc).__name__}") from exc
 
 
 class CardLink:
@@ -68,12 +87,8 @@ class CardLink:
 
     async def _send(self, apdus: list[bytes]) -> list[bytes]:
         self.round_trips += 1
-        try:
+        with racs_errors(self.seid, "RACS refused"):
             return await self.racs.script(self.seid, apdus, **self._chaining)
-        except RemoteRacsError as exc:
-            raise TransportError(f"RACS refused: {exc}") from exc
-        except _TRANSPORT as exc:
-            raise TransportError(f"RACS connection lost: {type(exc).__name__}") from exc
 
     async def _script(self, apdus: list[bytes]) -> list[bytes]:
         """The answers to *apdus* (one round trip), the last one followed to its end.
@@ -97,13 +112,9 @@ class CardLink:
         return [*responses[:-1], chain.data + chain.sw.to_bytes(2, "big")]
 
     async def power_on_and_select(self) -> None:
-        try:
-            self.round_trips += 1
+        self.round_trips += 1
+        with racs_errors(self.seid, f"RACS refused POWERON {self.seid}"):
             await self.racs.power_on(self.seid)
-        except RemoteRacsError as exc:
-            raise TransportError(f"RACS refused POWERON {self.seid}: {exc}") from exc
-        except _TRANSPORT as exc:
-            raise TransportError(f"RACS connection lost: {type(exc).__name__}") from exc
         select = bytes([0x00, c.INS_SELECT, c.P1_SELECT_BY_NAME, 0x00, len(c.AID)]) + c.AID
         _, sw = _split((await self._script([select]))[0])
         if sw != SW_OK:
@@ -134,5 +145,5 @@ class CardLink:
     async def shutdown(self) -> None:
         try:
             await self.racs.shutdown(self.seid)
-        except (RemoteRacsError, *_TRANSPORT):
+        except (RemoteRacsError, RemoteProtocolError, *_TRANSPORT):
             pass  # the RACS server powers the card off when the session ends anyway

@@ -108,7 +108,6 @@ class ApduFilter:
             (a & m) == (p & m) for a, m, p in zip(apdu, self.mask, self.prefix, strict=False)
         )
 
-
     def _matches_aid(self, aid: bytes | None) -> bool:
         """A deny rule also catches a selection by a prefix of its AID (the card may
         run that application); an allow rule needs the AID in full."""
