@@ -241,6 +241,7 @@ async def test_two_sessions_racing_for_one_se_one_wins(harness: Harness) -> None
     results = await asyncio.gather(
         alice.power_on("shared"), carol.power_on("shared"), return_exceptions=True
     )
-    assert sorted(type(r).__name__ for r in results) == ["RemoteRacsError", "str"]
+    # The loser is told the SE is busy, as a type (a RemoteRacsError of class IN_USE).
+    assert sorted(type(r).__name__ for r in results) == ["SecureElementBusyError", "str"]
     owner = harness.registry.slots["shared"].owner
     assert owner is not None and harness.registry.owned_by(owner) == ["shared"]
