@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from key_provisioner.api.state import AppState
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import UnauthenticatedError
+from key_provisioner.services import tokens
 from key_provisioner.services.pagination import MAX_LIMIT
 from key_provisioner.services.tokens import Caller
 
@@ -52,7 +53,7 @@ def get_caller(
 ) -> Caller:
     caller = getattr(request.state, "caller", None)
     if not isinstance(caller, Caller):
-        raise UnauthenticatedError("send a valid API token as `Authorization: Bearer <token>`")
+        raise UnauthenticatedError(tokens.REFUSED)
     return caller
 
 
