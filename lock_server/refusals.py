@@ -61,8 +61,8 @@ class RefusalDigest:
         if self._started is None:
             self._started = now
         cause = (action, reason)
-        if cause not in self._tallies and len(self._tallies) >= MAX_CAUSES:
-            cause = (action if (action, _OTHER) in self._tallies else "various", _OTHER)
+        if cause not in self._tallies and len(self._tallies) >= MAX_CAUSES - 1:
+            cause = ("various", _OTHER)  # the last of MAX_CAUSES tallies takes the rest
         tally = self._tallies.setdefault(cause, _Tally(first_ts=now))
         if tally.written < ROWS_PER_CAUSE:
             tally.written += 1
