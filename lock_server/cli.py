@@ -265,7 +265,9 @@ def _audit_prune(args: argparse.Namespace) -> int:
 def _relay_off(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     relay = make_relay(config.relay, config.data_dir)  # every backend starts released
-    relay.close()
+    # release(), not close(): close() would hand the GPIO pin back as a floating input;
+    # the pin stays an output driven to its off level after this process exits.
+    relay.release()
     print("relay off")
     return 0
 
