@@ -52,19 +52,26 @@ def _flood(port: int, rate: float, seconds: float, out: multiprocessing.Queue) -
     out.put(vars(result) | {"rate": result.rate})
 
 
-def db_state(lock: LockProcess) -> tuple[int, int]:
-    files = [lock.data_dir / f"lock.sqlite3{suffix}" for suffix in ("", "-wal")]
-    return sum(f.stat().st_size for f in files if f.exists()), len(_all_rows(lock))
+def db_state(lock: LockProcess) -> tuple[int, int, int]:
+    """(bytes of the database in use, file bytes with the WAL, audit rows).
 
-
-def _all_rows(lock: LockProcess) -> list[int]:
+    The WAL is checkpointed first, so the bytes in use are the pages the
+    database holds, whatever the WAL happened to hold at that moment.
+    """
     import sqlite3
 
     db = sqlite3.connect(lock.data_dir / "lock.sqlite3")
     try:
-        return [row[0] for row in db.execute("SELECT id FROM audit")]
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        rows = db.execute("SELECT count(*) FROM audit").fetchone()[0]
     finally:
         db.close()
+    files = [lock.data_dir / f"lock.sqlite3{suffix}" for suffix in ("", "-wal")]
+    on_disk = sum(f.stat().st_size for f in files if f.exists())
+    return (pages - free) * size, on_disk, rows
 
 
 def main() -> int:
@@ -87,7 +94,7 @@ def main() -> int:
             unloaded = [timed_open(client, key, lock.uri) for _ in range(args.opens)]
             if None in unloaded:
                 raise SystemExit("an open failed without any flood: is the lock healthy?")
-            bytes_before, rows_before = db_state(lock)
+            used_before, disk_before, rows_before = db_state(lock)
             log_before = (lock.directory / "lock.log").stat().st_size
 
             results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
@@ -105,13 +112,15 @@ def main() -> int:
             flooder.join(30)
         finally:
             lock.stop()  # writes the last summary rows
-        bytes_after, rows_after = db_state(lock)
+        used_after, disk_after, rows_after = db_state(lock)
         log_after = (lock.directory / "lock.log").stat().st_size
+    disk = (disk_before, disk_after)
     ok_unloaded = [ms for ms in unloaded if ms is not None]
     ok_loaded = [ms for ms in loaded if ms is not None]
     report: dict[str, object] = {
         "flood": {**flood_result, "asked_rate": args.rate, "seconds": args.seconds},
-        "db_growth_bytes": bytes_after - bytes_before,
+        "db_bytes_in_use_growth": used_after - used_before,
+        "db_files_bytes": [disk_before, disk_after],
         "audit_rows_added": rows_after - rows_before,
         "log_growth_bytes": log_after - log_before,
         "open_ms_unloaded_median": round(statistics.median(ok_unloaded), 1),
@@ -124,7 +133,31 @@ def main() -> int:
         report["loaded_over_unloaded"] = round(
             statistics.median(ok_loaded) / statistics.median(ok_unloaded), 2
         )
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2), file=sys.stderr)
+    f = report["flood"]
+    assert isinstance(f, dict)
+    reached = f["refused_identity_sent"]
+    print(
+        f"Flood asked {args.rate:g}/s for {args.seconds:g} s: {f['started']} handshakes started,"
+        f" {reached} reached the refusal path ({reached / args.seconds:.0f}/s),"
+        f" {f['timed_out']} timed out.\n"
+    )
+    print("| measure | value |\n|---|---:|")
+    rows = [
+        ("audit rows added", report["audit_rows_added"]),
+        ("database bytes in use, growth", report["db_bytes_in_use_growth"]),
+        ("lock.sqlite3 + WAL bytes, before → after", " → ".join(map(str, disk))),
+        ("lock log bytes, growth", report["log_growth_bytes"]),
+        (f"open median ms, unloaded ({len(unloaded)} opens)", report["open_ms_unloaded_median"]),
+        (
+            f"open median ms, under flood ({len(loaded)} opens, "
+            f"{report['opens_failed_loaded']} failed)",
+            report["open_ms_loaded_median"],
+        ),
+        ("ratio loaded / unloaded (medians)", report.get("loaded_over_unloaded")),
+    ]
+    for name, value in rows:
+        print(f"| {name} | {value} |")
     return 0
 
 

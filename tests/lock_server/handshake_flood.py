@@ -92,7 +92,7 @@ def flood(
     """Run handshakes at ``rate`` per second for ``seconds`` (both bounded by the caller)."""
     if target[0] not in ("127.0.0.1", "::1") and not target[0].startswith("127."):
         raise ValueError("the flood only targets loopback")
-    result, attempts = FloodResult(), {}
+    result, attempts = FloodResult(), dict[int, _Attempt]()
     sel = selectors.DefaultSelector()
     began = time.monotonic()
     end = began + seconds
