@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from elock_common import pki
 from elock_common.container import KeyContainer
 from elock_push import Delete, Install, Outcome
-from tests.push.harness import make_card, start_racs
+from elock_testkit.push_harness import make_card, start_racs
 
 
 def container(container_id: int, n: int) -> KeyContainer:

@@ -45,7 +45,7 @@ from elock_common.provisioning_wire import (
 from elock_push.card_link import SW_TLS_END, SW_TLS_OPEN, CardLink
 from elock_push.errors import PushError, TlsSessionError, TransportError, UntrustedCardError
 from elock_push.tls2 import Tls2Client
-from racs.client import RacsClient
+from racs.client import RacsClient, TlsVersionError
 
 MAX_HANDSHAKE_FLIGHTS = 4
 
@@ -94,7 +94,7 @@ class PushReport:
     seid: str
     results: list[PushResult] = field(default_factory=list)
     containers: list[KeyContainer] = field(default_factory=list)  # public form, after LIST
-    apdus: int = 0  # command APDUs the key server sent (GET RESPONSE rounds are RACS's)
+    apdus: int = 0  # command APDUs the key server sent (a RACS server's own GET RESPONSE aside)
     round_trips: int = 0  # RACS requests
     seconds: float = 0.0
 
@@ -186,6 +186,8 @@ class SecureElementPush:
                 self.racs_host, self.racs_port, self.racs_tls,
                 server_hostname=self.server_hostname, timeout=self.timeout,
             )  # fmt: skip
+        except TlsVersionError as exc:
+            raise TransportError(f"cannot use RACS: {exc}") from exc
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
         link = CardLink(racs, seid, block=self.block)

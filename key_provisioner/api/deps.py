@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from key_provisioner.api.state import AppState
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import UnauthenticatedError
+from key_provisioner.services import tokens
 from key_provisioner.services.pagination import MAX_LIMIT
 from key_provisioner.services.tokens import Caller
 
@@ -52,7 +53,7 @@ def get_caller(
 ) -> Caller:
     caller = getattr(request.state, "caller", None)
     if not isinstance(caller, Caller):
-        raise UnauthenticatedError("send a valid API token as `Authorization: Bearer <token>`")
+        raise UnauthenticatedError(tokens.REFUSED)
     return caller
 
 
@@ -68,5 +69,9 @@ AdminDep = Annotated[Caller, Depends(get_admin)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
 CursorQuery = Annotated[
     str | None,
-    Query(max_length=200, description="`next_cursor` of the previous page."),
+    Query(
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="`next_cursor` of the previous page.",
+    ),
 ]

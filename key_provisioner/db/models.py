@@ -121,6 +121,9 @@ class Key(Base):
         Index("ix_keys_lock_id_issued_at_id", "lock_id", "issued_at", "id"),
         Index("ix_keys_secure_element_id_issued_at_id", "secure_element_id", "issued_at", "id"),
         Index("ix_keys_label_issued_at_id", "label", "issued_at", "id"),
+        # The key_id filter without a lock (GET /keys?key_id=, finding a key from a
+        # lock's audit row): without it, a scan of the whole table.
+        Index("ix_keys_key_id_issued_at_id", "key_id", "issued_at", "id"),
         # Revoked keys per lock, for building revocation lists. Partial, so
         # it stays small and no planner mistakes it for a way to find live keys.
         Index(
@@ -174,3 +177,7 @@ class ApiToken(Base):
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # None: never
+    # When and from where it last authenticated a request (to the minute, see tokens).
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_used_from: Mapped[str | None] = mapped_column(String(100))

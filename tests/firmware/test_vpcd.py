@@ -21,10 +21,11 @@ import pytest
 
 from elock_common import card_protocol as c
 from elock_common.container import parse_list
+from elock_demo.pcscd import SOCKET
+from elock_testkit.pcsc import READER, Pcscd, wait_for_card
 from firmware.virtual import cardfile, host
 from tests.conftest import require_tool
 from tests.firmware.helpers import PSKS
-from tests.pcsc import READER, Pcscd, wait_for_card
 
 ELOCK_SE = [
     sys.executable,
@@ -176,7 +177,10 @@ def test_card_comes_back_after_pcscd_restart(served: Served) -> None:
     if not served.pcscd.ours:
         pytest.fail("a pcscd this test did not start is running; stop it to test a restart")
     served.pcscd.stop()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while SOCKET.exists():  # pcscd removes its socket on the way out; start refuses until then
+        assert time.monotonic() < deadline, f"{SOCKET} outlived pcscd"
+        time.sleep(0.02)
     served.pcscd = Pcscd.start()
     wait_for_card()
     transmit, connection = connect()

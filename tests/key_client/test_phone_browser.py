@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from elock_testkit.cardproc import env, make_card
+from elock_testkit.lockproc import LockProcess, coap
 from tests.conftest import require_tool
-from tests.key_client.cardproc import env, make_card
-from tests.lock_server.lockproc import LockProcess, coap
+
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [

@@ -19,7 +19,7 @@ from key_provisioner.api.deps import (
 )
 from key_provisioner.db.base import utcnow
 from key_provisioner.schemas.audit import AuditPage
-from key_provisioner.schemas.common import problem_responses
+from key_provisioner.schemas.common import PRINTABLE, problem_responses
 from key_provisioner.schemas.keys import (
     KeyCreate,
     KeyIssued,
@@ -88,7 +88,8 @@ def list_keys(
     ] = None,
     state: Annotated[KeyState | None, Query(description="Only keys in this state now.")] = None,
     label: Annotated[
-        str | None, Query(max_length=100, description="Only keys with exactly this label.")
+        str | None,
+        Query(max_length=100, pattern=PRINTABLE, description="Only keys with exactly this label."),
     ] = None,
     key_id: Annotated[
         str | None, Query(pattern=r"^[0-9a-f]{12}$", description="Only keys with this key id.")

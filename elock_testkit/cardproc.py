@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from tests.lock_server.lockproc import Key
-from tests.pcsc import READER, Pcscd, wait_for_card
+from elock_testkit.lockproc import Key
+from elock_testkit.pcsc import READER, Pcscd, wait_for_card
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ELOCK_SE = [sys.executable, "-m", "firmware.virtual.cli"]
 COAP_OPEN = [sys.executable, "-m", "key_client.cli"]
 
