@@ -93,6 +93,14 @@ class LockProcess:
         out = json.loads(cli(["mint", "--config", str(self.config), "--json", *args]))
         return Key(out["identity"], out["psk"], out["key_id"])
 
+    def mint_unchecked(self, **claims: int) -> Key:
+        """A key the CLI would refuse to mint (already expired, say), made in-process."""
+        from elock_common import mint_key
+        from lock_server.config import load_config
+
+        identity, key = mint_key(load_config(self.config).load_secret(), **claims)  # type: ignore[arg-type]
+        return Key(key.identity.decode(), key.psk.decode(), identity.key_id_hex)
+
     def status(self) -> dict:  # type: ignore[type-arg]
         return json.loads(cli(["status", "--config", str(self.config), "--json"]))  # type: ignore[no-any-return]
 

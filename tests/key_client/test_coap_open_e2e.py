@@ -124,16 +124,16 @@ def test_pin_protected_key(lock: LockProcess, tmp_path: Path) -> None:
     card = make_card(tmp_path, [("Front door", lock.uri, lock.mint())], pin="2468")
     status, body, _ = coap_open("--card", str(card))
     assert status == 5 and "PIN" in str(body["message"]), body
-    status, body, _ = coap_open("--card", str(card), "--pin", "1111")
+    status, body, _ = coap_open("--card", str(card), pin="1111")
     assert status == 5 and "2 tries left" in str(body["message"]), body
     assert "on" not in lock.relay_events()
-    status, body, _ = coap_open("--card", str(card), "--pin", "2468")
+    status, body, _ = coap_open("--card", str(card), pin="2468")
     assert status == 0 and body["status"] == "opened", body
     # one verification, one Open: the next Open needs the PIN again
     status, body, _ = coap_open("--card", str(card))
     assert status == 5
     for _ in range(3):
-        coap_open("--card", str(card), "--pin", "0000")
-    status, body, _ = coap_open("--card", str(card), "--pin", "2468")
+        coap_open("--card", str(card), pin="0000")
+    status, body, _ = coap_open("--card", str(card), pin="2468")
     assert status == 5 and "blocked" in str(body["message"]), body
     assert lock.relay_events().count("on") == 1
