@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.lock_server.handshake_flood import flood  # noqa: E402
-from tests.lock_server.lockproc import Key, LockProcess  # noqa: E402
+from elock_testkit.handshake_flood import flood  # noqa: E402
+from elock_testkit.lockproc import Key, LockProcess  # noqa: E402
 
 MAX_RATE, MAX_SECONDS = 2000, 120  # this bench never floods harder or longer
 

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from elock_testkit.lockproc import LockProcess, _env, coap
 from tests.conftest import require_tool
-from tests.lock_server.lockproc import LockProcess, _env, coap
+
+# Real programs as processes (elock-lock, coap-open, libcoap...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "elock-lock.service"

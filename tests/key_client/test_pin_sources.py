@@ -7,9 +7,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from elock_common.pin_input import PIN_IN_ARGV
-from tests.key_client.cardproc import COAP_OPEN, ELOCK_SE, env, make_card
-from tests.lock_server.lockproc import LockProcess
+from elock_testkit.cardproc import COAP_OPEN, ELOCK_SE, env, make_card
+from elock_testkit.lockproc import LockProcess
+
+# Real programs as processes (elock-lock, coap-open, libcoap...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 PIN = "2468"
 

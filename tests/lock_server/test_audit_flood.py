@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 
+from elock_testkit.handshake_flood import flood
+from elock_testkit.lockproc import ELOCK_LOCK, LockProcess, _env, cli, coap
 from lock_server.refusals import MAX_CAUSES, ROWS_PER_CAUSE, RefusalDigest
 from lock_server.store import LockStore
-from tests.lock_server.handshake_flood import flood
-from tests.lock_server.lockproc import ELOCK_LOCK, LockProcess, _env, cli, coap
 
 
-def _wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
+@pytest.mark.peer
 def test_flood_of_failed_handshakes_grows_the_audit_by_a_bounded_amount(
     lock: LockProcess,
 ) -> None:
@@ -86,6 +77,7 @@ def test_prune_never_deletes_undelivered_rows(tmp_path) -> None:  # type: ignore
         store.prune_audit(-1)
 
 
+@pytest.mark.peer
 def test_audit_prune_command_and_the_key_servers_pull(lock: LockProcess) -> None:
     """The key server's pull (`since=N`) confirms rows; `audit prune` then bounds them."""
     key, admin = lock.mint(), lock.mint("--admin", "--no-open")

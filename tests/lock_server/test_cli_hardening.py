@@ -13,7 +13,10 @@ import pytest
 
 from elock_common import KeyIdentity
 from elock_common.identity import NO_NOT_AFTER
-from tests.lock_server.lockproc import ELOCK_LOCK, LockProcess, _env
+from elock_testkit.lockproc import ELOCK_LOCK, LockProcess, _env
+
+# Real programs as processes (elock-lock, coap-open, libcoap...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -40,7 +40,7 @@ def test_state_is_readable(lock: LockProcess) -> None:
 
 def _assert_refused(lock: LockProcess, key: Key, out: str, reason: str) -> None:
     # A handshake refusal is queued to the audit writer, not awaited: wait for its row.
-    _wait_until(lambda: any(r["key_id"] == key.key_id for r in lock.audit()))
+    wait_for(lambda: any(r["key_id"] == key.key_id for r in lock.audit()), what="the audit row")
     rows = [r for r in lock.audit() if r["key_id"] == key.key_id and r["outcome"] == "refused"]
     assert rows, f"no refusal audited; client printed {out!r}"
     assert reason in rows[-1]["reason"]
