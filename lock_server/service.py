@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from elock_common import KeyIdentity, Rights
 from lock_server.config import LockConfig
@@ -26,9 +26,18 @@ class LockService:
     store: LockStore
     door: Door
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    # key id -> when its last granted open began; only while the door is open.
+    _opened_at: dict[str, float] = field(default_factory=dict, repr=False)
 
     def try_open(self, claims: KeyIdentity, peer: str) -> Refusal | None:
-        """Open the door if the key may; the audit row is written either way."""
+        """Open the door if the key may; the audit row is written either way.
+
+        A key that taps again while the door is still open from its own last
+        open (its holder was told "no answer" and tried again) gets "opened"
+        without a second use or audit row: one open, as the person meant it.
+        The policy is checked again all the same, so a revocation in between wins.
+        """
         key_id = claims.key_id_hex
         refusal = check_key(
             claims,
@@ -37,6 +46,10 @@ class LockService:
             zone=self.config.zone,
             revoked=self.store.is_revoked(key_id),
         )
+        if refusal is None and self._repeat(key_id):
+            log.info("open repeated by key %s from %s within the open time", key_id, peer)
+            self.door.open()
+            return None
         if (
             refusal is None
             and claims.max_uses
@@ -52,10 +65,17 @@ class LockService:
         )
         if refusal is None:
             log.info("open granted to key %s from %s", key_id, peer)
+            self._opened_at = {key_id: self.monotonic()}  # the door is one key's at a time
             self.door.open()
         else:
             log.info("open refused to key %s from %s: %s", key_id, peer, refusal.reason)
         return refusal
+
+    def _repeat(self, key_id: str) -> bool:
+        began = self._opened_at.get(key_id)
+        if began is None or not self.door.is_open:
+            return False
+        return self.monotonic() - began < self.door.open_seconds
 
     def check(self, claims: KeyIdentity, need: Rights) -> Refusal | None:
         """Validity, revocation and rights, without spending a use (reads, admin)."""

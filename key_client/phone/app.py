@@ -25,6 +25,7 @@ from key_client.errors import (
     CardError,
     KeyHostError,
     NoSuchKeyError,
+    OutcomeUnknownError,
     PinRequiredError,
     RefusedError,
     UnreachableError,
@@ -107,6 +108,8 @@ def _failure(exc: KeyHostError) -> JSONResponse:
         body.update(status="refused", code=exc.code, message=exc.reason)
     elif isinstance(exc, UnreachableError):
         body["status"] = "unreachable"
+    elif isinstance(exc, OutcomeUnknownError):
+        body.update(status="unknown", message=OutcomeUnknownError.advice, detail=str(exc))
     elif isinstance(exc, PinRequiredError):
         body["status"] = "pin"
     elif isinstance(exc, WrongPinError):
