@@ -37,6 +37,7 @@ class AppletChannel:
     def __init__(self, transmit: Transmit, *, close: Callable[[], None] = lambda: None) -> None:
         self._transmit = transmit
         self._close = close
+        self._closed = False
         self._started = time.monotonic()
         self._exchange(c.CLA_ISO, c.INS_SELECT, c.AID, p1=c.P1_SELECT_BY_NAME, what="SELECT")
 
@@ -73,6 +74,10 @@ class AppletChannel:
         return self._step(c.INS_TIMER, tlv.encode_all([_now()]), now)
 
     def abort(self) -> None:
+        """End any Open and let go of the card; once is enough, twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._exchange(c.CLA_PROPRIETARY, c.INS_CLOSE, what="CLOSE")
         except CardError:

@@ -6,6 +6,10 @@ datagram's index in that direction and its bytes: tests use these, so a test
 loses exactly the datagram it means to), or with a given probability from a
 seeded RNG, so a bench run can be replayed. Runs in a thread so that blocking
 test code can use it.
+
+Like a NAT, it gives each new client address its own upstream socket, so a
+server sees each client (each tap of a bench) as a new peer, never as the
+previous tap's half-finished session.
 """
 
 from __future__ import annotations
@@ -91,7 +95,10 @@ class LossyRelay:
             for key, _ in sel.select(0.05):
                 try:
                     if key.data == "up":
-                        data, self._client = self._front.recvfrom(65535)
+                        data, client = self._front.recvfrom(65535)
+                        if self._client is not None and client != self._client:
+                            self._new_mapping(sel)
+                        self._client = client
                         if self._keep(UP, data):
                             self._back.send(data)
                     else:
@@ -100,6 +107,14 @@ class LossyRelay:
                             self._front.sendto(data, self._client)
                 except OSError:
                     continue  # ICMP port unreachable from a peer that went away
+
+    def _new_mapping(self, sel: selectors.BaseSelector) -> None:
+        sel.unregister(self._back)
+        self._back.close()
+        self._back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._back.connect(self.target)
+        self._back.setblocking(False)  # an event of the old socket may still be in this batch
+        sel.register(self._back, selectors.EVENT_READ, "down")
 
     def _keep(self, direction: str, data: bytes) -> bool:
         index = self._counts[direction]
