@@ -250,6 +250,15 @@ def main() -> int:
             f"| real-SIM estimate | {row.loss:.0%} | {statistics.mean(ms):.0f} | {p90:.0f} | "
             f"{statistics.mean(sent) if sent else 0:.1f} | {max(sent) if sent else 0} |"
         )
+    priced = [t for r in rows if r.name == "card in process" for t in r.taps if t.card_sent]
+    if len({t.card_sent for t in priced}) > 1:
+        fit = statistics.linear_regression(
+            [float(t.card_sent or 0) for t in priced], [t.card_ms or 0.0 for t in priced]
+        )
+        print(
+            f"\nper datagram the card sends (least squares over {len(priced)} opened taps): "
+            f"{fit.slope:.0f} ms; at 5 datagrams (no loss) {fit.intercept + 5 * fit.slope:.0f} ms"
+        )
     others = sorted({t.answer for r in rows for t in r.taps} - {"opened", "unknown"})
     print(f"\nother answers seen: {others or 'none'}; deadline {DEADLINE:g} s per tap")
     print(f"bench took {time.monotonic() - began:.0f} s")
