@@ -1,8 +1,9 @@
 """What can go wrong when a key host opens a door, as types a person can act on.
 
 ``coap-open`` maps each family to its own exit status, and the phone app to
-its own message: a refused key, an unreachable lock and a card problem call
-for different things from the person at the door.
+its own message: a refused key, an unreachable lock, an answer lost after the
+request went out, and a card problem call for different things from the
+person at the door.
 """
 
 from __future__ import annotations
@@ -31,9 +32,22 @@ class RefusedError(KeyHostError):
 
 
 class UnreachableError(KeyHostError):
-    """Nothing (or nothing authentic) came back from the lock in time."""
+    """The request never went out: the lock did not answer (or not enough to finish
+    the handshake). The door did not open; trying again is safe."""
 
     exit_status = 4
+
+
+class OutcomeUnknownError(KeyHostError):
+    """The request went out and no answer came: the door may have opened.
+
+    A person who is told "unreachable" here taps again; one who is told this
+    looks at the door first. A second tap is harmless all the same: the lock
+    counts a repeat within its open time as the same open.
+    """
+
+    exit_status = 7
+    advice = "the door may be open; check before trying again"
 
 
 class CardError(KeyHostError):

@@ -66,13 +66,23 @@ class LockService:
     clock: Callable[[], float] = time.time
     audit: AuditSink | None = None  # None: straight into ``store``
     refusals: RefusalDigest = field(default_factory=RefusalDigest)
+    monotonic: Callable[[], float] = time.monotonic
+    # key id -> when its last granted open began; only while the door is open.
+    _opened_at: dict[str, float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.audit is None:
             self.audit = _StoreSink(self.store)
 
     async def try_open(self, claims: KeyIdentity, peer: str) -> Refusal | None:
-        """Open the door if the key may; the audit row is on disk first, either way."""
+        """Open the door if the key may; the audit row is on disk first, either way.
+
+        A key that taps again while the door is still open from its own last
+        open (its holder was told "no answer" and tried again) gets "opened"
+        without a second use, audit row or relay write: one open, as the person
+        meant it.
+        The policy is checked again all the same, so a revocation in between wins.
+        """
         key_id = claims.key_id_hex
         refusal = check_key(
             claims,
@@ -81,6 +91,9 @@ class LockService:
             zone=self.config.zone,
             revoked=self.store.is_revoked(key_id),
         )
+        if refusal is None and self._repeat(key_id):
+            log.info("open repeated by key %s from %s within the open time", key_id, peer)
+            return None  # the door is open from this key's first tap: nothing to move
         if (
             refusal is None
             and claims.max_uses
@@ -97,10 +110,17 @@ class LockService:
         )
         if refusal is None:
             log.info("open granted to key %s from %s", key_id, peer)
+            self._opened_at = {key_id: self.monotonic()}  # the door is one key's at a time
             self.door.open()
         else:
             log.info("open refused to key %s from %s: %s", key_id, peer, refusal.reason)
         return refusal
+
+    def _repeat(self, key_id: str) -> bool:
+        began = self._opened_at.get(key_id)
+        if began is None or not self.door.is_open:
+            return False
+        return self.monotonic() - began < self.door.open_seconds
 
     def check(self, claims: KeyIdentity, need: Rights) -> Refusal | None:
         """Validity, revocation and rights, without spending a use (reads, admin)."""

@@ -38,6 +38,7 @@ from key_client.errors import (
     CardError,
     KeyHostError,
     NoSuchKeyError,
+    OutcomeUnknownError,
     PinRequiredError,
     RefusedError,
     UnreachableError,
@@ -183,6 +184,8 @@ def _failure(exc: KeyHostError) -> JSONResponse:
         body.update(status="refused", code=exc.code, message=exc.reason)
     elif isinstance(exc, UnreachableError):
         body["status"] = "unreachable"
+    elif isinstance(exc, OutcomeUnknownError):
+        body.update(status="unknown", message=OutcomeUnknownError.advice, detail=str(exc))
     elif isinstance(exc, PinRequiredError):
         body["status"] = "pin"
     elif isinstance(exc, WrongPinError):

@@ -9,7 +9,8 @@ const api = (path, body) => fetch(path, {
 
 const $ = (id) => document.getElementById(id);
 const TITLES = { opened: "Opened", refused: "Refused", unreachable: "Lock unreachable",
-                 card: "Card problem", pin: "PIN needed", error: "Error" };
+                 unknown: "No answer from the lock", card: "Card problem", pin: "PIN needed",
+                 error: "Error" };
 
 function show(status, message) {
   const box = $("status");
