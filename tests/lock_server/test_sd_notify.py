@@ -20,23 +20,24 @@ def _receiver(path: str) -> socket.socket:
 def test_ready_then_pings_from_the_loop(tmp_path: Path) -> None:
     path = str(tmp_path / "notify")
     with _receiver(path) as sock:
+        sock.setblocking(False)
         env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000", "WATCHDOG_PID": str(os.getpid())}
         notifier = Notifier(env)
         assert notifier.watchdog_interval == 0.1
+        got: list[str] = []
 
         async def run() -> None:
+            loop = asyncio.get_running_loop()
             notifier.ready()
-            await asyncio.sleep(0.35)  # the loop runs: pings every 0.1 s
-            notifier.stopping()
+            # The pings come from this same loop while it keeps running: wait for three.
+            async with asyncio.timeout(20):
+                while got.count("WATCHDOG=1") < 3:
+                    got.append((await loop.sock_recv(sock, 100)).decode())
+                notifier.stopping()
+                while got[-1] != "STOPPING=1":  # a ping may have left just before
+                    got.append((await loop.sock_recv(sock, 100)).decode())
 
         asyncio.run(run())
-        got = []
-        sock.settimeout(0.5)
-        try:
-            while True:
-                got.append(sock.recv(100).decode())
-        except TimeoutError:
-            pass
     assert got[0] == "READY=1" and got[-1] == "STOPPING=1"
     assert got.count("WATCHDOG=1") >= 3
 
