@@ -146,12 +146,14 @@ class SecureElementPush:
         block: int = 240,
         timeout: float = 30.0,
         now: Callable[[], float] = time.time,
+        ask_server_to_fetch: bool = True,  # MORE=/FETCH= on every APDU (docs/racs.md)
     ) -> None:
         self.racs_host, self.racs_port = racs_host, racs_port
         self.racs_tls, self.tls2 = racs_tls, tls2
         self.se_issuer_ca = se_issuer_ca
         self.server_hostname = server_hostname
         self.block, self.timeout, self.now = block, timeout, now
+        self.ask_server_to_fetch = ask_server_to_fetch
 
     def __repr__(self) -> str:
         return f"SecureElementPush({self.racs_host}:{self.racs_port})"
@@ -190,7 +192,7 @@ class SecureElementPush:
             raise TransportError(f"cannot use RACS: {exc}") from exc
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
-        link = CardLink(racs, seid, block=self.block)
+        link = CardLink(racs, seid, block=self.block, ask_server_to_fetch=self.ask_server_to_fetch)
         report = PushReport(seid)
         try:
             await link.power_on_and_select()

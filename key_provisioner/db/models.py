@@ -181,3 +181,27 @@ class ApiToken(Base):
     # When and from where it last authenticated a request (to the minute, see tokens).
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     last_used_from: Mapped[str | None] = mapped_column(String(100))
+
+
+class AdminAuditEntry(Base):
+    """One change an API token made (``services.admin_audit``): which token (its id, never
+    the token), from which client address, what, and on which lock, key or card."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    token_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_tokens.id"))
+    client: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    lock_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("locks.id"))
+    key_uuid: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("keys.id"))
+    secure_element_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("secure_elements.id"))
+    detail: Mapped[str] = mapped_column(String(300), default="")
+
+    __table_args__ = (
+        Index("ix_admin_audit_token_id_id", "token_id", "id"),
+        Index("ix_admin_audit_lock_id_id", "lock_id", "id"),
+        Index("ix_admin_audit_key_uuid_id", "key_uuid", "id"),
+        Index("ix_admin_audit_secure_element_id_id", "secure_element_id", "id"),
+    )

@@ -25,6 +25,7 @@ from key_provisioner.core.crypto import MasterKey
 from key_provisioner.db.engine import make_engine
 from key_provisioner.db.migrate import upgrade
 from key_provisioner.services import tokens
+from key_provisioner.services.admin_audit import Actor
 from tests.conftest import require_tool
 
 with warnings.catch_warnings():
@@ -117,6 +118,13 @@ def make_token(client: TestClient, role: str, name: str = "") -> str:
     with client.app.state.elock.sessions() as session:  # type: ignore[attr-defined]
         _, token = tokens.create(session, tokens.Role(role), name or role)
     return token
+
+
+def service_actor(client: TestClient, name: str = "service-tests") -> Actor:
+    """An admin token's actor, for tests that call a changing service directly."""
+    with client.app.state.elock.sessions() as session:  # type: ignore[attr-defined]
+        row, _ = tokens.create(session, tokens.Role.ADMIN, name)
+    return Actor(row.id, "tests")
 
 
 class Api:

@@ -17,7 +17,7 @@ from elock_testkit.waiting import wait_for
 from key_provisioner.core.config import WorkerSettings
 from key_provisioner.services import keys
 from key_provisioner.services.keys import NewKey
-from tests.key_provisioner.conftest import FAST_WORKER, Api
+from tests.key_provisioner.conftest import FAST_WORKER, Api, service_actor
 from tests.key_provisioner.fakelock import FakeLock
 
 
@@ -60,6 +60,7 @@ def test_push_sends_the_full_unexpired_list_and_records_the_ack(
                 uuid.UUID(se["id"]),
                 not_after=yesterday + dt.timedelta(hours=1),
             ),
+            actor=service_actor(admin.client),
             now=yesterday,
         )
     for key_uuid in (first["id"], second["id"], str(old.id)):
