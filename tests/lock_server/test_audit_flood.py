@@ -33,6 +33,7 @@ def test_flood_of_failed_handshakes_grows_the_audit_by_a_bounded_amount(
     assert all(len(r["peer"]) <= 100 and r["peer"].startswith("127.0.0.1:") for r in summaries)
     log = (lock.directory / "lock.log").read_text()
     assert log.count("handshake refused") <= MAX_CAUSES * (ROWS_PER_CAUSE + 1)
+    assert "shutdown sequence mismatch" not in log  # no line per peer left at the stop
 
 
 def test_digest_bounds_rows_per_period_whatever_the_causes() -> None:
