@@ -27,6 +27,9 @@ from elock_testkit.lossy_relay import (
     drop_indices,
 )
 
+# Real peers (libcoap's coap-client, a real lock process): not in the fast run.
+pytestmark = pytest.mark.peer
+
 
 def _tap(lock: LockProcess, directory: Path, pattern: DropPattern | None, *args: str) -> tuple:  # type: ignore[type-arg]
     with LossyRelay(("127.0.0.1", lock.port), loss=0.0, pattern=pattern) as relay:
