@@ -1,11 +1,13 @@
-"""``/docs`` and ``/redoc`` from assets shipped in a Python package, with a strict CSP.
+"""``/docs``, ``/redoc`` and the admin console, from packaged assets, under a strict CSP.
 
 FastAPI's defaults load Swagger UI and ReDoc from a public CDN: a blank page on a
 closed network, and third-party script next to an admin's bearer token anywhere
 else. The assets come from the ``fastapi-offline`` wheel (Swagger UI, ReDoc, no
 copies kept in this repository), served under ``/docs-assets/``; the pages are
 ours, with no inline script, and their Content-Security-Policy lets them load
-nothing from any other origin.
+nothing from any other origin. ``/console`` is a static page whose script calls
+the API with the token the admin types (kept in the tab's sessionStorage); the
+page itself holds no data, so it needs no token.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ CSP = (
     "img-src 'self' data:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-PAGE_PATHS = ("/docs", "/redoc")
+PAGE_PATHS = ("/docs", "/redoc", "/console")
 
 SWAGGER_PAGE = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -101,5 +103,11 @@ def install(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
         return HTMLResponse(REDOC_PAGE)
+
+    console_page = (own_assets() / "console.html").read_text(encoding="utf-8")
+
+    @app.get("/console", include_in_schema=False)
+    def console() -> HTMLResponse:
+        return HTMLResponse(console_page)
 
     app.add_middleware(ContentSecurityPolicy)

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from key_provisioner.api import auth, docs, problems
-from key_provisioner.api.routes import admin_audit, audit, keys, locks, secure_elements
+from key_provisioner.api.routes import admin_audit, audit, keys, locks, secure_elements, tokens
 from key_provisioner.api.state import AppState
 from key_provisioner.core.config import Settings, load_settings
 from key_provisioner.core.crypto import SecretBox
@@ -105,7 +105,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
     )
     app.state.elock = state
     routers = (locks.router, secure_elements.router, keys.router, audit.router, admin_audit.router)
-    for router in routers:
+    for router in (*routers, tokens.router):
         app.include_router(router)
     problems.install(app)
     docs.install(app)
