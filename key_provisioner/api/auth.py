@@ -13,13 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from key_provisioner.api import docs
 from key_provisioner.api.problems import problem_response
 from key_provisioner.api.state import AppState
 from key_provisioner.core.errors import UnauthenticatedError
 from key_provisioner.services import tokens
 from key_provisioner.services.tokens import Caller
-
-PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 class TokenAuthMiddleware:
@@ -27,7 +26,7 @@ class TokenAuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or docs.is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         request = Request(scope)

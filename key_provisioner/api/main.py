@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from key_provisioner.api import auth, problems
-from key_provisioner.api.routes import admin_audit, audit, keys, locks, secure_elements
+from key_provisioner.api import auth, docs, problems
+from key_provisioner.api.routes import admin_audit, audit, keys, locks, secure_elements, tokens
 from key_provisioner.api.state import AppState
 from key_provisioner.core.config import Settings, load_settings
 from key_provisioner.core.crypto import SecretBox
@@ -100,12 +100,15 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
         lifespan=lifespan,
         # operationId = the route function's name: stable, readable, and what links use.
         generate_unique_id_function=lambda route: route.name,
+        docs_url=None,  # api.docs serves them, from packaged assets
+        redoc_url=None,
     )
     app.state.elock = state
     routers = (locks.router, secure_elements.router, keys.router, audit.router, admin_audit.router)
-    for router in routers:
+    for router in (*routers, tokens.router):
         app.include_router(router)
     problems.install(app)
+    docs.install(app)
     auth.install(app)
     return app
 

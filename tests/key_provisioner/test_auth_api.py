@@ -26,6 +26,7 @@ ROUTES = [
     ("POST", "/secure-elements"),
     ("GET", "/audit"),
     ("GET", "/admin-audit"),
+    ("GET", "/tokens/me"),
     ("GET", "/no/such/path"),
     ("DELETE", "/locks"),
 ]
