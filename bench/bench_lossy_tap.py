@@ -3,7 +3,7 @@
 
 One tap = the key host's whole Open (``open_door``: OPEN, the DATAGRAMS and
 TIMER exchanges, the applet's DTLS and CoAP) against the real lock, through
-``tests/lossy_relay.py`` dropping a share of the datagrams each way (a seeded
+``elock_testkit/lossy_relay.py`` dropping a share of the datagrams each way (a seeded
 RNG, so a run can be replayed; like a NAT, the relay gives each tap its own
 upstream port). For each loss rate: ``--taps`` taps with the card in process,
 as many with the card behind pcscd + vpcd + pyscard (``elock-se serve``), and,
@@ -42,6 +42,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench_card_open import SIM_MS, Counters  # noqa: E402
 
+from elock_testkit.cardproc import ServedCard, make_card  # noqa: E402
+from elock_testkit.lockproc import Key, LockProcess  # noqa: E402
+from elock_testkit.lossy_relay import LossyRelay  # noqa: E402
+from elock_testkit.pcsc import READER  # noqa: E402
 from firmware.virtual.virtual_card import InProcessCard  # noqa: E402
 from key_client.cards import AppletChannel, connect  # noqa: E402
 from key_client.carrier import open_door  # noqa: E402
@@ -51,10 +55,6 @@ from key_client.errors import (  # noqa: E402
     RefusedError,
     UnreachableError,
 )
-from tests.key_client.cardproc import ServedCard, make_card  # noqa: E402
-from tests.lock_server.lockproc import Key, LockProcess  # noqa: E402
-from tests.lossy_relay import LossyRelay  # noqa: E402
-from tests.pcsc import READER  # noqa: E402
 
 DEADLINE = 10.0  # seconds a client may take for one tap
 LOSS_RATES = (0.1, 0.2, 0.3)

@@ -115,7 +115,9 @@ class AppletChannel:
                 kind = value[0]
         if state == c.STATE_FAILED:
             reason = (reason or "failed") + (f" (alert {alert})" if alert is not None else "")
-            return OpenStep(datagrams=out, failure=reason, failure_kind=kind, progress=progress)
+            return OpenStep(
+                datagrams=out, failure=reason, failure_kind=kind, progress=progress, alert=alert
+            )
         if state == c.STATE_DONE:
             return OpenStep(datagrams=out, code=code or "0.00", payload=payload, progress=progress)
         return OpenStep(datagrams=out, timer=timer, progress=progress)

@@ -169,9 +169,12 @@ def _outcome(
                 f"the request reached {key.uri} but no answer came ({step.failure}): "
                 f"{OutcomeUnknownError.advice}"
             )
-        if step.failure_kind == c.FAILURE_PEER_ALERT:
+        peer_alert = step.failure_kind == c.FAILURE_PEER_ALERT or (
+            step.failure_kind is None and step.alert is not None  # a card that reports no kind
+        )
+        if peer_alert:
             # The lock ended the handshake: it does not accept this key at all.
-            raise RefusedError("handshake", step.failure)
+            raise RefusedError("handshake", step.failure, alert=step.alert)
         raise UnreachableError(f"the secure element gave up: {step.failure}")
     assert step.code is not None
     message = step.payload.decode("utf-8", "replace")

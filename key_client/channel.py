@@ -36,6 +36,7 @@ class OpenStep:
     failure: str | None = None  # the applet gave up (handshake failed, alert, retries used up)
     failure_kind: int | None = None  # c.FAILURE_*: why, as a type rather than text
     progress: int = c.PROGRESS_NO_ANSWER  # c.PROGRESS_*: how far the Open got
+    alert: int | None = None  # the TLS alert description, when the lock's alert ended it
 
     @property
     def finished(self) -> bool:

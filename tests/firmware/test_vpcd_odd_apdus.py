@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from elock_common import card_protocol as c
-from tests.key_client.cardproc import ServedCard, make_card
-from tests.pcsc import READER
+from elock_testkit.cardproc import ServedCard, make_card
+from elock_testkit.pcsc import READER
 
 SELECT = bytes([c.CLA_ISO, c.INS_SELECT, c.P1_SELECT_BY_NAME, 0, len(c.AID)]) + c.AID
 LIST = bytes([c.CLA_PROPRIETARY, c.INS_LIST, 0, 0, 0])

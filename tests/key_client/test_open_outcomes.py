@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.key_client.cardproc import coap_open, make_card
-from tests.lock_server.lockproc import LockProcess
-from tests.lossy_relay import (
+from elock_testkit.cardproc import coap_open, make_card
+from elock_testkit.lockproc import LockProcess
+from elock_testkit.lossy_relay import (
     DOWN,
     UP,
     DropPattern,
@@ -26,6 +26,8 @@ from tests.lossy_relay import (
     drop_application_data,
     drop_indices,
 )
+
+pytestmark = pytest.mark.peer
 
 
 def _tap(lock: LockProcess, directory: Path, pattern: DropPattern | None, *args: str) -> tuple:  # type: ignore[type-arg]
