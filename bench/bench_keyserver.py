@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert, text  # noqa: E402
 
 from elock_common import Rights, mint_key  # noqa: E402
+from elock_testkit.pgcluster import PgCluster, find_bin  # noqa: E402
 from key_provisioner.api.main import create_app  # noqa: E402
 from key_provisioner.core.config import Settings, WorkerSettings  # noqa: E402
 from key_provisioner.core.crypto import MasterKey  # noqa: E402
@@ -54,7 +55,6 @@ from key_provisioner.services.admin_audit import Actor  # noqa: E402
 from key_provisioner.services.keys import KeyFilter  # noqa: E402
 from key_provisioner.services.locks import NewLock  # noqa: E402
 from key_provisioner.services.secure_elements import NewSecureElement  # noqa: E402
-from tests.key_provisioner.pgcluster import PgCluster, find_bin  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2", category=UserWarning)

@@ -68,6 +68,9 @@ TAG_COAP_CODE = 0x96  # 1 byte, CoAP code class << 5 | detail
 TAG_COAP_PAYLOAD = 0x97
 TAG_REASON = 0x98  # ASCII, why an Open failed
 TAG_ALERT = 0x99  # 1 byte, the DTLS alert description that ended the Open, if any
+TAG_RETRANSMIT_MS = 0x9A  # 2 bytes (OPEN, optional): the first DTLS retransmission timeout, ms
+TAG_PROGRESS = 0x9B  # 1 byte, every Open step: PROGRESS_*
+TAG_FAILURE = 0x9C  # 1 byte, when failed: FAILURE_*
 
 # Limits of the Open exchange (docs/apdu.md, DATAGRAMS).
 MAX_DATAGRAMS_IN = 8
@@ -76,3 +79,15 @@ MAX_DATAGRAM = 2048
 STATE_RUNNING = 0x01
 STATE_DONE = 0x02
 STATE_FAILED = 0x03
+
+# How far an Open got (TAG_PROGRESS): only a request that went out can have opened the door.
+PROGRESS_NO_ANSWER = 0x00  # nothing from the lock yet
+PROGRESS_ANSWERED = 0x01  # the lock answered a handshake flight
+PROGRESS_REQUEST_SENT = 0x02  # the handshake finished and the request went out
+
+# Why an Open failed (TAG_FAILURE).
+FAILURE_TIMEOUT = 0x01  # no (further) answer within the card's retransmissions
+FAILURE_PEER_ALERT = 0x02  # the lock ended the session with a fatal alert
+FAILURE_PEER_ERROR = 0x03  # the lock broke the protocol; the card ended the session
+FAILURE_RESET = 0x04  # the lock answered the request with a CoAP RST
+FAILURE_CARD = 0x05  # the card gave up (exchange limit, internal error)

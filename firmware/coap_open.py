@@ -20,10 +20,22 @@ coap-server-openssl and coap-server-gnutls (over UDP); see tests/firmware.
 
 A server that first sends an empty ACK and later a separate CON response costs
 one exchange more; the session acknowledges that response (RFC 7252 5.2.2).
-The request is retransmitted per RFC 7252 4.2 (ACK_TIMEOUT 2 s, random factor
-1.5, MAX_RETRANSMIT 4), the handshake per RFC 6347 4.2.4; the host drives both
-through ``get_timer`` / ``handle_timer``. The end is exactly one event:
-``OpenResult(code, payload)`` or ``OpenFailed(reason, alert)``.
+The request is retransmitted per RFC 7252 4.2 (random factor 1.5, MAX_RETRANSMIT
+4), the handshake per RFC 6347 4.2.4; the host drives both through
+``get_timer`` / ``handle_timer``. The request goes out in the same exchange as
+the server's Finished: that is as soon as DTLS 1.2 allows, since False Start
+(RFC 7918) needs a forward-secret key exchange and PSK has none.
+
+Timers follow the link. The handshake's start at ``initial_timeout`` (the
+host's knowledge of the link, else RFC 6347's 1 s) and then at what the DTLS
+client measured; the request's ACK_TIMEOUT is twice that estimate (the lock
+also writes its audit row before it answers), never more than RFC 7252's 2 s
+(its 4.8.1 lets an application adjust it to the link).
+
+The end is exactly one event: ``OpenResult(code, payload)`` or
+``OpenFailed(reason, alert, kind)``. ``progress`` says how far the Open got,
+which is what tells a lock that never answered (the door is shut) from a
+request whose answer was lost (the door may be open).
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, IntEnum
 
 from firmware.coap_message import (
     OPTION_CONTENT_FORMAT,
@@ -58,7 +70,8 @@ from firmware.dtls.client import (
 
 log = logging.getLogger(__name__)
 
-ACK_TIMEOUT = 2.0  # RFC 7252 4.8
+ACK_TIMEOUT = 2.0  # RFC 7252 4.8: the most the request waits for its first answer
+MIN_ACK_TIMEOUT = 0.2
 ACK_RANDOM_FACTOR = 1.5
 MAX_RETRANSMIT = 4
 SEPARATE_RESPONSE_TIMEOUT = 30.0  # a door that answers later than this has not opened
@@ -72,6 +85,24 @@ class OpenState(Enum):
     AWAITING_SEPARATE_RESPONSE = "request acknowledged, awaiting separate response"
     DONE = "done"
     FAILED = "failed"
+
+
+class OpenProgress(IntEnum):
+    """How far an Open got; only a request that went out can have opened the door."""
+
+    NO_ANSWER = 0  # nothing from the lock yet
+    ANSWERED = 1  # the lock answered a handshake flight
+    REQUEST_SENT = 2  # the handshake finished and the request went out
+
+
+class FailureKind(IntEnum):
+    """Why an Open ended without a CoAP response (the card's TAG_FAILURE)."""
+
+    TIMEOUT = 1  # retransmissions used up with no (further) answer
+    PEER_ALERT = 2  # the lock ended the session with a fatal alert
+    PEER_ERROR = 3  # the lock broke the protocol and we ended the session
+    RESET = 4  # the lock answered the request with RST
+    LOCAL = 5  # abandoned by our side
 
 
 _ENDED = frozenset({OpenState.DONE, OpenState.FAILED})
@@ -88,6 +119,7 @@ class OpenResult:
 class OpenFailed:
     reason: str
     alert: int | None = None
+    kind: FailureKind = FailureKind.TIMEOUT
 
 
 OpenEvent = OpenResult | OpenFailed
@@ -107,6 +139,8 @@ class OpenSession:
         rng: Callable[[int], bytes] = os.urandom,
         content_format: int | None = None,
         max_retransmissions: int = 6,
+        max_total_retransmissions: int = 12,
+        initial_timeout: float = 1.0,
         separate_timeout: float = SEPARATE_RESPONSE_TIMEOUT,
     ) -> None:
         try:
@@ -118,8 +152,16 @@ class OpenSession:
         self._content_format = content_format
         self._rng = rng
         self._separate_timeout = separate_timeout
-        self._dtls = DtlsClient(identity, psk, rng=rng, max_retransmissions=max_retransmissions)
+        self._dtls = DtlsClient(
+            identity,
+            psk,
+            rng=rng,
+            max_retransmissions=max_retransmissions,
+            max_total_retransmissions=max_total_retransmissions,
+            initial_timeout=initial_timeout,
+        )
         self._state = OpenState.IDLE
+        self._progress = OpenProgress.NO_ANSWER
         self._token = b""
         self._message_id = 0
         self._request = b""
@@ -135,6 +177,10 @@ class OpenSession:
     def state(self) -> OpenState:
         return self._state
 
+    @property
+    def progress(self) -> OpenProgress:
+        return self._progress
+
     def connect(self, now: float) -> None:
         if self._state is not OpenState.IDLE:
             raise DtlsUsageError("connect() may be called once")
@@ -145,6 +191,8 @@ class OpenSession:
         if self._state is OpenState.IDLE or self._state in _ENDED:
             return
         self._dtls.receive_datagram(data, now)
+        if self._progress is OpenProgress.NO_ANSWER and self._dtls.peer_answered:
+            self._progress = OpenProgress.ANSWERED
         self._drain(now)
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
@@ -168,7 +216,7 @@ class OpenSession:
             self._send(self._request)
             log.debug("retransmitting the CoAP request (%d)", self._retransmissions)
         else:
-            self._fail("timed out waiting for the CoAP response", None)
+            self._fail("timed out waiting for the CoAP response", None, FailureKind.TIMEOUT)
 
     def next_event(self) -> OpenEvent | None:
         return self._events.popleft() if self._events else None
@@ -176,7 +224,7 @@ class OpenSession:
     def close(self) -> None:
         """Abandon the Open (queues a close_notify if a session is up)."""
         if self._state not in _ENDED:
-            self._fail("closed locally", None)
+            self._fail("closed locally", None, FailureKind.LOCAL)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -184,10 +232,10 @@ class OpenSession:
         log.debug("Open: %s -> %s", self._state.name, state.name)
         self._state = state
 
-    def _fail(self, reason: str, alert: int | None) -> None:
+    def _fail(self, reason: str, alert: int | None, kind: FailureKind) -> None:
         self._timer = None
         self._set_state(OpenState.FAILED)
-        self._events.append(OpenFailed(reason, alert))
+        self._events.append(OpenFailed(reason, alert, kind))
         self._dtls.close()
 
     def _drain(self, now: float) -> None:
@@ -200,7 +248,11 @@ class OpenSession:
                 self._on_coap(event.data, now)
             elif isinstance(event, ConnectionTerminated):
                 stage = "handshake failed" if self._state is OpenState.HANDSHAKING else "DTLS ended"
-                self._fail(f"{stage}: {event.reason}", event.alert)
+                if event.alert is None:
+                    kind = FailureKind.TIMEOUT
+                else:
+                    kind = FailureKind.PEER_ALERT if event.from_peer else FailureKind.PEER_ERROR
+                self._fail(f"{stage}: {event.reason}", event.alert, kind)
 
     def _send_request(self, now: float) -> None:
         self._token = self._rng(TOKEN_SIZE)
@@ -219,9 +271,12 @@ class OpenSession:
             )
         )
         self._send(self._request)
-        # RFC 7252 4.2: the first timeout is random in [ACK_TIMEOUT, ACK_TIMEOUT * factor].
+        self._progress = OpenProgress.REQUEST_SENT
+        # RFC 7252 4.2: the first timeout is random in [ACK_TIMEOUT, ACK_TIMEOUT * factor],
+        # with ACK_TIMEOUT fitted to the link the handshake measured (RFC 7252 4.8.1).
+        ack_timeout = min(max(2 * self._dtls.retransmission_timeout, MIN_ACK_TIMEOUT), ACK_TIMEOUT)
         fraction = int.from_bytes(self._rng(2), "big") / 0xFFFF
-        self._timeout = ACK_TIMEOUT * (1 + (ACK_RANDOM_FACTOR - 1) * fraction)
+        self._timeout = ack_timeout * (1 + (ACK_RANDOM_FACTOR - 1) * fraction)
         self._timer = now + self._timeout
         self._set_state(OpenState.AWAITING_RESPONSE)
 
@@ -253,7 +308,7 @@ class OpenSession:
             else:
                 log.warning("ACK for our request with another token or no response code")
         elif message.type is MessageType.RST and ours:
-            self._fail("the server reset the request (RST)", None)
+            self._fail("the server reset the request (RST)", None, FailureKind.RESET)
         elif message.type in (MessageType.CON, MessageType.NON):
             if message.token == self._token and message.is_response:
                 if message.type is MessageType.CON:

@@ -9,6 +9,14 @@ Time comes from the host in every command (TAG_NOW, Unix milliseconds): the
 card has no clock. So the validity check at OPEN is advisory, a way to fail
 fast with a clear status word; a host that lies about the time gains nothing,
 because the lock checks the key's validity against its own clock.
+
+The host may also say what it knows of the link (TAG_RETRANSMIT_MS: the first
+retransmission timeout); the card clamps it and then learns the round trip
+from the times the host gives. Every step says how far the Open got
+(TAG_PROGRESS) and a failed one why (TAG_FAILURE), so the host can tell a lock
+that never answered from a request whose answer was lost, without reading
+the reason text. The card's work per Open is bounded: at most
+``MAX_EXCHANGES`` steps, 12 handshake resends, 4 request resends.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from elock_common.container import KeyContainer
 from firmware.apdu import ApduCommand
 from firmware.coap_open import OpenFailed, OpenResult, OpenSession
 from firmware.dispatch import Route, route
+from firmware.dtls.flight import INITIAL_TIMEOUT
 from firmware.errors import (
     ConditionsNotSatisfiedError,
     IncorrectP1P2Error,
@@ -43,6 +52,8 @@ MAX_REASON = 64
 
 
 class OpenSessionLike(Protocol):
+    @property
+    def progress(self) -> int: ...
     def connect(self, now: float) -> None: ...
     def receive_datagram(self, data: bytes, now: float) -> None: ...
     def datagrams_to_send(self, now: float) -> list[bytes]: ...
@@ -52,12 +63,22 @@ class OpenSessionLike(Protocol):
 
 
 Rng = Callable[[int], bytes]
-SessionFactory = Callable[[KeyContainer, Rng], OpenSessionLike]
+SessionFactory = Callable[[KeyContainer, Rng, float], OpenSessionLike]
 
 
-def default_session_factory(container: KeyContainer, rng: Rng) -> OpenSessionLike:
+def default_session_factory(
+    container: KeyContainer, rng: Rng, initial_timeout: float = INITIAL_TIMEOUT
+) -> OpenSessionLike:
     """The real thing: POST with an empty payload to the container's URI."""
-    return OpenSession(container.identity, container.psk, container.uri, "POST", b"", rng=rng)
+    return OpenSession(
+        container.identity,
+        container.psk,
+        container.uri,
+        "POST",
+        b"",
+        rng=rng,
+        initial_timeout=initial_timeout,
+    )
 
 
 def coap_code_byte(code: str) -> int:
@@ -87,8 +108,9 @@ class Opener:
 
     def handle_open(self, cmd: ApduCommand) -> bytes:
         _no_p1p2(cmd)
-        r = tlv.TlvReader(cmd.data, (c.TAG_CONTAINER, c.TAG_NOW))
+        r = tlv.TlvReader(cmd.data, (c.TAG_CONTAINER, c.TAG_NOW, c.TAG_RETRANSMIT_MS))
         now = _now(r)
+        initial_timeout = r.uint(c.TAG_RETRANSMIT_MS, 2, int(INITIAL_TIMEOUT * 1000)) / 1000
         container = self.keyring.get(r.uint(c.TAG_CONTAINER, 1))
         if not container.valid_at(int(now)):
             raise ConditionsNotSatisfiedError("container not valid at the host's time")
@@ -97,7 +119,7 @@ class Opener:
         self.reset()
         log.debug("open started for container %d", container.container_id)
         try:
-            self.session = self.factory(container, self.rng)
+            self.session = self.factory(container, self.rng, initial_timeout)
             self.session.connect(now)
             return self._step(now)
         except Exception as exc:
@@ -137,8 +159,16 @@ class Opener:
     def _abort(self, exc: Exception) -> bytes:
         """The session itself failed (a bug, not the peer): end this Open, say so."""
         log.error("open session raised %s; Open abandoned", type(exc).__name__)
+        progress = self.session.progress if self.session is not None else 0
         self.reset()
-        return tlv.encode_all([(c.TAG_STATE, bytes([c.STATE_FAILED])), (c.TAG_REASON, b"internal")])
+        return tlv.encode_all(
+            [
+                (c.TAG_STATE, bytes([c.STATE_FAILED])),
+                (c.TAG_PROGRESS, bytes([progress])),
+                (c.TAG_REASON, b"internal"),
+                (c.TAG_FAILURE, bytes([c.FAILURE_CARD])),
+            ]
+        )
 
     def _running(self) -> OpenSessionLike:
         if self.session is None:
@@ -156,16 +186,21 @@ class Opener:
         if extra:
             state = c.STATE_DONE if extra[0][0] == c.TAG_COAP_CODE else c.STATE_FAILED
         elif self.exchanges >= MAX_EXCHANGES:
-            state, extra = c.STATE_FAILED, [(c.TAG_REASON, b"too many exchanges")]
+            state = c.STATE_FAILED
+            extra = [
+                (c.TAG_REASON, b"too many exchanges"),
+                (c.TAG_FAILURE, bytes([c.FAILURE_CARD])),
+            ]
         else:
             timer = session.get_timer()
             if timer is not None:
                 delay = max(0, math.ceil((timer - now) * 1000))
                 items.append((c.TAG_TIMER, min(delay, 0xFFFFFFFF).to_bytes(4, "big")))
+        progress = (c.TAG_PROGRESS, bytes([session.progress]))
         if state != c.STATE_RUNNING:
             log.debug("open ended in state %d after %d exchanges", state, self.exchanges)
             self.reset()
-        return tlv.encode_all([(c.TAG_STATE, bytes([state])), *items, *extra])
+        return tlv.encode_all([(c.TAG_STATE, bytes([state])), progress, *items, *extra])
 
     def _drain_events(self) -> list[tuple[int, bytes]]:
         """The end of the Open, if an event says so: result or failure items."""
@@ -180,6 +215,7 @@ class Opener:
                 items = [(c.TAG_REASON, event.reason.encode("ascii", "replace")[:MAX_REASON])]
                 if event.alert is not None:
                     items.append((c.TAG_ALERT, bytes([event.alert & 0xFF])))
+                items.append((c.TAG_FAILURE, bytes([int(event.kind)])))
                 return items
         return []
 

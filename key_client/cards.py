@@ -37,6 +37,7 @@ class AppletChannel:
     def __init__(self, transmit: Transmit, *, close: Callable[[], None] = lambda: None) -> None:
         self._transmit = transmit
         self._close = close
+        self._closed = False
         self._started = time.monotonic()
         self._exchange(c.CLA_ISO, c.INS_SELECT, c.AID, p1=c.P1_SELECT_BY_NAME, what="SELECT")
 
@@ -58,9 +59,12 @@ class AppletChannel:
             c.CLA_ISO, c.INS_VERIFY, pin.encode("ascii"), p2=c.P2_PIN_CARD, le=None, what="VERIFY"
         )
 
-    def begin(self, container_id: int, now: float) -> OpenStep:
-        data = tlv.encode_all([(c.TAG_CONTAINER, bytes([container_id])), _now()])
-        return self._step(c.INS_OPEN, data, now)
+    def begin(self, container_id: int, now: float, *, retransmit: float | None = None) -> OpenStep:
+        items = [(c.TAG_CONTAINER, bytes([container_id])), _now()]
+        if retransmit is not None:
+            ms = min(max(round(retransmit * 1000), 1), 0xFFFF)
+            items.append((c.TAG_RETRANSMIT_MS, ms.to_bytes(2, "big")))
+        return self._step(c.INS_OPEN, tlv.encode_all(items), now)
 
     def feed(self, datagrams: list[bytes], now: float) -> OpenStep:
         items = [_now(), *((c.TAG_DATAGRAM_IN, d) for d in datagrams[: c.MAX_DATAGRAMS_IN])]
@@ -70,6 +74,10 @@ class AppletChannel:
         return self._step(c.INS_TIMER, tlv.encode_all([_now()]), now)
 
     def abort(self) -> None:
+        """End any Open and let go of the card; once is enough, twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._exchange(c.CLA_PROPRIETARY, c.INS_CLOSE, what="CLOSE")
         except CardError:
@@ -80,7 +88,8 @@ class AppletChannel:
     def _step(self, ins: int, data: bytes, now: float) -> OpenStep:
         answer = self._exchange(c.CLA_PROPRIETARY, ins, data, what="OPEN")
         state, out, timer, code, payload, reason = c.STATE_RUNNING, [], None, None, b"", None
-        alert = None
+        alert = kind = None
+        progress = c.PROGRESS_NO_ANSWER
         try:
             fields = tlv.decode(answer)
         except FormatError as exc:
@@ -100,12 +109,18 @@ class AppletChannel:
                 reason = value.decode("ascii", "replace")
             elif tag == c.TAG_ALERT:
                 alert = value[0]
+            elif tag == c.TAG_PROGRESS and len(value) == 1:
+                progress = value[0]
+            elif tag == c.TAG_FAILURE and len(value) == 1:
+                kind = value[0]
         if state == c.STATE_FAILED:
             reason = (reason or "failed") + (f" (alert {alert})" if alert is not None else "")
-            return OpenStep(datagrams=out, failure=reason)
+            return OpenStep(
+                datagrams=out, failure=reason, alert=alert, failure_kind=kind, progress=progress
+            )
         if state == c.STATE_DONE:
-            return OpenStep(datagrams=out, code=code or "0.00", payload=payload)
-        return OpenStep(datagrams=out, timer=timer)
+            return OpenStep(datagrams=out, code=code or "0.00", payload=payload, progress=progress)
+        return OpenStep(datagrams=out, timer=timer, progress=progress)
 
     def _exchange(
         self,

@@ -5,6 +5,16 @@ datagrams, tells the card the time, and calls ``timeout`` when the card's
 timer runs out with nothing received. Datagrams that arrive together (one
 flight of the lock) are handed to the card in one exchange, which is what
 keeps an Open at five APDU exchanges.
+
+The host tells the card what it knows of the link: the first retransmission
+timeout (``retransmit``, 250 ms by default: a lock at a door is a LAN or a
+mobile hop away, not a satellite). The card then times the round trips itself.
+
+The answer is one of four, and each is a type: ``OpenOutcome`` (opened),
+``RefusedError`` (the lock said no, and why), ``UnreachableError`` (the request
+never went out: the door is shut) and ``OutcomeUnknownError`` (the request went
+out and no answer came back: the door may be open). Which of the last two it
+is comes from the card's progress in every Open step, not from reason text.
 """
 
 from __future__ import annotations
@@ -17,12 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from elock_common import card_protocol as c
 from key_client.channel import KeyInfo, OpenChannel, OpenStep
-from key_client.errors import RefusedError, UnreachableError
+from key_client.errors import OutcomeUnknownError, RefusedError, UnreachableError
 
 COALESCE_SECONDS = 0.001  # longest wait for the rest of a flight
 MAX_DATAGRAM = 2048
 DEFAULT_TIMEOUT = 20.0
+DEFAULT_RETRANSMIT = 0.25  # seconds: the card's first DTLS retransmission timeout
 
 Progress = Callable[[str], None]
 
@@ -66,6 +78,7 @@ async def open_door(
     key: KeyInfo,
     *,
     timeout: float = DEFAULT_TIMEOUT,
+    retransmit: float = DEFAULT_RETRANSMIT,
     progress: Progress | None = None,
 ) -> OpenOutcome:
     """Run one Open; return when the lock opened, raise a ``KeyHostError`` otherwise."""
@@ -88,7 +101,7 @@ async def open_door(
     deadline = loop.time() + timeout
     try:
         say("handshake")
-        step = channel.begin(key.container_id, loop.time())
+        step = channel.begin(key.container_id, loop.time(), retransmit=retransmit)
         while True:
             for datagram in step.datagrams:
                 transport.sendto(datagram)
@@ -101,6 +114,8 @@ async def open_door(
             if batch:
                 step = channel.feed(batch, loop.time())
             elif loop.time() >= deadline:
+                if step.request_sent:
+                    raise OutcomeUnknownError(_lost(key.uri, timeout))
                 raise UnreachableError(_silence(key.uri, timeout, inbox.error))
             else:
                 say("retransmitting")
@@ -138,13 +153,25 @@ def _silence(uri: str, timeout: float, error: OSError | None) -> str:
     return f"no answer from the lock at {uri} within {timeout:g} s{why}"
 
 
+def _lost(uri: str, timeout: float) -> str:
+    return (
+        f"the request reached {uri} but no answer came within {timeout:g} s: "
+        f"{OutcomeUnknownError.advice}"
+    )
+
+
 def _outcome(
     key: KeyInfo, step: OpenStep, elapsed: float, exchanges: int, sent: int, received: int
 ) -> OpenOutcome:
     if step.failure is not None:
-        if "alert" in step.failure:
+        if step.request_sent:
+            raise OutcomeUnknownError(
+                f"the request reached {key.uri} but no answer came ({step.failure}): "
+                f"{OutcomeUnknownError.advice}"
+            )
+        if step.failure_kind == c.FAILURE_PEER_ALERT:
             # The lock ended the handshake: it does not accept this key at all.
-            raise RefusedError("handshake", step.failure)
+            raise RefusedError("handshake", step.failure, alert=step.alert)
         raise UnreachableError(f"the secure element gave up: {step.failure}")
     assert step.code is not None
     message = step.payload.decode("utf-8", "replace")

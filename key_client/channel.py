@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from elock_common import card_protocol as c
+
 
 @dataclass(frozen=True)
 class KeyInfo:
@@ -32,10 +34,18 @@ class OpenStep:
     code: str | None = None  # the CoAP response code once the Open is over, e.g. "2.04"
     payload: bytes = b""
     failure: str | None = None  # the applet gave up (handshake failed, alert, retries used up)
+    alert: int | None = None  # the TLS alert description, when the lock's alert ended it
+    failure_kind: int | None = None  # c.FAILURE_*: why, as a type rather than text
+    progress: int = c.PROGRESS_NO_ANSWER  # c.PROGRESS_*: how far the Open got
 
     @property
     def finished(self) -> bool:
         return self.code is not None or self.failure is not None
+
+    @property
+    def request_sent(self) -> bool:
+        """Whether the door may have opened: the handshake finished, the request went out."""
+        return self.progress >= c.PROGRESS_REQUEST_SENT
 
 
 class OpenChannel(Protocol):
@@ -45,7 +55,9 @@ class OpenChannel(Protocol):
 
     def verify_pin(self, pin: str) -> None: ...
 
-    def begin(self, container_id: int, now: float) -> OpenStep: ...
+    def begin(
+        self, container_id: int, now: float, *, retransmit: float | None = None
+    ) -> OpenStep: ...
 
     def feed(self, datagrams: list[bytes], now: float) -> OpenStep: ...
 

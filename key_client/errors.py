@@ -1,8 +1,9 @@
 """What can go wrong when a key host opens a door, as types a person can act on.
 
 ``coap-open`` maps each family to its own exit status, and the phone app to
-its own message: a refused key, an unreachable lock and a card problem call
-for different things from the person at the door.
+its own message: a refused key, an unreachable lock, an answer lost after the
+request went out, and a card problem call for different things from the
+person at the door.
 """
 
 from __future__ import annotations
@@ -15,20 +16,38 @@ class KeyHostError(Exception):
 
 
 class RefusedError(KeyHostError):
-    """The lock answered and said no; ``reason`` is the lock's own words."""
+    """The lock answered and said no; ``reason`` is the lock's own words.
+
+    ``alert`` is the TLS alert description when the lock refused at the DTLS
+    handshake (``code`` is then ``"handshake"``), None for a CoAP refusal.
+    """
 
     exit_status = 3
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, *, alert: int | None = None) -> None:
         super().__init__(f"refused by the lock ({code}): {reason}")
         self.code = code
         self.reason = reason
+        self.alert = alert
 
 
 class UnreachableError(KeyHostError):
-    """Nothing (or nothing authentic) came back from the lock in time."""
+    """The request never went out: the lock did not answer (or not enough to finish
+    the handshake). The door did not open; trying again is safe."""
 
     exit_status = 4
+
+
+class OutcomeUnknownError(KeyHostError):
+    """The request went out and no answer came: the door may have opened.
+
+    A person who is told "unreachable" here taps again; one who is told this
+    looks at the door first. A second tap is harmless all the same: the lock
+    counts a repeat within its open time as the same open.
+    """
+
+    exit_status = 7
+    advice = "the door may be open; check before trying again"
 
 
 class CardError(KeyHostError):

@@ -24,7 +24,12 @@ The handshake, flight by flight (RFC 6347 4.2.1, RFC 4279)::
                                     <- CCS, Finished
 
 A flight is sent again when the timer fires or at once when the server repeats
-its ServerHelloDone; the connection fails after ``max_retransmissions``. A server
+its ServerHelloDone; the connection fails after ``max_retransmissions`` resends of
+one flight or ``max_total_retransmissions`` in the whole handshake, which bounds
+the card's work per Open. The timer starts at ``initial_timeout`` (1 s, RFC 6347
+4.2.4.1, unless the host knows the link) and then follows the round trips the
+client measures (``dtls_flight.LinkTimer``); ``retransmission_timeout`` shows
+the current estimate to the layer above. A server
 that answers a repeated ClientHello with a *new* ServerHello (tinydtls does) is
 followed rather than ignored.
 
@@ -69,7 +74,14 @@ from firmware.dtls.errors import (
     PeerError,
     UnexpectedMessageError,
 )
-from firmware.dtls.flight import MAX_DATAGRAM_SIZE, Retransmission, WriteState, pack_flight
+from firmware.dtls.flight import (
+    INITIAL_TIMEOUT,
+    MAX_DATAGRAM_SIZE,
+    LinkTimer,
+    Retransmission,
+    WriteState,
+    pack_flight,
+)
 from firmware.dtls.fragments import (
     HandshakeFragment,
     HandshakeInbox,
@@ -201,13 +213,17 @@ class DtlsClient:
         *,
         rng: Callable[[int], bytes] = os.urandom,
         max_retransmissions: int = 6,
+        max_total_retransmissions: int = 12,
+        initial_timeout: float = INITIAL_TIMEOUT,
     ) -> None:
         if not 1 <= len(identity) <= MAX_IDENTITY:
             raise DtlsUsageError(f"PSK identity must be 1..{MAX_IDENTITY} bytes")
         if not 1 <= len(psk) <= MAX_PSK:
             raise DtlsUsageError(f"PSK must be 1..{MAX_PSK} bytes")
-        if max_retransmissions < 0:
-            raise DtlsUsageError("max_retransmissions must be >= 0")
+        if max_retransmissions < 0 or max_total_retransmissions < 0:
+            raise DtlsUsageError("retransmission limits must be >= 0")
+        if not initial_timeout > 0:
+            raise DtlsUsageError("initial_timeout must be > 0")
         self._identity = bytes(identity)
         self._psk: bytes | None = bytes(psk)
         self._rng = rng
@@ -227,7 +243,12 @@ class DtlsClient:
         self._pending_read_protection: CcmProtection | None = None
         self._replay = ReplayWindow()
         self._early: list[Record] = []  # epoch-1 records that came before the server's CCS
-        self._flight = Retransmission(max_retransmissions)
+        self._link = LinkTimer(initial_timeout)
+        self._flight = Retransmission(
+            max_retransmissions, link=self._link, budget=max_total_retransmissions
+        )
+        self._now: float | None = None  # the time of the datagram being handled
+        self._peer_answered = False
         self._peer_repeated_flight = False
         self._queued: list[bytes] = []
         self._events: deque[DtlsEvent] = deque()
@@ -238,6 +259,16 @@ class DtlsClient:
     @property
     def state(self) -> DtlsState:
         return self._state
+
+    @property
+    def peer_answered(self) -> bool:
+        """Whether a handshake message from the server was accepted (the lock is there)."""
+        return self._peer_answered
+
+    @property
+    def retransmission_timeout(self) -> float:
+        """What a new flight would wait before its first resend: the link's estimate."""
+        return self._link.timeout
 
     # -- the host's API ----------------------------------------------------------------
 
@@ -260,6 +291,7 @@ class DtlsClient:
             log.warning("dropping a malformed datagram: %s", exc)
             return
         self._peer_repeated_flight = False
+        self._now = now
         for record in records:
             if self._state in _ENDED:
                 break
@@ -372,7 +404,7 @@ class DtlsClient:
         message = push_handshake(CLIENT_HELLO, self._next_message_seq(), body)
         self._keys.restart(message)
         self._client_hello = message
-        self._flight.start([(CT_HANDSHAKE, 0, message)])
+        self._flight.start([(CT_HANDSHAKE, 0, message)], self._now)
 
     def _send_key_exchange_and_finished(self) -> None:
         psk = self._psk
@@ -389,7 +421,8 @@ class DtlsClient:
                 (CT_HANDSHAKE, 0, cke),
                 (CT_CHANGE_CIPHER_SPEC, 0, b"\x01"),
                 (CT_HANDSHAKE, 1, keys.finished),
-            ]
+            ],
+            self._now,
         )
 
     # -- receiving -----------------------------------------------------------------------
@@ -511,6 +544,7 @@ class DtlsClient:
         if msg_type not in _ALLOWED[self._state]:
             raise UnexpectedMessageError(f"handshake message {msg_type} in {self._state.name}")
         whole = push_handshake(msg_type, message.message_seq, body)
+        self._peer_answered = True
         if msg_type == HELLO_VERIFY_REQUEST:
             self._on_hello_verify_request(body)
         elif msg_type == SERVER_HELLO:
@@ -529,7 +563,7 @@ class DtlsClient:
             self._set_state(DtlsState.CLIENT_EXPECT_CHANGE_CIPHER_SPEC)
         elif msg_type == FINISHED:
             self._keys.verify_server_finished(pull_finished(body))
-            self._flight.stop()
+            self._flight.stop(self._now)
             self._set_state(DtlsState.CONNECTED)
             self._event(HandshakeCompleted())
         else:  # HelloRequest: we never renegotiate (RFC 5246 7.4.1.1)

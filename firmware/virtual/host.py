@@ -97,6 +97,8 @@ class OpenStep:
     payload: bytes = b""
     reason: str = ""
     alert: int | None = None
+    progress: int = c.PROGRESS_NO_ANSWER
+    failure: int | None = None
 
     @property
     def code_string(self) -> str:
@@ -105,10 +107,12 @@ class OpenStep:
     @classmethod
     def parse(cls, data: bytes) -> OpenStep:
         allowed = (c.TAG_STATE, c.TAG_TIMER, c.TAG_COAP_CODE, c.TAG_COAP_PAYLOAD)
-        r = tlv.TlvReader(data, (*allowed, c.TAG_REASON, c.TAG_ALERT), (c.TAG_DATAGRAM_OUT,))
+        ended = (c.TAG_REASON, c.TAG_ALERT, c.TAG_PROGRESS, c.TAG_FAILURE)
+        r = tlv.TlvReader(data, (*allowed, *ended), (c.TAG_DATAGRAM_OUT,))
         code = r.optional(c.TAG_COAP_CODE)
         timer = r.optional(c.TAG_TIMER)
         alert = r.optional(c.TAG_ALERT)
+        failure = r.optional(c.TAG_FAILURE)
         return cls(
             state=r.uint(c.TAG_STATE, 1),
             datagrams=r.repeated(c.TAG_DATAGRAM_OUT),
@@ -117,6 +121,8 @@ class OpenStep:
             payload=r.optional(c.TAG_COAP_PAYLOAD) or b"",
             reason=(r.optional(c.TAG_REASON) or b"").decode("ascii", "replace"),
             alert=alert[0] if alert else None,
+            progress=r.uint(c.TAG_PROGRESS, 1, c.PROGRESS_NO_ANSWER),
+            failure=failure[0] if failure else None,
         )
 
 
@@ -128,8 +134,12 @@ def _now_tlv(now: int | None) -> bytes:
     return tlv.encode(c.TAG_NOW, (now_ms() if now is None else now).to_bytes(8, "big"))
 
 
-def open_begin(transmit: Transmit, container_id: int, now: int | None = None) -> OpenStep:
+def open_begin(
+    transmit: Transmit, container_id: int, now: int | None = None, retransmit_ms: int | None = None
+) -> OpenStep:
     data = tlv.encode(c.TAG_CONTAINER, bytes([container_id])) + _now_tlv(now)
+    if retransmit_ms is not None:
+        data += tlv.encode(c.TAG_RETRANSMIT_MS, retransmit_ms.to_bytes(2, "big"))
     return _step(transmit, c.INS_OPEN, data)
 
 

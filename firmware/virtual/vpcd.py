@@ -6,6 +6,21 @@ big-endian length and a payload. A 1-byte payload is a control byte (0 power
 off, 1 power on, 2 reset, 4 "send your ATR", which we answer); anything longer
 is a command APDU, answered with the response APDU.
 
+Every frame the driver waits on gets an answer, whatever it holds: the driver
+holds its reader lock until the answer comes, so one unanswered frame hangs
+the reader for every client. A 1-byte *APDU* is framed exactly like a control
+byte, so: a byte that is no control code is an APDU, answered 6700 (wrong
+length) at once; 4 gets the ATR, which answers an APDU [04] as well; for 0, 1
+and 2 the card does what the control says and then watches the line. After a
+real control the driver always sends again soon (1 and 2 are followed by 4 at
+once, and pcscd polls with 4 every 400 ms after a 0); a driver that sends
+nothing for ``AMBIGUOUS_WAIT`` is waiting for an answer, and gets 6700.
+
+What cannot be framed at all (an APDU over 65,535 bytes) never reaches the
+card: the driver refuses it and drops the connection. The card then
+reconnects at once, as after any loss of the driver, and pcscd sees it again
+at its next poll; the host reconnects and SELECTs again (the card was reset).
+
 Latency: without TCP_QUICKACK the kernel delays our ACKs and pcscd's next
 write waits on them, about 40 ms per APDU; setting it before *every* read
 (Linux clears it again) brings a round trip through pcscd under a millisecond.
@@ -17,9 +32,11 @@ could undo. When pcscd goes away the card reconnects until stopped.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 from elock_common.card_protocol import ATR
@@ -31,6 +48,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
 RECONNECT_DELAY = 0.2
+AMBIGUOUS_WAIT = 2.0  # seconds: 5 of pcscd's presence polls
+SW_WRONG_LENGTH = b"\x67\x00"
 
 
 class VirtualCard:
@@ -67,6 +86,7 @@ class VirtualCard:
                 continue
             announced = False
             self._sock = sock
+            began = time.monotonic()
             try:
                 self.serve(sock)
             except (OSError, ConnectionError) as exc:
@@ -76,7 +96,10 @@ class VirtualCard:
                 self._sock = None
                 sock.close()
             self.applet.reset()  # the reader is gone: the card lost power
-            self.stopping.wait(RECONNECT_DELAY)
+            # Straight back if the driver dropped a working line (over one bad frame);
+            # a line that keeps dropping at once is retried at the usual pace.
+            if time.monotonic() - began < RECONNECT_DELAY:
+                self.stopping.wait(RECONNECT_DELAY)
 
     def serve(self, sock: socket.socket) -> None:
         """Answer vpcd messages on a connected socket until it closes."""
@@ -90,6 +113,10 @@ class VirtualCard:
             if length == 1:
                 self._control(sock, payload[0])
                 continue
+            if length == 0:
+                log.warning("empty vpcd frame: answering 6700")
+                _send_frame(sock, SW_WRONG_LENGTH)
+                continue
             response = self.applet.process(payload)
             self.apdus += 1
             if self.after_apdu is not None:
@@ -98,16 +125,20 @@ class VirtualCard:
                 except OSError as exc:  # no answer: the host retries (installs are idempotent)
                     log.error("saving the card failed (%s); dropping the answer", exc)
                     raise
-            sock.sendall(struct.pack(">H", len(response)) + response)
+            _send_frame(sock, response)
 
     def _control(self, sock: socket.socket, code: int) -> None:
-        if code in (POWER_OFF, POWER_ON, RESET):
+        if code == GET_ATR:
+            _send_frame(sock, self.atr)
+        elif code in (POWER_OFF, POWER_ON, RESET):
             log.debug("vpcd control %d", code)
             self.applet.reset()
-        elif code == GET_ATR:
-            sock.sendall(struct.pack(">H", len(self.atr)) + self.atr)
+            if not _line_active_within(sock, AMBIGUOUS_WAIT, self.stopping):
+                log.warning("vpcd byte %d was a 1-byte APDU (driver waits): answering 6700", code)
+                _send_frame(sock, SW_WRONG_LENGTH)
         else:
-            log.warning("unknown vpcd control byte %d", code)
+            log.warning("1-byte APDU %02X: answering 6700", code)
+            _send_frame(sock, SW_WRONG_LENGTH)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -117,6 +148,16 @@ class VirtualCard:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def _send_frame(sock: socket.socket, payload: bytes) -> None:
+    sock.sendall(struct.pack(">H", len(payload)) + payload)
+
+
+def _line_active_within(sock: socket.socket, seconds: float, stopping: threading.Event) -> bool:
+    """Whether the driver sends something (or hangs up) within ``seconds``."""
+    ready, _, _ = select.select([sock], [], [], seconds)
+    return bool(ready) or stopping.is_set()
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:

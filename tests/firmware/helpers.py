@@ -50,6 +50,7 @@ class FakeSession:
         self.timer: float | None = None
         self.received: list[bytes] = []
         self.timer_fired = 0
+        self.progress = 0
 
     def connect(self, now: float) -> None:
         self._send([b"client-hello"], now)
@@ -87,7 +88,7 @@ class FakeSession:
         return self.events.popleft() if self.events else None
 
 
-def fake_factory(k: KeyContainer, rng: Rng) -> OpenSessionLike:
+def fake_factory(k: KeyContainer, rng: Rng, initial_timeout: float = 1.0) -> OpenSessionLike:
     return FakeSession(k, rng)
 
 

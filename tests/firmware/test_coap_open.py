@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from firmware.coap_message import CoapFormatError, decode_message
 from firmware.coap_open import (
     MAX_RETRANSMIT,
+    FailureKind,
     OpenFailed,
     OpenResult,
     OpenSession,
@@ -96,7 +97,7 @@ def test_reset_fails_the_open() -> None:
     server = ScriptedServer(IDENTITY, PSK, responder=_answer(reset))
     session = _session()
     run = run_in_memory(session, server, next_event=session.next_event)
-    assert run.events == [OpenFailed("the server reset the request (RST)", None)]
+    assert run.events == [OpenFailed("the server reset the request (RST)", None, FailureKind.RESET)]
     assert session.state is OpenState.FAILED
 
 
@@ -104,14 +105,18 @@ def test_unanswered_request_is_retransmitted_then_times_out() -> None:
     server = ScriptedServer(IDENTITY, PSK, responder=lambda data: None)
     session = _session()
     run = run_in_memory(session, server, next_event=session.next_event)
-    assert run.events == [OpenFailed("timed out waiting for the CoAP response", None)]
+    assert run.events == [
+        OpenFailed("timed out waiting for the CoAP response", None, FailureKind.TIMEOUT)
+    ]
     assert len(server.received) == 1 + MAX_RETRANSMIT
     assert len(set(server.received)) == 1  # the same CoAP message, in fresh DTLS records
 
 
 def test_coap_timer_backs_off() -> None:
     server = ScriptedServer(IDENTITY, PSK, responder=lambda data: None)
-    session = _session(rng=lambda n: b"\xff" * n)  # the largest initial timeout: 3 s
+    # The largest random factor; the handshake's round trips took no time, so the link
+    # timeout is its floor (0.1 s) and ACK_TIMEOUT twice that (RFC 7252 4.8.1).
+    session = _session(rng=lambda n: b"\xff" * n)
     session.connect(0.0)
     while session.state is not OpenState.AWAITING_RESPONSE:
         for datagram in session.datagrams_to_send(0.0):
@@ -124,7 +129,7 @@ def test_coap_timer_backs_off() -> None:
         deadlines.append(timer)
         session.handle_timer(timer)
         session.datagrams_to_send(timer)
-    assert deadlines == [3.0, 9.0, 21.0, 45.0, 93.0]  # 3 s, doubling: RFC 7252 4.2
+    assert deadlines == pytest.approx([0.3, 0.9, 2.1, 4.5, 9.3])  # 0.3 s, doubling: RFC 7252 4.2
 
 
 def test_wrong_token_is_ignored_and_the_right_one_accepted() -> None:
@@ -204,7 +209,7 @@ def test_close_before_the_end_reports_a_failure() -> None:
     session = _session()
     session.connect(0.0)
     session.close()
-    assert session.next_event() == OpenFailed("closed locally", None)
+    assert session.next_event() == OpenFailed("closed locally", None, FailureKind.LOCAL)
     assert session.get_timer() is None
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware.coap_open import OpenFailed, OpenResult, OpenSession
+from firmware.coap_open import FailureKind, OpenFailed, OpenResult, OpenSession
 from firmware.dtls.client import ConnectionTerminated, DtlsClient, HandshakeCompleted
 from tests.conftest import require_tool
 from tests.firmware.peers import (
@@ -183,6 +183,8 @@ def test_total_loss_ends_in_a_timeout_failure() -> None:
     run = run_in_memory(
         session, server, next_event=session.next_event, drop_out=lambda index, datagram: True
     )
-    assert run.events == [OpenFailed("handshake failed: handshake timed out", None)]
+    assert run.events == [
+        OpenFailed("handshake failed: handshake timed out", None, FailureKind.TIMEOUT)
+    ]
     assert len(run.sent) == 4
     assert_fresh_sequence_numbers(run)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware.coap_open import OpenFailed, OpenResult, OpenSession
+from firmware.coap_open import FailureKind, OpenFailed, OpenResult, OpenSession
 from firmware.dtls.client import ConnectionTerminated, DtlsClient, HandshakeCompleted
 from tests.conftest import require_tool
 from tests.firmware.peers import LibcoapServer, libcoap_server, run_udp
@@ -102,4 +102,6 @@ def test_wrong_psk_open_fails_with_a_reason() -> None:
             IDENTITY, b"wrong-psk-wrong!", _uri(server, "time"), method="GET", max_retransmissions=0
         )
         run = run_udp(session, ("127.0.0.1", server.dtls_port), next_event=session.next_event)
-    assert run.events == [OpenFailed("handshake failed: handshake timed out", None)]
+    assert run.events == [
+        OpenFailed("handshake failed: handshake timed out", None, FailureKind.TIMEOUT)
+    ]

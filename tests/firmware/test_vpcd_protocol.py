@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from elock_common import card_protocol as c
+from firmware.virtual import vpcd
 from firmware.virtual.vpcd import VirtualCard
 from tests.firmware.helpers import SELECT, make_card
 
@@ -84,9 +85,24 @@ def test_atr_apdus_and_power_controls(rig: tuple[FakeDriver, VirtualCard, list[s
     assert events == ["saved", "saved"] and vcard.apdus == 2
     driver.send(b"\x02")  # reset: RAM state gone, so LIST needs a SELECT again
     assert driver.transmit(bytes.fromhex("8030000000")) == b"\x69\x85"
-    driver.send(b"\x09")  # unknown control: ignored
+    assert driver.transmit(b"\x09") == b"\x67\x00"  # no control code: a 1-byte APDU
     driver.send(b"\x00")  # power off
     assert driver.transmit(b"") == b"\x67\x00"  # a zero-length APDU is still answered
+
+
+def test_a_one_byte_apdu_that_looks_like_a_control_is_answered(
+    rig: tuple[FakeDriver, VirtualCard, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[00] is power off or an APDU; a driver that then sends nothing is waiting for an answer."""
+    monkeypatch.setattr(vpcd, "AMBIGUOUS_WAIT", 0.2)
+    driver, _, _ = rig
+    assert driver.transmit(SELECT) == b"\x90\x00"
+    assert driver.transmit(b"\x00") == b"\x67\x00"
+    assert driver.transmit(bytes.fromhex("8030000000")) == b"\x69\x85"  # it did reset the card
+    driver.send(b"\x01")  # a real power on, followed at once by GET ATR: no extra answer
+    driver.send(b"\x04")
+    assert driver.recv() == c.ATR
+    assert driver.transmit(SELECT) == b"\x90\x00"
 
 
 def test_reconnects_when_the_driver_goes_away(

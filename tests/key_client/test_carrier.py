@@ -8,16 +8,20 @@ import time
 
 import pytest
 
+from elock_common import card_protocol as c
 from key_client.carrier import lock_address, open_door
 from key_client.channel import KeyInfo, OpenStep
-from key_client.errors import RefusedError, UnreachableError
+from key_client.errors import OutcomeUnknownError, RefusedError, UnreachableError
 
 
 class ScriptedChannel:
     """Sends 'hello', expects the server's two-datagram flight in ONE feed, then finishes."""
 
-    def __init__(self, final: OpenStep, timer: float = 0.2) -> None:
-        self.final, self.timer = final, timer
+    def __init__(
+        self, final: OpenStep, timer: float = 0.2, progress: int = c.PROGRESS_NO_ANSWER
+    ) -> None:
+        self.final, self.timer, self.progress = final, timer, progress
+        self.retransmit: float | None = None
         self.fed: list[list[bytes]] = []
         self.timeouts = 0
         self.aborted = False
@@ -28,8 +32,9 @@ class ScriptedChannel:
     def verify_pin(self, pin: str) -> None:
         pass
 
-    def begin(self, container_id: int, now: float) -> OpenStep:
-        return OpenStep(datagrams=[b"hello"], timer=now + self.timer)
+    def begin(self, container_id: int, now: float, *, retransmit: float | None = None) -> OpenStep:
+        self.retransmit = retransmit
+        return OpenStep(datagrams=[b"hello"], timer=now + self.timer, progress=self.progress)
 
     def feed(self, datagrams: list[bytes], now: float) -> OpenStep:
         self.fed.append(datagrams)
@@ -37,7 +42,7 @@ class ScriptedChannel:
 
     def timeout(self, now: float) -> OpenStep:
         self.timeouts += 1
-        return OpenStep(datagrams=[b"hello again"], timer=now + self.timer)
+        return OpenStep(datagrams=[b"hello again"], timer=now + self.timer, progress=self.progress)
 
     def abort(self) -> None:
         self.aborted = True
@@ -97,6 +102,40 @@ async def test_silence_retransmits_then_gives_up_in_time() -> None:
     assert server.seen[0] == b"hello" and b"hello again" in server.seen
 
 
+async def test_silence_after_the_request_went_out_is_unknown_not_unreachable() -> None:
+    transport, _, port = await _server(0)
+    channel = ScriptedChannel(OpenStep(), timer=0.1, progress=c.PROGRESS_REQUEST_SENT)
+    key = KeyInfo(1, "door", f"coaps://127.0.0.1:{port}/lock")
+    with pytest.raises(OutcomeUnknownError, match="the door may be open") as info:
+        await open_door(channel, key, timeout=0.35, retransmit=0.05)
+    transport.close()
+    assert info.value.exit_status == 7 and channel.retransmit == 0.05
+
+
+@pytest.mark.parametrize(
+    ("step", "error"),
+    [
+        # The card gave up after the request went out: whatever the reason, unknown.
+        (OpenStep(failure="timed out", failure_kind=c.FAILURE_TIMEOUT, progress=2), "unknown"),
+        (OpenStep(failure="DTLS ended", failure_kind=c.FAILURE_PEER_ALERT, progress=2), "unknown"),
+        # Before it: the lock's fatal alert refuses the key; anything else is unreachable.
+        (OpenStep(failure="alert", failure_kind=c.FAILURE_PEER_ALERT, progress=1), "refused"),
+        (OpenStep(failure="timed out", failure_kind=c.FAILURE_TIMEOUT, progress=1), "unreachable"),
+        (OpenStep(failure="timed out", failure_kind=c.FAILURE_TIMEOUT, progress=0), "unreachable"),
+    ],
+)
+async def test_the_cards_typed_failure_decides_the_answer(step: OpenStep, error: str) -> None:
+    transport, _, port = await _server(1)
+    expected = {
+        "unknown": OutcomeUnknownError,
+        "refused": RefusedError,
+        "unreachable": UnreachableError,
+    }[error]
+    with pytest.raises(expected):
+        await open_door(ScriptedChannel(step), KeyInfo(1, "d", f"coaps://127.0.0.1:{port}/l"))
+    transport.close()
+
+
 async def test_refusal_carries_the_locks_reason() -> None:
     transport, _, port = await _server(1)
     channel = ScriptedChannel(OpenStep(code="4.01", payload=b"key revoked"))
@@ -121,3 +160,22 @@ def test_lock_address() -> None:
     assert lock_address("coaps://door.example/lock") == ("door.example", 5684)
     with pytest.raises(UnreachableError):
         lock_address("http://door/lock")
+
+
+@pytest.mark.parametrize(
+    ("step", "refused"),
+    [
+        (OpenStep(failure="handshake failed (alert 51)", alert=51), True),
+        # The word in a reason is no alert: only the card's alert field says the lock refused.
+        (OpenStep(failure="no alert received, retries used up"), False),
+    ],
+)
+async def test_a_card_alert_travels_as_a_field(step: OpenStep, refused: bool) -> None:
+    transport, _, port = await _server(1)
+    key = KeyInfo(1, "door", f"coaps://127.0.0.1:{port}/lock")
+    with pytest.raises(RefusedError if refused else UnreachableError) as info:
+        await open_door(ScriptedChannel(step), key, timeout=3)
+    transport.close()
+    if refused:
+        assert isinstance(info.value, RefusedError)
+        assert (info.value.code, info.value.alert) == ("handshake", 51)

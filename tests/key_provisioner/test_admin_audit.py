@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 from sqlalchemy import text, update
 
+from elock_testkit.liveserver import env, start_keyserver
 from key_provisioner.db.models import Key
 from key_provisioner.schemas.keys import PushState
 from tests.key_provisioner.conftest import Api, TestClient
-from tests.key_provisioner.liveserver import env, start_keyserver
 
 
 def _cli(config: Path, *args: str) -> list[str]:

@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from elock_testkit.liveserver import env, start_keyserver
 from tests.conftest import require_tool
-from tests.key_provisioner.liveserver import env, start_keyserver
 from tests.key_provisioner.test_docs_offline import CHROMIUM_ARGS
+
+pytestmark = pytest.mark.peer  # headless Chromium and the server as a process
 
 ROOT = Path(__file__).resolve().parents[2]
 

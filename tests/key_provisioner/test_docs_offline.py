@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from elock_testkit.liveserver import start_keyserver
 from tests.conftest import require_tool
-from tests.key_provisioner.liveserver import start_keyserver
+
+pytestmark = pytest.mark.peer  # headless Chromium and the server as a process
 
 # As the phone app's browser tests launch it (tests/key_client/test_phone_browser.py).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]

@@ -18,12 +18,12 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from elock_testkit.liveserver import env, start_keyserver
 from key_provisioner.db.base import utcnow
 from key_provisioner.db.engine import make_engine
 from key_provisioner.db.models import ApiToken
 from key_provisioner.services import tokens
 from tests.key_provisioner.conftest import Api, TestClient, make_token
-from tests.key_provisioner.liveserver import env, start_keyserver
 
 
 def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
