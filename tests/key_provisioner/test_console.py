@@ -24,6 +24,8 @@ from elock_testkit.liveserver import env, start_keyserver
 from tests.conftest import require_tool
 from tests.key_provisioner.test_docs_offline import CHROMIUM_ARGS
 
+pytestmark = pytest.mark.peer  # headless Chromium and the server as a process
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -78,7 +80,6 @@ def _shot(page: Any, tmp_path: Path, name: str) -> None:
         shutil.copy(tmp_path / name, ROOT / "docs" / name)
 
 
-@pytest.mark.peer  # headless Chromium against the running key server
 def test_admin_issues_and_revokes_an_auditor_only_reads(tmp_path: Path) -> None:
     chromium = require_tool("chromium")
     from playwright.sync_api import sync_playwright

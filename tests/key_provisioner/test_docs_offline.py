@@ -20,6 +20,8 @@ import pytest
 from elock_testkit.liveserver import start_keyserver
 from tests.conftest import require_tool
 
+pytestmark = pytest.mark.peer  # headless Chromium and the server as a process
+
 # As the phone app's browser tests launch it (tests/key_client/test_phone_browser.py).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 CHROMIUM_ARGS += ["--disable-quic", "--disable-background-networking"]
@@ -42,7 +44,6 @@ def _offline_page(browser: Any, origin: str, elsewhere: list[str], console: list
     return page
 
 
-@pytest.mark.peer  # headless Chromium against the running key server
 def test_docs_render_offline_under_a_strict_csp(tmp_path: Path) -> None:
     chromium = require_tool("chromium")
     from playwright.sync_api import sync_playwright
