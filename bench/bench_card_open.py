@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import firmware.dtls.keys as dtls_keys  # noqa: E402
 import firmware.dtls.records as dtls_records  # noqa: E402
 from elock_testkit.cardproc import ServedCard, make_card  # noqa: E402
-from elock_testkit.lockproc import LockProcess  # noqa: E402
+from elock_testkit.lockproc import Key, LockProcess  # noqa: E402
 from elock_testkit.pcsc import READER  # noqa: E402
 from firmware.virtual.virtual_card import InProcessCard  # noqa: E402
 from key_client.cards import AppletChannel, connect  # noqa: E402
@@ -92,76 +92,70 @@ def stats(xs: list[float]) -> str:
     return f"{statistics.median(xs):.1f} | {q[0]:.1f} | {q[-1]:.1f} | {len(xs)}"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=30)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        lock = LockProcess.create(Path(tmp) / "lock", open_seconds=0.1)
-        lock.start()
-        try:
-            key = lock.mint()
-            card = make_card(Path(tmp), [("Door", lock.uri, key)])
+def _open(channel: AppletChannel) -> tuple[float, int]:
+    """One Open of the card's first key: (milliseconds, APDU exchanges)."""
+    outcome = asyncio.run(open_door(channel, channel.keys()[0], timeout=10))
+    return outcome.elapsed * 1000, outcome.exchanges
 
-            def one(channel: AppletChannel) -> tuple[float, int]:
-                info = channel.keys()[0]
-                outcome = asyncio.run(open_door(channel, info, timeout=10))
-                return outcome.elapsed * 1000, outcome.exchanges
 
-            in_process, exchanges = [], set()
-            for _ in range(args.runs):
-                with InProcessCard(card) as sim:
-                    ms, n = one(AppletChannel(sim.transmit))
-                in_process.append(ms)
-                exchanges.add(n)
+def _in_process(card: Path, runs: int, exchanges: set[int]) -> list[float]:
+    timed = []
+    for _ in range(runs):
+        with InProcessCard(card) as sim:
+            ms, n = _open(AppletChannel(sim.transmit))
+        timed.append(ms)
+        exchanges.add(n)
+    return timed
 
-            counters = Counters()
-            counters.install()
-            with InProcessCard(card) as sim:
 
-                def transmit(apdu: bytes) -> bytes:
-                    response = sim.transmit(apdu)
-                    counters.io_bytes += len(apdu) + len(response)
-                    return response
+def _counted(card: Path) -> Counters:
+    """The crypto and I/O of one Open, counted for the real-SIM estimate."""
+    counters = Counters()
+    counters.install()
+    with InProcessCard(card) as sim:
 
-                channel = AppletChannel(transmit)
-                counters.io_bytes = counters.sha_blocks = counters.aes_blocks = 0
-                one(channel)
+        def transmit(apdu: bytes) -> bytes:
+            response = sim.transmit(apdu)
+            counters.io_bytes += len(apdu) + len(response)
+            return response
 
-            served = ServedCard(card)
-            through_pcscd = []
-            try:
-                for _ in range(args.runs):
-                    channel = connect(reader=READER)
-                    ms, n = one(channel)
-                    channel.abort()
-                    through_pcscd.append(ms)
-                    exchanges.add(n)
-            finally:
-                served.stop()
+        counters.io_bytes = counters.sha_blocks = counters.aes_blocks = 0
+        _open(AppletChannel(transmit))
+    return counters
 
-            libcoap = []
-            for _ in range(args.runs):
-                began = time.perf_counter()
-                out = subprocess.run(
-                    [
-                        "coap-client-openssl",
-                        "-m",
-                        "post",
-                        "-u",
-                        key.identity,
-                        "-k",
-                        key.psk,
-                        lock.uri,
-                    ],
-                    capture_output=True,
-                    text=True,
-                )
-                libcoap.append((time.perf_counter() - began) * 1000)
-                assert "opened" in out.stdout
-        finally:
-            lock.stop()
 
+def _through_pcscd(card: Path, runs: int, exchanges: set[int]) -> list[float]:
+    served, timed = ServedCard(card), []
+    try:
+        for _ in range(runs):
+            channel = connect(reader=READER)
+            ms, n = _open(channel)
+            channel.abort()
+            timed.append(ms)
+            exchanges.add(n)
+    finally:
+        served.stop()
+    return timed
+
+
+def _libcoap(key: Key, uri: str, runs: int) -> list[float]:
+    timed = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        out = subprocess.run(
+            ["coap-client-openssl", "-m", "post", "-u", key.identity, "-k", key.psk, uri],
+            capture_output=True,
+            text=True,
+        )
+        timed.append((time.perf_counter() - began) * 1000)
+        assert "opened" in out.stdout
+    return timed
+
+
+def _report(
+    in_process: list[float], through_pcscd: list[float], libcoap: list[float],
+    exchanges: set[int], counters: Counters,
+) -> None:  # fmt: skip
     sha, aes, io = counters.sha_blocks, counters.aes_blocks, counters.io_bytes
     sim_ms = sha * SIM_MS["sha_block"] + aes * SIM_MS["aes_block"] + io * SIM_MS["io_byte"]
     print("| Open | median ms | p10 ms | p90 ms | runs |")
@@ -184,6 +178,26 @@ def main() -> int:
     for name, count, cost in rows:
         print(f"| {name} | {count:.0f} | {cost} | {count * cost:.0f} |")
     print(f"| **total** | | | **{sim_ms:.0f}** |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    exchanges: set[int] = set()
+    with tempfile.TemporaryDirectory() as tmp:
+        lock = LockProcess.create(Path(tmp) / "lock", open_seconds=0.1)
+        lock.start()
+        try:
+            key = lock.mint()
+            card = make_card(Path(tmp), [("Door", lock.uri, key)])
+            in_process = _in_process(card, args.runs, exchanges)
+            counters = _counted(card)
+            through_pcscd = _through_pcscd(card, args.runs, exchanges)
+            libcoap = _libcoap(key, lock.uri, args.runs)
+        finally:
+            lock.stop()
+    _report(in_process, through_pcscd, libcoap, exchanges, counters)
     return 0
 
 
