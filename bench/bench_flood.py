@@ -74,6 +74,59 @@ def db_state(lock: LockProcess) -> tuple[int, int, int]:
     return (pages - free) * size, on_disk, rows
 
 
+def _opens_under_flood(
+    lock: LockProcess, client: str, key: Key, args: argparse.Namespace
+) -> tuple[list[float | None], dict[str, object]]:
+    """Timed opens spread over a flood run by another process; the flood's own counts."""
+    results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    flooder = multiprocessing.Process(
+        target=_flood, args=(lock.port, args.rate, args.seconds, results)
+    )
+    flooder.start()
+    time.sleep(min(2.0, args.seconds / 10))  # let the flood reach its rate
+    loaded: list[float | None] = []
+    pause = max(0.0, (args.seconds * 0.8) / args.opens - 0.05)
+    while flooder.is_alive() and len(loaded) < args.opens:
+        loaded.append(timed_open(client, key, lock.uri))
+        time.sleep(pause)  # spread the opens over the flood
+    flood_result: dict[str, object] = results.get(timeout=args.seconds + 30)
+    flooder.join(30)
+    return loaded, flood_result
+
+
+def _print_report(
+    report: dict[str, object], args: argparse.Namespace, disk: tuple[int, int]
+) -> None:
+    print(json.dumps(report, indent=2), file=sys.stderr)
+    f = report["flood"]
+    assert isinstance(f, dict)
+    reached = f["refused_identity_sent"]
+    print(
+        f"Flood asked {args.rate:g}/s for {args.seconds:g} s: {f['started']} handshakes started,"
+        f" {reached} reached the refusal path ({reached / args.seconds:.0f}/s),"
+        f" {f['timed_out']} timed out.\n"
+    )
+    print("| measure | value |\n|---|---:|")
+    rows = [
+        ("audit rows added", report["audit_rows_added"]),
+        ("database bytes in use, growth", report["db_bytes_in_use_growth"]),
+        ("lock.sqlite3 + WAL bytes, before → after", " → ".join(map(str, disk))),
+        ("lock log bytes, growth", report["log_growth_bytes"]),
+        (
+            f"open median ms, unloaded ({report['opens_timed_unloaded']} opens)",
+            report["open_ms_unloaded_median"],
+        ),
+        (
+            f"open median ms, under flood ({report['opens_timed_loaded']} opens, "
+            f"{report['opens_failed_loaded']} failed)",
+            report["open_ms_loaded_median"],
+        ),
+        ("ratio loaded / unloaded (medians)", report.get("loaded_over_unloaded")),
+    ]
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=1000)
@@ -97,19 +150,7 @@ def main() -> int:
             used_before, disk_before, rows_before = db_state(lock)
             log_before = (lock.directory / "lock.log").stat().st_size
 
-            results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
-            flooder = multiprocessing.Process(
-                target=_flood, args=(lock.port, args.rate, args.seconds, results)
-            )
-            flooder.start()
-            time.sleep(min(2.0, args.seconds / 10))  # let the flood reach its rate
-            loaded: list[float | None] = []
-            pause = max(0.0, (args.seconds * 0.8) / args.opens - 0.05)
-            while flooder.is_alive() and len(loaded) < args.opens:
-                loaded.append(timed_open(client, key, lock.uri))
-                time.sleep(pause)  # spread the opens over the flood
-            flood_result = results.get(timeout=args.seconds + 30)
-            flooder.join(30)
+            loaded, flood_result = _opens_under_flood(lock, client, key, args)
         finally:
             lock.stop()  # writes the last summary rows
         used_after, disk_after, rows_after = db_state(lock)
@@ -133,31 +174,7 @@ def main() -> int:
         report["loaded_over_unloaded"] = round(
             statistics.median(ok_loaded) / statistics.median(ok_unloaded), 2
         )
-    print(json.dumps(report, indent=2), file=sys.stderr)
-    f = report["flood"]
-    assert isinstance(f, dict)
-    reached = f["refused_identity_sent"]
-    print(
-        f"Flood asked {args.rate:g}/s for {args.seconds:g} s: {f['started']} handshakes started,"
-        f" {reached} reached the refusal path ({reached / args.seconds:.0f}/s),"
-        f" {f['timed_out']} timed out.\n"
-    )
-    print("| measure | value |\n|---|---:|")
-    rows = [
-        ("audit rows added", report["audit_rows_added"]),
-        ("database bytes in use, growth", report["db_bytes_in_use_growth"]),
-        ("lock.sqlite3 + WAL bytes, before → after", " → ".join(map(str, disk))),
-        ("lock log bytes, growth", report["log_growth_bytes"]),
-        (f"open median ms, unloaded ({len(unloaded)} opens)", report["open_ms_unloaded_median"]),
-        (
-            f"open median ms, under flood ({len(loaded)} opens, "
-            f"{report['opens_failed_loaded']} failed)",
-            report["open_ms_loaded_median"],
-        ),
-        ("ratio loaded / unloaded (medians)", report.get("loaded_over_unloaded")),
-    ]
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    _print_report(report, args, disk)
     return 0
 
 
