@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,38 @@ LOCKS, ELEMENTS, LABELS = 20, 200, 50
 KEY_ID_INDEX = "ix_keys_key_id_issued_at_id"
 
 
+def _key_rows(
+    n_keys: int, lock_ids: list[Any], element_ids: list[Any], secrets: dict[Any, Any],
+    rng: random.Random,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Key rows as the API would have made them, 2% expired and 2% revoked, one a second."""
+    now = dt.datetime.now(dt.UTC)
+    start = now - dt.timedelta(seconds=n_keys)
+    for i in range(n_keys):
+        lock_id = lock_ids[i % LOCKS]
+        expired = rng.random() < 0.02
+        not_after = int(now.timestamp()) + (-3600 if expired else 86400 * 365)
+        claims, minted = mint_key(secrets[lock_id], not_after=not_after, rights=Rights.OPEN)
+        issued = start + dt.timedelta(seconds=i)
+        yield {
+            "id": uuid.uuid4(),
+            "lock_id": lock_id,
+            "secure_element_id": element_ids[rng.randrange(ELEMENTS)],
+            "key_id": claims.key_id_hex,
+            "identity": minted.identity.decode(),
+            "label": f"team-{rng.randrange(LABELS)}",
+            "rights": int(claims.rights),
+            "not_before": 0,
+            "not_after": not_after,
+            "weekdays": 0x7F,
+            "window_start": 0,
+            "window_end": 1440,
+            "max_uses": 0,
+            "issued_at": issued,
+            "revoked_at": issued if rng.random() < 0.02 else None,
+        }
+
+
 def seed(app: Any, n_keys: int) -> dict[str, Any]:
     state = app.state.elock
     rng = random.Random(1)
@@ -84,36 +116,11 @@ def seed(app: Any, n_keys: int) -> dict[str, Any]:
         ]
         secrets = {e.lock.id: e.secret for e in enrolled}
         lock_ids, element_ids = [e.lock.id for e in enrolled], [e.id for e in elements]
-        now = dt.datetime.now(dt.UTC)
-        start = now - dt.timedelta(seconds=n_keys)
         batch: list[dict[str, Any]] = []
         batch_key_id = None  # one key id, for the key_id filter
-        for i in range(n_keys):
-            lock_id = lock_ids[i % LOCKS]
-            expired = rng.random() < 0.02
-            not_after = int(now.timestamp()) + (-3600 if expired else 86400 * 365)
-            claims, minted = mint_key(secrets[lock_id], not_after=not_after, rights=Rights.OPEN)
-            issued = start + dt.timedelta(seconds=i)
-            batch_key_id = batch_key_id or claims.key_id_hex
-            batch.append(
-                {
-                    "id": uuid.uuid4(),
-                    "lock_id": lock_id,
-                    "secure_element_id": element_ids[rng.randrange(ELEMENTS)],
-                    "key_id": claims.key_id_hex,
-                    "identity": minted.identity.decode(),
-                    "label": f"team-{rng.randrange(LABELS)}",
-                    "rights": int(claims.rights),
-                    "not_before": 0,
-                    "not_after": not_after,
-                    "weekdays": 0x7F,
-                    "window_start": 0,
-                    "window_end": 1440,
-                    "max_uses": 0,
-                    "issued_at": issued,
-                    "revoked_at": issued if rng.random() < 0.02 else None,
-                }
-            )
+        for row in _key_rows(n_keys, lock_ids, element_ids, secrets, rng):
+            batch_key_id = batch_key_id or row["key_id"]
+            batch.append(row)
             if len(batch) == 5000:
                 session.execute(insert(Key), batch)
                 batch.clear()
@@ -139,6 +146,35 @@ def timed(fn: Callable[[], Any], runs: int) -> list[float]:
         fn()
         samples.append(time.perf_counter() - t0)
     return samples
+
+
+def _service_lists(app: Any, cases: dict[str, dict[str, Any]], n_lists: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for name, params in cases.items():
+        flt = KeyFilter(
+            lock_id=uuid.UUID(params["lock_id"]) if "lock_id" in params else None,
+            secure_element_id=uuid.UUID(params["secure_element_id"])
+            if "secure_element_id" in params
+            else None,
+            state=KeyState(params["state"]) if "state" in params else None,
+            label=params.get("label"),
+            key_id=params.get("key_id"),
+        )
+
+        def direct(flt: KeyFilter = flt) -> None:
+            with app.state.elock.sessions() as session:
+                keys.list_keys(session, flt, cursor=None, limit=50)
+
+        results[f"svc_{name.removeprefix('list_')}_ms"] = median_ms(timed(direct, n_lists))
+        if name == "list_by_key_id":  # the reference: the same query without its index
+            with app.state.elock.engine.begin() as connection:
+                connection.execute(text(f"DROP INDEX {KEY_ID_INDEX}"))
+            results["svc_by_key_id_without_index_ms"] = median_ms(timed(direct, n_lists))
+            with app.state.elock.engine.begin() as connection:
+                connection.execute(
+                    text(f"CREATE INDEX {KEY_ID_INDEX} ON keys (key_id, issued_at, id)")
+                )
+    return results
 
 
 def bench(url: str, n_keys: int, n_issue: int, n_lists: int) -> dict[str, float]:
@@ -184,30 +220,7 @@ def bench(url: str, n_keys: int, n_issue: int, n_lists: int) -> dict[str, float]
         for name, params in cases.items():
             results[f"{name}_ms"] = median_ms(timed(lambda p=params: get(p), n_lists))
         # The same lists without HTTP: the service layer and the database alone.
-        for name, params in cases.items():
-            flt = KeyFilter(
-                lock_id=uuid.UUID(params["lock_id"]) if "lock_id" in params else None,
-                secure_element_id=uuid.UUID(params["secure_element_id"])
-                if "secure_element_id" in params
-                else None,
-                state=KeyState(params["state"]) if "state" in params else None,
-                label=params.get("label"),
-                key_id=params.get("key_id"),
-            )
-
-            def direct(flt: KeyFilter = flt) -> None:
-                with app.state.elock.sessions() as session:
-                    keys.list_keys(session, flt, cursor=None, limit=50)
-
-            results[f"svc_{name.removeprefix('list_')}_ms"] = median_ms(timed(direct, n_lists))
-            if name == "list_by_key_id":  # the reference: the same query without its index
-                with app.state.elock.engine.begin() as connection:
-                    connection.execute(text(f"DROP INDEX {KEY_ID_INDEX}"))
-                results["svc_by_key_id_without_index_ms"] = median_ms(timed(direct, n_lists))
-                with app.state.elock.engine.begin() as connection:
-                    connection.execute(
-                        text(f"CREATE INDEX {KEY_ID_INDEX} ON keys (key_id, issued_at, id)")
-                    )
+        results |= _service_lists(app, cases, n_lists)
         cursor = None
         for _ in range(200):
             cursor = get({"limit": 50} | ({"cursor": cursor} if cursor else {}))["next_cursor"]
