@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from key_provisioner import observability
 from key_provisioner.api import auth, problems
 from key_provisioner.api.routes import audit, keys, locks, secure_elements
 from key_provisioner.api.state import AppState
@@ -104,6 +105,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
         app.include_router(router)
     problems.install(app)
     auth.install(app)
+    observability.install(app)  # outermost: /healthz, /readyz, request metrics
     return app
 
 
