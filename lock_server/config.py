@@ -18,6 +18,7 @@ from elock_common import LockSecret, LockSecretError
 from lock_server.errors import LockConfigError
 
 DEFAULT_PORT = 5684
+DEFAULT_METRICS_PORT = 9470
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,15 @@ class RelayConfig:
     backend: str = "simulated"  # or "rpi"
     pin: int = 17  # BCM numbering
     active_high: bool = True
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The opt-in Prometheus listener (``lock_server.metrics``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback: a local agent scrapes it
+    port: int = DEFAULT_METRICS_PORT
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class LockConfig:
     open_seconds: float = 5.0
     timezone: str = "UTC"
     relay: RelayConfig = RelayConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def load_secret(self) -> LockSecret:
         try:
@@ -65,7 +76,7 @@ def load_config(path: Path) -> LockConfig:
 
 
 def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
-    unknown = set(raw) - {"lock", "relay"}
+    unknown = set(raw) - {"lock", "relay", "metrics"}
     if unknown:
         raise LockConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     lock = _section(
@@ -111,7 +122,20 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
         open_seconds=open_seconds,
         timezone=timezone,
         relay=RelayConfig(backend=backend, pin=pin, active_high=active_high),
+        metrics=_metrics(_section(raw, "metrics", {"enabled", "host", "port"})),
     )
+
+
+def _metrics(section: dict[str, Any]) -> MetricsConfig:
+    host = _get(section, "metrics.host", str, "127.0.0.1")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise LockConfigError(f"metrics.host {host!r} is not an IP address") from None
+    port = _get(section, "metrics.port", int, DEFAULT_METRICS_PORT)
+    if not 1 <= port <= 65535:
+        raise LockConfigError("metrics.port must be 1..65535")
+    return MetricsConfig(_get(section, "metrics.enabled", bool, False), host, port)
 
 
 def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:

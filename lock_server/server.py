@@ -8,6 +8,7 @@ import signal
 
 import aiocoap
 
+from lock_server import metrics
 from lock_server.config import LockConfig
 from lock_server.door import Door
 from lock_server.dtls_transport import KeyDerivingCredentials, LockDtlsServer
@@ -26,6 +27,7 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
     service = LockService(config=config, store=store, door=door)
     context = aiocoap.Context(serversite=build_site(service), server_credentials=None)
     credentials = KeyDerivingCredentials(secret)
+    exporter = metrics.start(config, door)  # None unless [metrics] enabled
 
     def refusal(peer: str, key_id: str | None, reason: str) -> None:
         service.record_refusal(peer, key_id, "handshake", reason)
@@ -51,6 +53,8 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
         await stop.wait()
     finally:
         door.shutdown()  # relay off before anything else can fail
+        if exporter is not None:
+            exporter.close()
         await context.shutdown()
         store.close()
         log.warning("lock %r stopped, relay released", config.name)
