@@ -196,8 +196,7 @@ def _read(db: sqlite3.Connection) -> tuple[int, int, int, float | None]:
 
 def metric_names() -> set[str]:
     """Every metric this module can export (for the docs check)."""
-    names = {m.name for m in REGISTRY.collect()}
-    return names | {
+    return _exposed() | {
         "elock_lock_sync_connected",
         "elock_lock_clock_offset_seconds",
         "elock_lock_database_up",
@@ -238,3 +237,8 @@ def start(config: Any, door: Any) -> Exporter | None:
     log.warning("lock %r metrics on http://%s:%d/metrics", config.name, config.metrics.host,
                 exporter.port)  # fmt: skip
     return exporter
+
+
+def _exposed() -> set[str]:
+    """Family names as scraped: a counter's with ``_total``."""
+    return {f.name + "_total" if f.type == "counter" else f.name for f in REGISTRY.collect()}

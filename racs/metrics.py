@@ -105,7 +105,7 @@ class _Sessions(Collector):
 
 def metric_names() -> set[str]:
     """Every metric this module can export (for the docs check)."""
-    return {m.name for m in REGISTRY.collect()} | {SESSIONS}
+    return _exposed() | {SESSIONS}
 
 
 class Exporter:
@@ -125,3 +125,8 @@ class Exporter:
         self._server.server_close()
         self._thread.join(timeout=5)
         REGISTRY.unregister(self._collector)
+
+
+def _exposed() -> set[str]:
+    """Family names as scraped: a counter's with ``_total``."""
+    return {f.name + "_total" if f.type == "counter" else f.name for f in REGISTRY.collect()}
