@@ -160,9 +160,16 @@ def _log_config(verbose: bool, log_format: str = "text") -> dict[str, Any]:
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["formatters"]["elock"] = {"format": LOG_FORMAT}
-    if log_format == "json":  # uvicorn's own lines too, so a shipper reads one format
+    # One line per request: uvicorn's access line in text, ours (with the route template,
+    # the request id and the time taken) in JSON; uvicorn's other lines as JSON too.
+    access = {"handlers": ["elock"], "level": "INFO", "propagate": False}
+    if log_format == "json":
         for name in ("elock", "default", "access"):
             config["formatters"][name] = {"()": "elock_common.logfmt.JsonFormatter"}
+        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+    else:
+        access["level"] = "WARNING"
+    config["loggers"]["key_provisioner.access"] = access
     config["handlers"]["elock"] = {
         "class": "logging.StreamHandler",
         "formatter": "elock",

@@ -78,7 +78,7 @@ class ObservedMiddleware:
         method = scope["method"] if scope["method"] in _METHODS else "other"
         metrics.REQUESTS.labels(method, route, str(status)).inc()
         metrics.REQUEST_SECONDS.labels(method, route).observe(seconds)
-        log.debug(
+        log.info(  # with --log-format json, this line replaces uvicorn's access line
             "%s %s %d %.1f ms", method, route, status, seconds * 1000,
             extra={"method": method, "route": route, "status": status,
                    "duration_ms": round(seconds * 1000, 1)},

@@ -6,9 +6,11 @@ them at once; request counters are labelled by route template, never by an id.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from key_provisioner.observability.collector import FLEET, PER_LOCK
@@ -97,3 +99,23 @@ def test_readyz_says_when_the_database_is_not_migrated(admin: Api, database_url:
 
 def test_worker_heartbeat_counts_from_start() -> None:
     assert HEARTBEAT.since > 0
+
+
+def test_serve_keeps_metrics_in_a_private_directory_or_empties_the_given_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from key_provisioner.cli import MULTIPROC_ENV, metrics_dir
+
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    with metrics_dir() as private:
+        assert os.environ[MULTIPROC_ENV] == str(private) and private.is_dir()
+    assert not private.exists() and MULTIPROC_ENV not in os.environ
+
+    given = tmp_path / "prom"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"stale")
+    (given / "keep.txt").write_text("not ours")
+    monkeypatch.setenv(MULTIPROC_ENV, str(given))
+    with metrics_dir() as used:
+        assert used == given and not (given / "counter_123.db").exists()
+    assert (given / "keep.txt").exists()
