@@ -63,10 +63,14 @@ def test_dashboard_and_rules_use_only_exported_metrics() -> None:
 
 @pytest.mark.peer
 def test_promtool_checks_the_shipped_rules_and_config(tmp_path: Path) -> None:
+    """Rules and config are valid, and the alerts fire when they should (rule unit tests)."""
     promtool = require_tool("promtool")
     rules = subprocess.run([promtool, "check", "rules", str(SHIPPED / "elock-rules.yml")],
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert rules.returncode == 0, rules.stdout + rules.stderr
+    alerts = subprocess.run([promtool, "test", "rules", str(SHIPPED / "elock-rules.test.yml")],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert alerts.returncode == 0, alerts.stdout + alerts.stderr
     syntax = subprocess.run(
         [promtool, "check", "config", "--syntax-only", str(SHIPPED / "prometheus.yml")],
         capture_output=True, text=True, timeout=60,
