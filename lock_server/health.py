@@ -12,7 +12,8 @@ from __future__ import annotations
 import sqlite3
 import urllib.error
 import urllib.request
-from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from lock_server.config import LockConfig
 from lock_server.errors import LockConfigError
@@ -53,9 +54,16 @@ def _serving(config: LockConfig) -> list[str]:
     url = f"http://{host}:{config.metrics.port}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as response:
-            body: Any = response.read().decode("utf-8", "replace")
+            body = response.read().decode("utf-8", "replace")
     except (OSError, urllib.error.URLError) as exc:
         return [f"serve does not answer on {url}: {exc}"]
-    if "elock_lock_database_up 1.0" not in body:
-        return ["serve cannot read its database"]
-    return []
+    try:
+        up = [
+            sample.value
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+            if sample.name == "elock_lock_database_up"
+        ]
+    except ValueError:
+        return [f"{url} does not answer Prometheus metrics"]
+    return [] if up == [1.0] else ["serve cannot read its database"]

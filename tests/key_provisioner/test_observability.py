@@ -119,3 +119,14 @@ def test_serve_keeps_metrics_in_a_private_directory_or_empties_the_given_one(
     with metrics_dir() as used:
         assert used == given and not (given / "counter_123.db").exists()
     assert (given / "keep.txt").exists()
+
+
+def test_every_way_the_worker_records_a_card_push_has_an_outcome() -> None:
+    """``metrics.card_push`` names outcomes by the recorder the worker passes."""
+    from key_provisioner.observability.metrics import _CARD_OUTCOMES
+    from key_provisioner.services import provisioning
+    from key_provisioner.worker import Worker
+
+    recorders = [provisioning.record_done, provisioning.record_failed, Worker._record_busy,
+                 Worker._record_retry]  # fmt: skip
+    assert {r.__name__ for r in recorders} == set(_CARD_OUTCOMES)
