@@ -27,6 +27,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from lock_server.errors import LockConfigError
+
 log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry()
@@ -233,7 +235,11 @@ def start(config: Any, door: Any) -> Exporter | None:
     relay_changed(door.is_open)
     if not config.metrics.enabled:
         return None
-    exporter = Exporter(config.metrics.host, config.metrics.port, config.data_dir / "lock.sqlite3")
+    host, port = config.metrics.host, config.metrics.port
+    try:
+        exporter = Exporter(host, port, config.data_dir / "lock.sqlite3")
+    except OSError as exc:
+        raise LockConfigError(f"metrics: cannot listen on {host}:{port}: {exc.strerror}") from None
     log.warning("lock %r metrics on http://%s:%d/metrics", config.name, config.metrics.host,
                 exporter.port)  # fmt: skip
     return exporter

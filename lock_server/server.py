@@ -27,7 +27,7 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
     service = LockService(config=config, store=store, door=door)
     context = aiocoap.Context(serversite=build_site(service), server_credentials=None)
     credentials = KeyDerivingCredentials(secret)
-    exporter = metrics.start(config, door)  # None unless [metrics] enabled
+    exporter: metrics.Exporter | None = None
 
     def refusal(peer: str, key_id: str | None, reason: str) -> None:
         service.record_refusal(peer, key_id, "handshake", reason)
@@ -43,6 +43,7 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
                 refusal_sink=refusal,
             )
         )
+        exporter = metrics.start(config, door)  # None unless [metrics] enabled
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -175,3 +175,17 @@ def test_no_listener_unless_enabled(tmp_path: Path) -> None:
         assert code == 0 and info["healthy"]
     finally:
         lock.stop()
+
+
+@pytest.mark.peer
+def test_a_taken_metrics_port_is_one_line_and_exit_2(metered: LockProcess) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", metered.metrics_port))  # type: ignore[attr-defined]
+        taken.listen()
+        done = subprocess.run(
+            [*ELOCK_LOCK, "serve", "--config", str(metered.config)],
+            capture_output=True, text=True, env=_env(), timeout=30,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "cannot listen" in done.stderr and "Traceback" not in done.stderr
+    assert not metered.relay_on()
