@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_open import timed  # noqa: E402
+from elock_testkit.lockproc import LockProcess  # noqa: E402
 from lock_server import metrics  # noqa: E402
 from lock_server.policy import Code, Refusal  # noqa: E402
-from tests.lock_server.lockproc import LockProcess  # noqa: E402
 
 
 def free_tcp_port() -> int:

@@ -4,8 +4,10 @@ The key server imports ``SecureElementPush``; see ``elock_push.push``.
 """
 
 from elock_push.errors import (
+    CardBusyError,
     CardError,
     PushError,
+    RacsProtocolError,
     TlsSessionError,
     TransportError,
     UntrustedCardError,
@@ -22,6 +24,7 @@ from elock_push.push import (
 from elock_push.tls2 import tls2_context
 
 __all__ = [
+    "CardBusyError",
     "CardError",
     "Delete",
     "Install",
@@ -29,6 +32,7 @@ __all__ = [
     "PushError",
     "PushReport",
     "PushResult",
+    "RacsProtocolError",
     "Replace",
     "SecureElementPush",
     "TlsSessionError",

@@ -21,15 +21,16 @@ import yaml
 
 from elock_demo import setup
 from elock_demo.services import KeyServerApi
+from elock_testkit.cardproc import ServedCard, coap_open, elock_se, env
+from elock_testkit.liveserver import Process, free_tcp_port, run_module
+from elock_testkit.lockproc import Key, LockProcess, coap, free_udp_port
+from elock_testkit.pcsc import READER
+from elock_testkit.waiting import wait_for
 from key_provisioner.observability import metric_names as keyserver_metrics
 from lock_server.metrics import metric_names as lock_metrics
 from racs.metrics import metric_names as racs_metrics
 from tests.conftest import require_tool
 from tests.deploy.monitoring_stack import SHIPPED, Prometheus, templated_config
-from tests.key_client.cardproc import ServedCard, coap_open, elock_se, env
-from tests.key_provisioner.liveserver import Process, free_tcp_port, run_module, wait
-from tests.lock_server.lockproc import Key, LockProcess, coap, free_udp_port
-from tests.pcsc import READER
 from tests.push.test_e2e_keyserver_pcsc import elock_pki_init, push_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,12 +180,12 @@ def test_prometheus_sees_issue_open_revoke_and_refusal(
 
     key = api.call("POST", "/keys", {"lock_id": lock_id, "secure_element_id": se_id,
                                      "label": "Gate"})  # fmt: skip
-    wait(push_state(api, key["id"], "installed"), 30, "push installed")
+    wait_for(push_state(api, key["id"], "installed"), 30, "push installed")
     status, opened, _ = coap_open("Gate", "--reader", READER)
     assert status == 0 and opened["status"] == "opened", opened
     api.call("POST", f"/keys/{key['id']}/revoke", {"reason": "lost"})
-    wait(push_state(api, key["id"], "removed"), 30, "push removed")
-    wait(lambda: api.call("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 30, "in sync")
+    wait_for(push_state(api, key["id"], "removed"), 30, "push removed")
+    wait_for(lambda: api.call("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 30, "in sync")
     copy = Key(key["identity"], key["psk"], key["key_id"])
     assert "4.01 key revoked" in coap("coap-client-openssl", "post", copy, key["uri"])
 

@@ -9,9 +9,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from elock_testkit.ports import free_udp_port
 from key_provisioner.db.models import Lock
 from key_provisioner.services import audit, revocations
-from tests.key_provisioner.conftest import Api, free_udp_port
+from tests.key_provisioner.conftest import Api
 
 
 def test_a_claimed_push_is_not_claimed_again(admin: Api) -> None:

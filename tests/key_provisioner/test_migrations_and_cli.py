@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from elock_common import pki
+from elock_testkit.liveserver import env
 from key_provisioner.api.main import create_app
 from key_provisioner.core.config import Settings
 from key_provisioner.core.crypto import MasterKey
@@ -24,7 +25,6 @@ from key_provisioner.db import models  # noqa: F401
 from key_provisioner.db.base import Base
 from key_provisioner.db.engine import make_engine
 from key_provisioner.db.migrate import current_revision, downgrade, head_revision, upgrade
-from tests.key_provisioner.liveserver import env
 
 
 def test_migrations_produce_exactly_the_models(database_url: str) -> None:
@@ -73,7 +73,8 @@ def test_cli_tokens_and_errors(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "no master key" in refused.stderr
     serve = _cli("serve", key=key, cwd=tmp_path)
     assert serve.returncode == 2 and "elock-keyserver migrate" in serve.stderr
-    assert _cli("migrate", key=key, cwd=tmp_path).stdout.strip() == "database at migration 0003"
+    migrated = _cli("migrate", key=key, cwd=tmp_path).stdout.strip()
+    assert migrated == f"database at migration {head_revision()}"
     created = _cli("token", "create", "--role", "auditor", "--name", "dash", key=key, cwd=tmp_path)
     token = created.stdout.strip()
     assert created.returncode == 0 and token.startswith("elk_") and "\n" not in token
@@ -119,7 +120,7 @@ def test_migrate_works_from_the_installed_package_alone(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "database at migration 0003"
+    assert done.stdout.strip() == f"database at migration {head_revision()}"
     where = subprocess.run(
         [sys.executable, "-s", "-c", "import key_provisioner.migrations as m; print(m.__file__)"],
         capture_output=True,
@@ -270,7 +271,7 @@ def test_serve_with_workers_refuses_push_files_in_the_parent(tmp_path: Path, bro
 
 @pytest.mark.peer  # runs the real program as a process
 def test_serve_port_0_listens_on_a_free_port_and_says_which(tmp_path: Path) -> None:
-    from tests.key_provisioner.liveserver import Process
+    from elock_testkit.liveserver import Process
 
     config = _keyserver_config(tmp_path, {})
     server = Process(

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.lock_server.lockproc import LockProcess, coap
+from elock_testkit.lockproc import LockProcess, coap
 
 # Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
 pytestmark = pytest.mark.peer

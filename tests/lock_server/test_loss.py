@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tests.lock_server.lockproc import LockProcess, coap
-from tests.lossy_relay import LossyRelay
+from elock_testkit.lockproc import LockProcess, coap
+from elock_testkit.lossy_relay import LossyRelay
 
 # Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
 pytestmark = pytest.mark.peer

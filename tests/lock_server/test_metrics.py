@@ -18,11 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from elock_common import Rights
 from elock_common.identity import KeyIdentity
+from elock_testkit.lockproc import ELOCK_LOCK, Key, LockProcess, _env, coap
 from lock_server.config import DEFAULT_METRICS_PORT, parse_config
 from lock_server.errors import LockConfigError
 from lock_server.metrics import reason_label
 from lock_server.policy import check_key, uses_exhausted
-from tests.lock_server.lockproc import ELOCK_LOCK, Key, LockProcess, _env, coap
 
 
 def free_tcp_port() -> int:

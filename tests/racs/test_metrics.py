@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from elock_testkit.racs_applets import ELOCK_AID
+from elock_testkit.racs_pki import Pki
 from racs import metrics
 from racs.client import RemoteRacsError
 from racs.config import load_config
 from racs.errors import ConfigError
-from tests.racs.applets import ELOCK_AID
 from tests.racs.conftest import Harness, raw_client_context
-from tests.racs.pki import Pki
 from tests.racs.test_server import read_block, select
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
