@@ -96,7 +96,19 @@ def _keyserver(directory: Path, paths_dir: Path) -> tuple[KeyServerApi, str, Pro
     port = free_tcp_port()
     serve = [*cli, "--log-format", "json", "serve", "--port", str(port), "--workers", "2"]
     process = Process(serve, directory / "keyserver.log", "Application startup complete")
-    process.start()
+    with open(process.log, "ab") as out:  # Process.start allows 20 s: two workers need more
+        process.proc = subprocess.Popen([sys.executable, "-m", *serve], stdout=out,
+                                        stderr=subprocess.STDOUT, env=env())  # fmt: skip
+
+    def started() -> bool:
+        assert process.proc is not None and process.proc.poll() is None, process.log.read_text()
+        return process.ready.encode() in process.log.read_bytes()
+
+    try:
+        wait_for(started, 90, "key server start")
+    except BaseException:
+        process.stop()
+        raise
     return KeyServerApi(f"http://127.0.0.1:{port}", admin), scraper, process
 
 
