@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -191,11 +192,18 @@ def metrics_dir() -> Iterator[Path]:
         return
     path = Path(tempfile.mkdtemp(prefix="elock-keyserver-metrics-"))
     os.environ[MULTIPROC_ENV] = str(path)
+    # uvicorn re-raises SIGTERM once it has stopped; as an exception it unwinds to here.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         yield path
     finally:
+        signal.signal(signal.SIGTERM, previous)
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _log_config(verbose: bool, log_format: str = "text") -> dict[str, Any]:

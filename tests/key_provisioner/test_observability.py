@@ -130,3 +130,29 @@ def test_every_way_the_worker_records_a_card_push_has_an_outcome() -> None:
     recorders = [provisioning.record_done, provisioning.record_failed, Worker._record_busy,
                  Worker._record_retry]  # fmt: skip
     assert {r.__name__ for r in recorders} == set(_CARD_OUTCOMES)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_leaves_no_metrics_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    """SIGTERM (systemd's stop) still removes the private multiprocess directory."""
+    from elock_testkit.liveserver import start_keyserver
+
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    server = start_keyserver(tmp_path / "ks", f"sqlite:///{tmp_path}/ks.sqlite3", worker=False)
+    try:
+        if workers == "2":  # the same, under uvicorn's multiprocess supervisor
+            server.process.stop()
+            server.process.args = [*server.process.args, "--workers", "2"]
+            server.process.ready = "Application startup complete"
+            server.process.start()
+        names = [p.name for p in private_tmp.iterdir()]
+        assert len(names) == 1 and names[0].startswith("elock-keyserver-metrics-"), names
+    finally:
+        server.process.stop()
+    assert list(private_tmp.iterdir()) == []
