@@ -35,6 +35,7 @@ class LockProcess:
     directory: Path
     port: int
     wrapper: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)  # elock-lock's own, before "serve"
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -65,7 +66,7 @@ class LockProcess:
         self._log = log = open(log_path, "ab")
         seen = log_path.stat().st_size
         self.proc = subprocess.Popen(
-            [*self.wrapper, *ELOCK_LOCK, "serve", "--config", str(self.config)],
+            [*self.wrapper, *ELOCK_LOCK, *self.options, "serve", "--config", str(self.config)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=_env(),

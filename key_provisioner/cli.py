@@ -9,30 +9,34 @@ expiring), lists (with their last use) and revokes API tokens,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
 import logging
 import os
 import re
+import shutil
+import signal
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from elock_common import logfmt
 from key_provisioner.core.config import CONFIG_ENV, Settings, load_settings
 from key_provisioner.core.crypto import MasterKey
 from key_provisioner.core.errors import DomainError, KeyServerError
 from key_provisioner.db.engine import make_engine, make_sessions
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = logfmt.TEXT_FORMAT
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format=LOG_FORMAT,
-    )
+    logfmt.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
     if not args.verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
@@ -49,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elock-keyserver", description=__doc__.split("\n")[0])
     p.add_argument("--config", type=Path, help=f"TOML settings file (or ${CONFIG_ENV})")
     p.add_argument("-v", "--verbose", action="store_true")
+    logfmt.add_argument(p)
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the admin API and the background worker")
@@ -141,6 +146,11 @@ def _expiry(text: str) -> dt.datetime:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    with metrics_dir():  # before anything imports prometheus_client
+        return _run_server(args)
+
+
+def _run_server(args: argparse.Namespace) -> int:
     import uvicorn
 
     from key_provisioner.api.main import check_settings
@@ -159,12 +169,44 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port if args.port is None else args.port,  # uvicorn logs the real one
         workers=args.workers,
         log_level="debug" if args.verbose else "info",
-        log_config=_log_config(args.verbose),
+        log_config=_log_config(args.verbose, args.log_format),
     )
     return 0
 
 
-def _log_config(verbose: bool) -> dict[str, Any]:
+@contextlib.contextmanager
+def metrics_dir() -> Iterator[Path]:
+    """The directory where every uvicorn worker keeps its metric values (multiprocess mode).
+
+    The operator's ``PROMETHEUS_MULTIPROC_DIR`` if set, emptied first (values
+    of an earlier run would add to this one's); otherwise a private directory
+    removed when the server stops.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix="elock-keyserver-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    # uvicorn re-raises SIGTERM once it has stopped; as an exception it unwinds to here.
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield path
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _log_config(verbose: bool, log_format: str = "text") -> dict[str, Any]:
     """uvicorn's logging plus ours, applied by uvicorn in every worker process.
 
     ``basicConfig`` in ``main`` only reaches this process; with ``--workers``
@@ -174,6 +216,16 @@ def _log_config(verbose: bool) -> dict[str, Any]:
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["formatters"]["elock"] = {"format": LOG_FORMAT}
+    # One line per request: uvicorn's access line in text, ours (with the route template,
+    # the request id and the time taken) in JSON; uvicorn's other lines as JSON too.
+    access = {"handlers": ["elock"], "level": "INFO", "propagate": False}
+    if log_format == "json":
+        for name in ("elock", "default", "access"):
+            config["formatters"][name] = {"()": "elock_common.logfmt.JsonFormatter"}
+        config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+    else:
+        access["level"] = "WARNING"
+    config["loggers"]["key_provisioner.access"] = access
     config["handlers"]["elock"] = {
         "class": "logging.StreamHandler",
         "formatter": "elock",

@@ -24,6 +24,7 @@ from key_provisioner.core.config import WorkerSettings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.db.base import utcnow
 from key_provisioner.lock_admin import AdminSession, LockAdminError
+from key_provisioner.observability import metrics
 from key_provisioner.se_push import PushClients, Verdict, verdict
 from key_provisioner.services import audit, provisioning, revocations
 from key_provisioner.services.audit import AuditJob
@@ -94,8 +95,10 @@ class Worker:
             self._wake.clear()
             try:
                 await self.run_once()
+                metrics.worker_round(ok=True)
             except Exception:  # a database outage must not end the worker
                 log.exception("worker round failed; retrying")
+                metrics.worker_round(ok=False)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
 
@@ -193,6 +196,7 @@ class Worker:
         return provisioning.record_retry(session, job, why, now=now, base=base, cap=cap)
 
     async def _se_record(self, job: SePushJob, record: Callable[..., object], text: str) -> None:
+        metrics.card_push(record)
         await self._db(lambda s: record(s, job, text, now=self._clock()))
         self._wake.set()  # a key revoked mid-install has its delete due now
 
@@ -213,7 +217,9 @@ class Worker:
                     raise LockAdminError(f"lock answered version {held} to a push of {job.version}")
                 lock_count = await self._count(lock) if held > job.version else None
         except LockAdminError as exc:
-            log.info("revocation push v%d to lock %s failed: %s", job.version, job.lock_id, exc)
+            log.info("revocation push v%d to lock %s failed: %s", job.version, job.lock_id, exc,
+                     extra={"lock_id": str(job.lock_id), "outcome": "failed"})  # fmt: skip
+            metrics.lock_push(confirmed=False)
             settings, error = self._settings, str(exc)
             await self._db(
                 lambda s: revocations.record_failure(
@@ -226,7 +232,9 @@ class Worker:
                 )
             )
             return
-        log.info("lock %s holds revocation version %d (pushed %d)", job.lock_id, held, job.version)
+        log.info("lock %s holds revocation version %d (pushed %d)", job.lock_id, held, job.version,
+                 extra={"lock_id": str(job.lock_id), "outcome": "confirmed"})  # fmt: skip
+        metrics.lock_push(confirmed=True)
         ack = await self._db(
             lambda s: revocations.record_ack(s, job.lock_id, held, now=self._clock())
         )
@@ -269,6 +277,7 @@ class Worker:
                     job.lock_id, read.restarted, stored.generation, stored.rows,
                 )  # fmt: skip
             log.debug("pulled %d audit row(s) from lock %s", stored.rows, job.lock_id)
+            metrics.audit_rows_ingested(stored.rows)
             # The lock is back: a push waiting out its backoff can go now.
             await self._db(lambda s: revocations.reachable(s, job.lock_id, now=self._clock()))
             self._wake.set()

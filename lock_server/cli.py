@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from elock_common import LockSecret, Rights, mint_key
+from elock_common import LockSecret, Rights, logfmt, mint_key
 from elock_common.identity import EVERY_DAY, MINUTES_PER_DAY, NO_NOT_AFTER
 from lock_server.config import DEFAULT_PORT, LockConfig, load_config
 from lock_server.errors import LockError
+from lock_server.health import problems
 from lock_server.relay import make_relay, read_simulated_state
 from lock_server.store import LockStore
 
@@ -33,10 +34,7 @@ _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logfmt.configure(args.log_format, logging.INFO if args.verbose else logging.WARNING)
     try:
         return int(args.func(args))
     except LockError as exc:
@@ -47,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="elock-lock", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log every decision")
+    logfmt.add_argument(p)
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     init = sub.add_parser("init", help="make a lock secret and config")
@@ -291,9 +290,12 @@ def _status(args: argparse.Namespace) -> int:
         }
     finally:
         store.close()
+    info["problems"] = problems(config)
+    info["healthy"] = not info["problems"]
+    status = 0 if info["healthy"] else 1  # for systemd and monitoring agents
     if args.json:
         print(json.dumps(info, indent=2))
-        return 0
+        return status
     for name in (
         "name", "endpoint", "relay", "revocation_version", "revoked_keys", "audit_rows",
         "audit_delivered_through",
@@ -302,7 +304,9 @@ def _status(args: argparse.Namespace) -> int:
     for row in recent:
         when = dt.datetime.fromtimestamp(row.ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         print(f"  {when} {row.outcome:8} {row.action:10} key {row.key_id} {row.peer}: {row.reason}")
-    return 0
+    for problem in info["problems"]:
+        print(f"problem: {problem}")
+    return status
 
 
 def _hostport(config: LockConfig) -> str:

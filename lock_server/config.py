@@ -19,6 +19,7 @@ from elock_common import LockSecret, LockSecretError
 from lock_server.errors import LockConfigError
 
 DEFAULT_PORT = 5684
+DEFAULT_METRICS_PORT = 9470
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,15 @@ class RelayConfig:
     backend: str = "simulated"  # or "rpi"
     pin: int = 17  # BCM numbering
     active_high: bool = True
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The opt-in Prometheus listener (``lock_server.metrics``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback: a local agent scrapes it
+    port: int = DEFAULT_METRICS_PORT
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class LockConfig:
     timezone: str = "UTC"
     relay: RelayConfig = RelayConfig()
     audit: AuditConfig = AuditConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def load_secret(self) -> LockSecret:
         try:
@@ -91,7 +102,7 @@ def load_config(path: Path) -> LockConfig:
 
 
 def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
-    unknown = set(raw) - {"lock", "relay", "audit"}
+    unknown = set(raw) - {"lock", "relay", "audit", "metrics"}
     if unknown:
         raise LockConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     lock = _section(
@@ -139,6 +150,7 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
         timezone=timezone,
         relay=RelayConfig(backend=backend, pin=pin, active_high=active_high),
         audit=audit,
+        metrics=_metrics(_section(raw, "metrics", {"enabled", "host", "port"})),
     )
 
 
@@ -150,6 +162,18 @@ def _audit(section: dict[str, Any]) -> AuditConfig:
     if not 1 <= seconds <= 3600:
         raise LockConfigError("audit.aggregate_seconds must be between 1 and 3600")
     return AuditConfig(max_rows=max_rows, aggregate_seconds=seconds)
+
+
+def _metrics(section: dict[str, Any]) -> MetricsConfig:
+    host = _get(section, "metrics.host", str, "127.0.0.1")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise LockConfigError(f"metrics.host {host!r} is not an IP address") from None
+    port = _get(section, "metrics.port", int, DEFAULT_METRICS_PORT)
+    if not 1 <= port <= 65535:
+        raise LockConfigError("metrics.port must be 1..65535")
+    return MetricsConfig(_get(section, "metrics.enabled", bool, False), host, port)
 
 
 def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:

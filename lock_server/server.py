@@ -8,6 +8,7 @@ import signal
 
 import aiocoap
 
+from lock_server import metrics
 from lock_server.audit_writer import AuditWriter
 from lock_server.config import LockConfig
 from lock_server.door import Door
@@ -39,6 +40,7 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
     )
     context = aiocoap.Context(serversite=build_site(service), server_credentials=None)
     credentials = KeyDerivingCredentials(secret)
+    exporter: metrics.Exporter | None = None
     notifier = Notifier()
     loop = asyncio.get_running_loop()
     housekeeping: list[asyncio.Handle] = []
@@ -66,6 +68,7 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
                 refusal_sink=refusal,
             )
         )
+        exporter = metrics.start(config, door)  # None unless [metrics] enabled
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -77,6 +80,8 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
         await stop.wait()
     finally:
         door.shutdown()  # relay off before anything else can fail
+        if exporter is not None:
+            exporter.close()
         notifier.stopping()
         for handle in housekeeping:
             handle.cancel()

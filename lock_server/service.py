@@ -12,9 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from elock_common import KeyIdentity, Rights
+from lock_server import metrics
 from lock_server.config import LockConfig
 from lock_server.door import Door
 from lock_server.policy import Refusal, check_key, uses_exhausted
@@ -108,12 +109,15 @@ class LockService:
             granted=refusal is None,
             reason="opened" if refusal is None else refusal.reason,
         )
+        metrics.open_decided(refusal)
         if refusal is None:
-            log.info("open granted to key %s from %s", key_id, peer)
+            log.info("open granted to key %s from %s", key_id, peer, extra=self._fields(
+                key_id, "open", "granted", "opened"))  # fmt: skip
             self._opened_at = {key_id: self.monotonic()}  # the door is one key's at a time
             self.door.open()
         else:
-            log.info("open refused to key %s from %s: %s", key_id, peer, refusal.reason)
+            log.info("open refused to key %s from %s: %s", key_id, peer, refusal.reason,
+                     extra=self._fields(key_id, "open", "refused", refusal.reason))  # fmt: skip
         return refusal
 
     def _repeat(self, key_id: str) -> bool:
@@ -121,6 +125,11 @@ class LockService:
         if began is None or not self.door.is_open:
             return False
         return self.monotonic() - began < self.door.open_seconds
+
+    def _fields(self, key_id: str | None, action: str, outcome: str, reason: str) -> dict[str, Any]:
+        """The fields of a ``--log-format json`` line (``elock_common.logfmt``)."""
+        return {"lock": self.config.name, "key_id": key_id, "action": action,
+                "outcome": outcome, "reason": reason}  # fmt: skip
 
     def check(self, claims: KeyIdentity, need: Rights) -> Refusal | None:
         """Validity, revocation and rights, without spending a use (reads, admin)."""
@@ -134,7 +143,9 @@ class LockService:
 
     async def record_refusal(self, peer: str, key_id: str | None, action: str, reason: str) -> None:
         """A refusal of a key that passed the handshake: one row and one log line each."""
-        log.warning("%s refused to key %s from %s: %s", action, key_id, peer, reason)
+        log.warning("%s refused to key %s from %s: %s", action, key_id, peer, reason,
+                    extra=self._fields(key_id, action, "refused", reason))  # fmt: skip
+        metrics.refused(action, reason)
         assert self.audit is not None  # set in __post_init__
         await self.audit.commit(
             key_id=key_id, peer=peer, action=action, granted=False, reason=reason
@@ -144,6 +155,7 @@ class LockService:
         self, peer: str, key_id: str | None, action: str, reason: str
     ) -> None:
         """A refusal of a peer that proved no key: counted, written only now and then."""
+        metrics.refused(action, reason)  # every one counts, though few are written
         rows = self.refusals.record(
             self.clock(), peer=peer, key_id=key_id, action=action, reason=reason
         )

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from elock_common import logfmt
+from racs import metrics
 from racs.apdu_log import ApduLog
 from racs.config import RacsConfig, build_registry, load_config
 from racs.errors import ConfigError
@@ -51,6 +53,7 @@ async def _run(cfg: RacsConfig, ready: str | None) -> None:
         raise ConfigError(
             f"{cfg.path} [server]: cannot listen on {cfg.host}:{cfg.port}: {err}"
         ) from err
+    exporter = _metrics(cfg, server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,6 +64,19 @@ async def _run(cfg: RacsConfig, ready: str | None) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.close()
+    if exporter is not None:
+        exporter.close()
+
+
+def _metrics(cfg: RacsConfig, server: RacsServer) -> metrics.Exporter | None:
+    if not cfg.metrics_enabled:
+        return None
+    try:
+        return metrics.Exporter(cfg.metrics_host, cfg.metrics_port, lambda: server.session_count)
+    except OSError as err:
+        raise ConfigError(
+            f"{cfg.path} [metrics]: cannot listen on {cfg.metrics_host}:{cfg.metrics_port}: {err}"
+        ) from err
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--log-apdus", type=Path, metavar="FILE", help="append every card APDU to FILE (audit)"
     )
     parser.add_argument("-v", "--verbose", action="count", default=0)
+    logfmt.add_argument(parser)
     parser.add_argument(
         "--ready-line",
         metavar="TEXT",
@@ -78,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logfmt.configure(args.log_format, level)
     try:
         cfg = load_config(args.config)
         if args.port is not None:

@@ -54,6 +54,7 @@ _SECTIONS: dict[str, set[str]] = {
         "require_select",
     },
     "seids": {"readers", "readersn", "cardsn", "atr"},
+    "metrics": {"enabled", "host", "port"},
 }
 _SE_KEYS = {"seid", "backend", "applet", "serial", "offload", "reader"}
 
@@ -74,6 +75,10 @@ class RacsConfig:
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     se: list[dict[str, Any]] = field(default_factory=list)
     seids: dict[str, Path] = field(default_factory=dict)
+    # The opt-in Prometheus listener (racs.metrics), loopback unless told otherwise.
+    metrics_enabled: bool = False
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9471
 
 
 def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:
@@ -157,6 +162,10 @@ def load_config(path: Path) -> RacsConfig:
         raise ConfigError(f"{aw}: filter_default must be 'allow' or 'deny'")
     policy.filter_default_allow = default == "allow"
     cfg.policy = policy
+    met, mw = raw.get("metrics", {}), f"{path} [metrics]"
+    cfg.metrics_enabled = _typed(met, "enabled", bool, mw, False)
+    cfg.metrics_host = _typed(met, "host", str, mw, cfg.metrics_host)
+    cfg.metrics_port = _ranged(_typed(met, "port", int, mw, cfg.metrics_port), "port", mw, 1, 65535)
     cfg.seids = {k: file(raw.get("seids", {}), k, "seids") for k in raw.get("seids", {})}
     se_list = raw.get("se", [])
     if not isinstance(se_list, list):

@@ -21,6 +21,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from racs import metrics
 from racs.errors import RacsError, SystemFailureError, UnauthorizedError
 from racs.protocol import CRLF, format_error
 from racs.service import RacsService, SessionContext
@@ -148,6 +149,7 @@ class RacsServer:
     async def _serve(self, sid: int, writer: TlsStream) -> None:
         user = common_name(writer.get_extra_info("peercert"))
         if user is None:
+            metrics.refused_certificate()
             return await self._goodbye(writer, UnauthorizedError("certificate has no CN"))
         if len(self._tasks) > self.max_sessions:
             return await self._goodbye(writer, SystemFailureError("too many sessions"))
@@ -161,7 +163,8 @@ class RacsServer:
             event = session.next_event()
             if isinstance(event, CommandRequest):
                 try:
-                    session.succeed(await self.service.execute(ctx, event.command))
+                    done = self.service.execute(ctx, event.command)
+                    session.succeed(await metrics.observed(done, event.command))
                 except RacsError as err:
                     session.fail(err)
                 except Exception:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from key_provisioner import observability
 from key_provisioner.api import auth, docs, problems
 from key_provisioner.api.routes import admin_audit, audit, keys, locks, secure_elements, tokens
 from key_provisioner.api.state import AppState
@@ -110,6 +111,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
     problems.install(app)
     docs.install(app)
     auth.install(app)
+    observability.install(app)  # outermost: /healthz, /readyz, request metrics
     return app
 
 

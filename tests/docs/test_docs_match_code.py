@@ -4,7 +4,8 @@
   and together use every key; its key tables list exactly the keys each loader accepts, with
   the defaults the loaders use and the right environment variables; every command-line option
   of every installed command is described in that command's section.
-- ``docs/operations.md``: the scripts it gives run against the real code.
+- ``docs/operations.md``: the scripts it gives run against the real code; its "Monitoring"
+  tables list exactly the metrics the code exports and the alerts the shipped rules define.
 - ``deploy/config/``: the example files load with the real loaders.
 - ``README.md`` and ``docs/*.md``: every relative link points to a file that exists (and to a
   heading that exists, for a ``#fragment``); repository paths in the docs this suite owns exist.
@@ -176,17 +177,21 @@ LOCK = Loader(
     name="lock.toml",
     heading="lock.toml (the lock)",
     keys={
-        "`[lock]`": _field_names(lock_config.LockConfig) - {"relay", "audit"},
+        "`[lock]`": _field_names(lock_config.LockConfig) - {"relay", "audit", "metrics"},
         "`[relay]`": _field_names(lock_config.RelayConfig),
         "`[audit]`": _field_names(lock_config.AuditConfig),
+        "`[metrics]`": _field_names(lock_config.MetricsConfig),
     },
     error=LockConfigError,
     load=_lock_load,
     base=lambda directory, table, key: {"lock": {"name": "front-door"}},
     value=lambda cfg, table, key: getattr(
-        {"`[relay]`": cfg.relay, "`[audit]`": cfg.audit}.get(table, cfg), key
+        {"`[relay]`": cfg.relay, "`[audit]`": cfg.audit, "`[metrics]`": cfg.metrics}.get(
+            table, cfg
+        ),
+        key,
     ),
-    checked_defaults={"`[lock]`", "`[relay]`", "`[audit]`"},
+    checked_defaults={"`[lock]`", "`[relay]`", "`[audit]`", "`[metrics]`"},
 )
 
 MASTER_KEY = MasterKey.generate().to_text()
@@ -252,6 +257,8 @@ def _racs_value(cfg: Any, table: str, key: str) -> Any:
         if key == "filter_default":
             return "allow" if cfg.policy.filter_default_allow else "deny"
         return getattr(cfg.policy, key)
+    if table == "`[metrics]`":
+        return getattr(cfg, f"metrics_{key}")
     return getattr(cfg, key)
 
 
@@ -267,7 +274,7 @@ RACS = Loader(
     base=_racs_base,
     value=_racs_value,
     # [[se]] entries are read when the card registry is built, not by load_config.
-    checked_defaults={"`[server]`", "`[limits]`", "`[access]`", "`[seids]`"},
+    checked_defaults={"`[server]`", "`[limits]`", "`[access]`", "`[seids]`", "`[metrics]`"},
 )
 
 LOADERS = [LOCK, KEYSERVER, RACS]
@@ -639,6 +646,33 @@ def test_renew_cert_script(tmp_path: Path) -> None:
     purposes = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(purposes) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     assert client.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "alice"
+
+
+# -- operations.md: monitoring ------------------------------------------------------------
+
+
+def _monitoring_rows(column: str) -> set[str]:
+    text = section(OPERATIONS.read_text(encoding="utf-8"), "Monitoring", 2)
+    return {_code(row[column])[0] for table in tables(text) for row in table if column in row}
+
+
+def test_every_exported_metric_is_documented() -> None:
+    from key_provisioner.observability import metric_names as keyserver
+    from lock_server.metrics import metric_names as lock
+    from racs.metrics import metric_names as racs
+
+    exported = keyserver() | lock() | racs()
+    documented = _monitoring_rows("metric")
+    assert documented == exported, (
+        f"not documented {sorted(exported - documented)},"
+        f" documented but not exported {sorted(documented - exported)}"
+    )
+
+
+def test_every_shipped_alert_is_documented() -> None:
+    rules = (ROOT / "deploy" / "prometheus" / "elock-rules.yml").read_text(encoding="utf-8")
+    shipped = set(re.findall(r"^\s*- alert: (\w+)$", rules, flags=re.M))
+    assert shipped and _monitoring_rows("alert") == shipped
 
 
 # -- links and paths -----------------------------------------------------------------------
