@@ -197,9 +197,7 @@ class LockStore:
 
     def audit_delivered_through(self) -> int:
         """The highest audit row id the key server has confirmed (0: none)."""
-        row = self._db.execute(
-            "SELECT value FROM meta WHERE name='audit_delivered'"
-        ).fetchone()
+        row = self._db.execute("SELECT value FROM meta WHERE name='audit_delivered'").fetchone()
         return int(row[0]) if row else 0
 
     def mark_audit_delivered(self, row_id: int) -> int:
