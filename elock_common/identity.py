@@ -128,6 +128,8 @@ class KeyIdentity:
         # b64decode silently drops characters outside the alphabet; re-encoding
         # catches that, and also any non-canonical spelling of the same bytes.
         _check(base64.urlsafe_b64encode(raw) == data, "identity is not canonical base64url")
+        # 32 characters with "=" padding are canonical too, and hold fewer bytes.
+        _check(len(raw) == IDENTITY_BYTES, f"identity must hold {IDENTITY_BYTES} bytes")
         fields = _LAYOUT.unpack(raw)
         _check(fields[0] == FORMAT_VERSION, f"unsupported format version {fields[0]}")
         try:

@@ -34,6 +34,7 @@ from elock_common.pki import SeCertificateError, verify_se_certificate
 from elock_common.provisioning_wire import (
     Command,
     MessageSplitter,
+    ProvisioningError,
     Response,
     Status,
     decode_response,
@@ -259,16 +260,26 @@ class SecureElementPush:
             data = tls.read()
         except ssl.SSLError as exc:
             raise TlsSessionError(f"TLS#2 failed: {exc.reason}") from exc
-        try:
-            responses = [decode_response(t, v or b"") for t, v in MessageSplitter().feed(data)]
-        except (FormatError, ValueError) as exc:
-            raise TlsSessionError(f"unreadable answer from the card: {exc}") from exc
+        responses, containers = read_answers(data, list_after=list_after)
         if len(responses) != len(messages):
             why = "the card ended TLS#2" if sw == SW_TLS_END else "answers missing"
             raise TlsSessionError(f"{why}: {len(responses)} of {len(messages)} answers")
         results = [_result(op, r) for op, r in zip(ops, responses, strict=False)]
-        containers = responses[-1].containers() if list_after else []
         return results, containers
+
+
+def read_answers(data: bytes, *, list_after: bool) -> tuple[list[Response], list[KeyContainer]]:
+    """The card's answers inside TLS#2, and the LIST at their end if one was asked for.
+
+    Whatever the card sent, only ``TlsSessionError`` comes out: a broken TLV
+    header (``FramingError``) or a bad LIST entry is the card's fault, not ours.
+    """
+    try:
+        responses = [decode_response(t, v or b"") for t, v in MessageSplitter().feed(data)]
+        containers = responses[-1].containers() if list_after and responses else []
+    except (FormatError, ValueError, ProvisioningError) as exc:
+        raise TlsSessionError(f"unreadable answer from the card: {exc}") from exc
+    return responses, containers
 
 
 def _alert(tls: Tls2Client) -> str:

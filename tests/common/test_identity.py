@@ -85,6 +85,17 @@ def test_nonsense_claims_are_refused(kwargs: dict) -> None:
         KeyIdentity(lock_tag=b"ab", key_id=b"123456", **kwargs)
 
 
+@pytest.mark.parametrize(
+    "padded", ["JEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE=", "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="]
+)
+def test_a_padded_identity_of_32_characters_is_refused(padded: str) -> None:
+    """Found by atheris (tests/fuzz, target key_identity): canonical base64 with padding
+    holds 23 or 22 bytes, and struct.error escaped decode. In the lock it escaped the
+    PSK lookup through tinydtls instead of a refusal in the audit log."""
+    with pytest.raises(IdentityFormatError, match="24 bytes"):
+        KeyIdentity.decode(padded)
+
+
 @given(st.binary(max_size=40) | st.text(max_size=40))
 def test_decode_raises_only_its_own_error(data: bytes | str) -> None:
     try:

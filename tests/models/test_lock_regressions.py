@@ -1,0 +1,44 @@
+"""What learning and fuzzing found in the lock, replayed against a real lock process."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.lock_server.lockproc import LockProcess
+from tests.models.lock_sul import LockSul
+
+PADDED_IDENTITY = b"JEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE="  # 32 characters, 23 bytes
+
+
+@pytest.mark.peer
+def test_a_padded_identity_is_refused_and_audited(lock: LockProcess) -> None:
+    """Found by atheris (target key_identity): the lock's PSK lookup let struct.error
+    out through tinydtls (a SystemError in the log) instead of refusing the identity."""
+    key = lock.mint()
+    sul = LockSul(lock.port, (key.identity.encode(), key.psk.encode()), lock.data_dir / "relay.log")
+    try:
+        sul.stranger = (PADDED_IDENTITY, b"x" * 32)
+        outputs = sul.query(("CH", "CH_COOKIE", "CKE_UNKNOWN", "CCS", "FIN"))
+        assert "CONNECTED" not in outputs[-1]
+        assert sul.query(("CH", "CH_COOKIE", "CKE", "CCS", "FIN"))[-1] == "CCS+FIN+CONNECTED"
+    finally:
+        sul.close()
+    reasons = [row["reason"] for row in lock.audit()]
+    assert any("malformed identity" in reason for reason in reasons), reasons
+    log = (lock.directory / "lock.log").read_text()
+    assert "SystemError" not in log and "struct.error" not in log
+
+
+@pytest.mark.peer
+@pytest.mark.xfail(strict=True, reason="open: tinydtls under the lock ignores the alert")
+def test_a_fatal_alert_mid_handshake_ends_it(lock: LockProcess) -> None:
+    """Found by learning (lock-server model): after the client's ClientKeyExchange and
+    ChangeCipherSpec, a fatal alert from the client is ignored and its Finished still
+    completes the handshake (RFC 5246 7.2.2: a fatal alert ends the connection at once)."""
+    key = lock.mint()
+    sul = LockSul(lock.port, (key.identity.encode(), key.psk.encode()), lock.data_dir / "relay.log")
+    try:
+        outputs = sul.query(("CH", "CH_COOKIE", "CKE", "CCS", "ALERT", "FIN", "APP"))
+    finally:
+        sul.close()
+    assert "CONNECTED" not in outputs[-2] and "RELAY_ON" not in outputs[-1], outputs
