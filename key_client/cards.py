@@ -116,7 +116,7 @@ class AppletChannel:
         if state == c.STATE_FAILED:
             reason = (reason or "failed") + (f" (alert {alert})" if alert is not None else "")
             return OpenStep(
-                datagrams=out, failure=reason, failure_kind=kind, progress=progress, alert=alert
+                datagrams=out, failure=reason, alert=alert, failure_kind=kind, progress=progress
             )
         if state == c.STATE_DONE:
             return OpenStep(datagrams=out, code=code or "0.00", payload=payload, progress=progress)

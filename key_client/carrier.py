@@ -169,10 +169,7 @@ def _outcome(
                 f"the request reached {key.uri} but no answer came ({step.failure}): "
                 f"{OutcomeUnknownError.advice}"
             )
-        peer_alert = step.failure_kind == c.FAILURE_PEER_ALERT or (
-            step.failure_kind is None and step.alert is not None  # a card that reports no kind
-        )
-        if peer_alert:
+        if step.failure_kind == c.FAILURE_PEER_ALERT:
             # The lock ended the handshake: it does not accept this key at all.
             raise RefusedError("handshake", step.failure, alert=step.alert)
         raise UnreachableError(f"the secure element gave up: {step.failure}")

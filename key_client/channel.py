@@ -34,9 +34,9 @@ class OpenStep:
     code: str | None = None  # the CoAP response code once the Open is over, e.g. "2.04"
     payload: bytes = b""
     failure: str | None = None  # the applet gave up (handshake failed, alert, retries used up)
+    alert: int | None = None  # the TLS alert description, when the lock's alert ended it
     failure_kind: int | None = None  # c.FAILURE_*: why, as a type rather than text
     progress: int = c.PROGRESS_NO_ANSWER  # c.PROGRESS_*: how far the Open got
-    alert: int | None = None  # the TLS alert description, when the lock's alert ended it
 
     @property
     def finished(self) -> bool:

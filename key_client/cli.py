@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         "the card then follows the round trips it measures",
     )
     args = parser.parse_args(argv)
-    if not 1 <= args.retransmit_ms <= 0xFFFF:
-        parser.error("--retransmit-ms must be 1..65535")
     if args.pin not in (None, "-"):  # "--pin -" (ask) is harmless and kept
         parser.error(PIN_IN_ARGV)
+    if not 1 <= args.retransmit_ms <= 0xFFFF:
+        parser.error("--retransmit-ms must be 1..65535")
     try:
         return _run(args)
     except KeyHostError as exc:

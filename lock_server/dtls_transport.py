@@ -307,3 +307,15 @@ class LockDtlsServer(upstream.MessageInterfaceTinyDTLSServer):
         )
         self._pool._refusal_sink = refusal_sink
         return self  # type: ignore[no-any-return]
+
+    async def shutdown(self) -> None:
+        """Forget the peers quietly, then shut down as upstream does.
+
+        Upstream tells each remaining peer's exchanges about the shutdown through
+        the message manager, which the context has already shut down: one
+        warning line per peer (up to ``MAX_PEERS``) in the log of every stop.
+        """
+        for peer in list(self._pool._connections.values()):
+            peer._retransmission_task.cancel()
+        self._pool._connections.clear()
+        await super().shutdown()

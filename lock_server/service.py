@@ -80,8 +80,8 @@ class LockService:
         A key that taps again while the door is still open from its own last
         open (its holder was told "no answer" and tried again) gets "opened"
         without a second use, audit row or relay write: one open, as the person
-        meant it. The policy is checked again all the same, so a revocation in
-        between wins.
+        meant it.
+        The policy is checked again all the same, so a revocation in between wins.
         """
         key_id = claims.key_id_hex
         refusal = check_key(

@@ -198,7 +198,7 @@ class LockStore:
     def audit_delivered_through(self) -> int:
         """The highest audit row id the key server has confirmed (0: none)."""
         row = self._db.execute(
-            "SELECT value FROM meta WHERE name='audit_delivered_through'"
+            "SELECT value FROM meta WHERE name='audit_delivered'"
         ).fetchone()
         return int(row[0]) if row else 0
 
@@ -216,7 +216,7 @@ class LockStore:
             if through <= current:
                 return current
             self._db.execute(
-                "INSERT INTO meta (name, value) VALUES ('audit_delivered_through', ?) "
+                "INSERT INTO meta (name, value) VALUES ('audit_delivered', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
                 (through,),
             )

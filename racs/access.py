@@ -180,7 +180,16 @@ class AccessPolicy:
                 f"user {cn} may not select AID {shown}{what} on {seid}", CommandCode.APDU
             )
 
-    def check_apdu(self, cn: str, seid: str, aid: bytes | None, apdu: bytes) -> None:
+    def check_apdu(
+        self, cn: str, seid: str, aid: bytes | None, apdu: bytes, *, continuation: bool = False
+    ) -> None:
+        """Raise unless the filters let *cn* send *apdu*.
+
+        *continuation* marks a GET RESPONSE the server sends to fetch the rest
+        of an answer it already admitted: a filter that matches it decides, as
+        for any APDU, but no match lets it through whatever ``filter_default``
+        says, so a deny-by-default table still gets long answers whole.
+        """
         if self.require_select and aid is None:
             raise UnauthorizedError(f"select an application on {seid} first", CommandCode.APDU)
         for rule in self.filters:
@@ -189,7 +198,7 @@ class AccessPolicy:
                     return
                 break
         else:
-            if self.filter_default_allow:
+            if self.filter_default_allow or continuation:
                 return
         head = apdu[:4].hex().upper()
         raise UnauthorizedError(

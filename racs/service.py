@@ -37,6 +37,7 @@ from racs.registry import Registry, Slot
 from racs.style import ServerStyle
 
 log = logging.getLogger(__name__)
+INS_GET_RESPONSE = 0xC0
 VERSION = "0.2"  # the protocol version of the seed's example and the open server
 SUPPORTED_VERSIONS = (VERSION,)
 
@@ -136,7 +137,9 @@ class RacsService:
         A SELECT is judged against the AID it asks for, any other APDU against
         the AID selected before it. Only the request's own APDU may select:
         a SELECT that MORE/FETCH would make is refused, since the server could
-        not tell which application the card then runs.
+        not tell which application the card then runs. A GET RESPONSE that
+        MORE/FETCH makes continues an admitted answer (``check_apdu``'s
+        *continuation*); anything else they make is filtered as a command.
         """
         aid = selected_aid(apdu)
         if aid is not None:
@@ -146,5 +149,8 @@ class RacsService:
                 )
             self.policy.check_select(ctx.user, slot.seid, aid)
         current = aid if aid is not None else slot.selected_aid
-        self.policy.check_apdu(ctx.user, slot.seid, current, apdu)
+        get_response = len(apdu) == 5 and apdu[1] == INS_GET_RESPONSE and apdu[2:4] == b"\0\0"
+        self.policy.check_apdu(
+            ctx.user, slot.seid, current, apdu, continuation=not first and get_response
+        )
         return aid

@@ -70,7 +70,7 @@ def test_card_opens_the_real_lock(lock: LockProcess) -> None:
 
 @pytest.mark.peer
 def test_card_reports_a_refusal(lock: LockProcess) -> None:
-    key = lock.mint("--not-before", "1000000000", "--not-after", "1000000001")
+    key = lock.mint_unchecked(not_before=1_000_000_000, not_after=1_000_000_001)  # long expired
     store = Store(Eeprom())
     applet = Applet(store)
     applet.process(SELECT)

@@ -148,7 +148,8 @@ def test_wrong_token_is_ignored_and_the_right_one_accepted() -> None:
     assert len(calls) == 2  # the first answer was ignored; the retransmission got the second
 
 
-def test_unknown_confirmable_gets_a_reset() -> None:
+def _request_sent_to_a_silent_server() -> tuple[OpenSession, ScriptedServer]:
+    """A finished handshake and the request delivered; the server has not answered."""
     server = ScriptedServer(IDENTITY, PSK, responder=lambda data: None)
     session = _session()
     session.connect(0.0)
@@ -159,6 +160,11 @@ def test_unknown_confirmable_gets_a_reset() -> None:
             session.receive_datagram(datagram, 0.0)
     for datagram in session.datagrams_to_send(0.0):
         server.receive(datagram)
+    return session, server
+
+
+def test_unknown_confirmable_gets_a_reset() -> None:
+    session, server = _request_sent_to_a_silent_server()
     other = aiocoap.Message(code=Code.CONTENT, payload=b"?")
     other.mtype, other.mid, other.token = Type.CON, 4242, b"zz"
     server.send(bytes(other.encode()))
@@ -173,16 +179,7 @@ def test_unknown_confirmable_gets_a_reset() -> None:
 
 def test_response_and_close_notify_in_one_datagram() -> None:
     """The DTLS session ends in the same datagram as a separate CON response: no raise."""
-    server = ScriptedServer(IDENTITY, PSK, responder=lambda data: None)
-    session = _session()
-    session.connect(0.0)
-    while session.state is not OpenState.AWAITING_RESPONSE:
-        for datagram in session.datagrams_to_send(0.0):
-            server.receive(datagram)
-        for datagram in server.take():
-            session.receive_datagram(datagram, 0.0)
-    for datagram in session.datagrams_to_send(0.0):
-        server.receive(datagram)
+    session, server = _request_sent_to_a_silent_server()
     request = decode_message(server.received[0])
     response = aiocoap.Message(code=Code.CHANGED, payload=b"late")
     response.mtype, response.mid, response.token = Type.CON, 7, request.token

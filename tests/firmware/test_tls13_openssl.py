@@ -59,6 +59,9 @@ def test_s_client_handshake_data_and_key_update(card_pki: CardPki, groups: str) 
         assert proc.stdin and proc.stdout and proc.stderr
         reader = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
         reader.start()
+        stdout_lines: list[bytes] = []
+        out_reader = threading.Thread(target=lambda: stdout_lines.extend(proc.stdout), daemon=True)
+        out_reader.start()
 
         def data_events() -> int:
             return sum(isinstance(e, ApplicationData) for e in bridge.events)
@@ -73,10 +76,13 @@ def test_s_client_handshake_data_and_key_update(card_pki: CardPki, groups: str) 
                 wait_for(lambda: b"KEYUPDATE\n" in stderr_lines)
             else:
                 wait_for(lambda before=before: data_events() > before)  # type: ignore[misc]
+        # s_client leaves at EOF without reading what is still in flight: let the echo arrive
+        wait_for(lambda: b"echo:after key update\n" in stdout_lines, what="the last echo")
         proc.stdin.close()  # EOF: s_client sends close_notify and exits
         proc.wait(timeout=30)
         reader.join(timeout=10)
-        out = proc.stdout.read()  # a few KiB: fits the pipe, s_client never blocked on it
+        out_reader.join(timeout=10)
+        out = b"".join(stdout_lines)
     stdout, stderr = out.decode(), b"".join(stderr_lines).decode()
     assert proc.returncode == 0, stderr
     assert "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256" in stdout

@@ -165,8 +165,16 @@ def test_lock_address() -> None:
 @pytest.mark.parametrize(
     ("step", "refused"),
     [
-        (OpenStep(failure="handshake failed (alert 51)", alert=51), True),
-        # The word in a reason is no alert: only the card's alert field says the lock refused.
+        (
+            OpenStep(
+                failure="handshake failed (alert 51)",
+                alert=51,
+                failure_kind=c.FAILURE_PEER_ALERT,
+                progress=1,
+            ),
+            True,
+        ),
+        # The word in a reason is no alert: only the card's failure kind says the lock refused.
         (OpenStep(failure="no alert received, retries used up"), False),
     ],
 )

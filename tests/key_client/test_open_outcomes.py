@@ -27,6 +27,7 @@ from elock_testkit.lossy_relay import (
     drop_indices,
 )
 
+# Real peers (libcoap's coap-client, a real lock process): not in the fast run.
 pytestmark = pytest.mark.peer
 
 

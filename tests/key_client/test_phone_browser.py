@@ -171,53 +171,6 @@ def test_pin_dialog_for_a_key_that_needs_it(tmp_path: Path) -> None:
         lock.stop()
 
 
-def test_a_lost_answer_says_the_door_may_be_open(tmp_path: Path) -> None:
-    """The request reached the lock, every answer was lost: no "unreachable", a warning."""
-    chromium = require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
-    from elock_testkit.lossy_relay import DOWN, LossyRelay, drop_application_data
-
-    lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
-    lock.start()
-    relay = LossyRelay(("127.0.0.1", lock.port), loss=0.0, pattern=drop_application_data(DOWN))
-    relay.__enter__()
-    uri = f"coaps://127.0.0.1:{relay.port}/lock"
-    card = make_card(tmp_path, [("Side door", uri, lock.mint())])
-    port = _free_tcp_port()
-    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
-                             "--port", str(port), "--timeout", "3"], env=env(),
-                            stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("elock-phone did not start")
-                time.sleep(0.1)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 390, "height": 760}, device_scale_factor=2)
-            page.goto(url)
-            page.get_by_role("button", name="Side door").click()
-            page.wait_for_selector("#status.unknown", timeout=20000)
-            text = page.locator("#status").inner_text()
-            assert text.startswith("No answer from the lock"), text
-            assert "the door may be open; check before trying again" in text
-            assert lock.relay_events().count("on") == 1
-            page.screenshot(path=str(tmp_path / "phone-unknown.png"))
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        relay.__exit__()
-        lock.stop()
-
-
 def _curl(url: str, *headers: str, data: str | None = None) -> tuple[int, str]:
     """The request of issue 14, as curl sends it: (HTTP status, body)."""
     curl = require_tool("curl")
@@ -286,3 +239,50 @@ def test_rebound_name_in_chromium_gets_nothing(phone: tuple[str, LockProcess]) -
         page.wait_for_selector("#status.opened", timeout=15000)
         browser.close()
     assert lock.relay_events().count("on") == 1
+
+
+def test_a_lost_answer_says_the_door_may_be_open(tmp_path: Path) -> None:
+    """The request reached the lock, every answer was lost: no "unreachable", a warning."""
+    chromium = require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    from elock_testkit.lossy_relay import DOWN, LossyRelay, drop_application_data
+
+    lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
+    lock.start()
+    relay = LossyRelay(("127.0.0.1", lock.port), loss=0.0, pattern=drop_application_data(DOWN))
+    relay.__enter__()
+    uri = f"coaps://127.0.0.1:{relay.port}/lock"
+    card = make_card(tmp_path, [("Side door", uri, lock.mint())])
+    port = _free_tcp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
+                             "--port", str(port), "--timeout", "3"], env=env(),
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("elock-phone did not start")
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 390, "height": 760}, device_scale_factor=2)
+            page.goto(url)
+            page.get_by_role("button", name="Side door").click()
+            page.wait_for_selector("#status.unknown", timeout=20000)
+            text = page.locator("#status").inner_text()
+            assert text.startswith("No answer from the lock"), text
+            assert "the door may be open; check before trying again" in text
+            assert lock.relay_events().count("on") == 1
+            page.screenshot(path=str(tmp_path / "phone-unknown.png"))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        relay.__exit__()
+        lock.stop()

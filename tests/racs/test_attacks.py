@@ -217,3 +217,28 @@ async def test_a_resumed_session_is_refused_even_where_the_context_resumes(
         assert lines == []  # ... and the server refused the session before any command
     finally:
         await server.close()
+
+
+async def test_a_deny_by_default_table_still_gets_long_answers_whole(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """FETCH= may make a GET RESPONSE whatever filter_default says; a filter that names
+    GET RESPONSE still decides, and nothing else FETCH= makes slips through."""
+    config = write_config(tmp_path, pki)
+    deny_default = 'filters = "filters.txt"\nfilter_default = "deny"'
+    config.write_text(config.read_text().replace('filters = "filters.txt"', deny_default))
+    long = block(SELECT_JTEST, f"{LONG_ANSWER} MORE=61 FETCH=00C00000 APPEND")
+    other = block(SELECT_JTEST, f"{LONG_ANSWER} MORE=61 FETCH=00B00000 APPEND")
+    whole = "+006 003 " + bytes(i & 0xFF for i in range(300)).hex().upper() + "9000"
+    for filters, answers in [
+        ("allow FFFF 00A4\nallow FFFF 0003\n", {long: whole, other: "-606 003 APDU 00B00000"}),
+        ("deny FFFF 00C0\nallow FFFF 00A4\nallow FFFF 0003\n", {long: "-606 003 APDU 00C00000"}),
+    ]:
+        (tmp_path / "filters.txt").write_text(filters)  # read at start: one server each
+        proc, port = await start_server(config)
+        try:
+            for request, expected in answers.items():
+                lines, _ = await s_client(pki, port, "tls1_3", "alice", request)
+                assert any(line.startswith(expected) for line in lines), (filters, lines)
+        finally:
+            await Running(port, tmp_path / "none.log", proc).stop()

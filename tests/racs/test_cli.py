@@ -16,18 +16,9 @@ from racs.cli import main
 from racs.config import build_registry, load_config
 from racs.errors import ConfigError
 from tests.conftest import require_tool
+from tests.racs.seed import SEED_ANSWER, SEED_REQUEST
 
 REPO = Path(__file__).resolve().parents[2]
-SEED_REQUEST = (
-    "BEGIN MyLabel\n"
-    "GET-VERSION APPEND\n"
-    "LIST APPEND\n"
-    "POWERON MySEID APPEND\n"
-    "RESET MySEID\n"
-    "APDU MySEID\n"
-    "00A40400074A544553543030\n"
-    "END\n"
-)
 
 
 def write_config(directory: Path, pki: Pki, extra: str = "") -> Path:
@@ -130,15 +121,7 @@ async def racs_process(pki: Pki, tmp_path: Path):  # type: ignore[no-untyped-def
 @pytest.mark.peer
 async def test_openssl_tls13_sends_the_seed_request(pki: Pki, racs_process: int) -> None:
     lines, _ = await s_client(pki, racs_process, "tls1_3", "alice", SEED_REQUEST)
-    # RESET carries no APPEND, so the APDU's line replaces its line (docs/racs.md).
-    assert lines == [
-        "BEGIN MyLabel",
-        "+002 001 0.2",
-        "+004 002 MySEID OtherSEID",
-        "+008 003 MySEID is powered on",
-        "+006 005 9000",
-        "END",
-    ]
+    assert lines == SEED_ANSWER
 
 
 @pytest.mark.peer

@@ -9,17 +9,10 @@ from hypothesis import strategies as st
 from racs.errors import InUseError, LocalProtocolError
 from racs.protocol import Apdu, GetVersion
 from racs.session import Closed, CommandRequest, Limits, NeedData, RacsSession, State
+from tests.racs import seed
 
-SEED_REQUEST = (
-    b"BEGIN MyLabel\r\n"
-    b"GET-VERSION APPEND\r\n"
-    b"LIST APPEND\r\n"
-    b"POWERON MySEID APPEND\r\n"
-    b"RESET MySEID\r\n"
-    b"APDU MySEID\r\n"
-    b"00A40400074A544553543030\r\n"
-    b"END\r\n"
-)
+# The session reads the protocol's CRLF lines.
+SEED_REQUEST = seed.SEED_REQUEST.replace("\n", "\r\n").encode()
 ANSWERS = {
     "GetVersion": "0.2",
     "ListSeids": "MySEID OtherSEID",
@@ -43,16 +36,7 @@ def run(session: RacsSession, data: bytes, answer: dict[str, str] | None = None)
 def test_seed_example_block() -> None:
     session = RacsSession()
     out = run(session, SEED_REQUEST)
-    # RESET has no APPEND, so the APDU line replaces its line (see docs/racs.md).
-    assert out.split("\r\n") == [
-        "BEGIN MyLabel",
-        "+002 001 0.2",
-        "+004 002 MySEID OtherSEID",
-        "+008 003 MySEID is powered on",
-        "+006 005 9000",
-        "END",
-        "",
-    ]
+    assert out.split("\r\n") == [*seed.SEED_ANSWER, ""]
     assert session.state is State.IDLE
 
 

@@ -1,0 +1,47 @@
+"""The phone app's guards, in-process: which Host names it serves, and the refusals."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from key_client.channel import OpenChannel
+from key_client.phone.app import create_app, serving_names
+
+
+def test_serving_names() -> None:
+    assert serving_names("127.0.0.1", 8480) == {"127.0.0.1:8480", "localhost:8480", "[::1]:8480"}
+    assert "192.0.2.7:9000" in serving_names("192.0.2.7", 9000)
+    assert "[2001:db8::1]:8480" in serving_names("2001:db8:0::1", 8480)
+    assert "phone.example:8480" in serving_names("Phone.Example.", 8480)
+    assert serving_names("0.0.0.0", 8480) == serving_names("127.0.0.1", 8480)
+    assert "localhost" in serving_names("127.0.0.1", 80)  # browsers drop the default port
+
+
+def _no_card() -> OpenChannel:
+    raise AssertionError("a refused request must never reach the card")
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Host": "evil.example:8480"}, 421),
+        ({"Host": "127.0.0.1:8481"}, 421),  # another port is another origin
+        ({"Host": ""}, 421),
+        ({"Host": "127.0.0.1:8480", "Origin": "http://evil.example:8480"}, 403),
+        ({"Host": "127.0.0.1:8480", "X-ELock": "1"}, 403),
+        ({"Host": "127.0.0.1:8480"}, 403),
+    ],
+)
+def test_refused_before_the_card(headers: dict[str, str], status: int) -> None:
+    client = TestClient(create_app(_no_card, session="s" * 43))
+    response = client.post("/api/open", json={"id": 1}, headers=headers)
+    assert response.status_code == status, response.text
+
+
+def test_the_page_carries_the_secret_and_is_not_cached() -> None:
+    client = TestClient(create_app(_no_card, session="per-launch-secret"))
+    page = client.get("/", headers={"Host": "localhost:8480"})
+    assert page.status_code == 200 and 'content="per-launch-secret"' in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert client.get("/", headers={"Host": "evil.example:8480"}).status_code == 421
