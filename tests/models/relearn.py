@@ -26,7 +26,7 @@ from tests.models.targets import DTLS_CLIENT, MODELS, TLS13_SERVER, Target, lock
 
 @contextmanager
 def running_lock() -> Iterator[Target]:
-    from tests.lock_server.lockproc import LockProcess
+    from elock_testkit.lockproc import LockProcess
 
     with tempfile.TemporaryDirectory() as tmp:
         lock = LockProcess.create(Path(tmp) / "lock", open_seconds=0.2)

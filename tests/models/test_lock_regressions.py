@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lock_server.lockproc import LockProcess
+from elock_testkit.lockproc import LockProcess
 from tests.models.lock_sul import LockSul
 
 PADDED_IDENTITY = b"JEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE="  # 32 characters, 23 bytes

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.lock_server.lockproc import LockProcess
+from elock_testkit.lockproc import LockProcess
 from tests.models.learning import learn
 from tests.models.properties import check_all
 from tests.models.targets import DTLS_CLIENT, TLS13_SERVER, Target, lock_target
