@@ -34,6 +34,7 @@ INS_OPEN = 0x32
 INS_DATAGRAMS = 0x34
 INS_TIMER = 0x36
 INS_CLOSE = 0x38
+INS_KEY_SERVER = 0x3A  # the key server's URL, public (docs/apdu.md)
 INS_PUT_CONTAINER = 0xE2
 INS_DELETE_CONTAINER = 0xE4
 INS_SET_PIN = 0xE8
@@ -68,6 +69,8 @@ TAG_COAP_CODE = 0x96  # 1 byte, CoAP code class << 5 | detail
 TAG_COAP_PAYLOAD = 0x97
 TAG_REASON = 0x98  # ASCII, why an Open failed
 TAG_ALERT = 0x99  # 1 byte, the DTLS alert description that ended the Open, if any
+
+MAX_KEY_SERVER_URL = 200  # bytes of the URL KEY SERVER returns
 
 # Limits of the Open exchange (docs/apdu.md, DATAGRAMS).
 MAX_DATAGRAMS_IN = 8
