@@ -4,9 +4,11 @@
     coap-open "Front door"       a key by label
     coap-open coaps://door/lock  a key by lock URI
     coap-open --list             the keys in the card (never a PSK)
+    coap-open --sync             take new keys from the card's key server, drop revoked ones
 
 Exit status: 0 opened, 3 refused by the lock, 4 lock unreachable, 5 card
-problem (missing, blocked, wrong PIN), 6 no such key, 2 bad usage.
+problem (missing, blocked, wrong PIN), 6 no such key, 7 sync failed (key
+server unreachable, refused, or some keys failed), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 from key_client.cards import connect
 from key_client.carrier import DEFAULT_TIMEOUT, open_door
 from key_client.channel import KeyInfo
-from key_client.errors import KeyHostError, NoSuchKeyError, PinRequiredError
+from key_client.errors import KeyHostError, NoSuchKeyError, PinRequiredError, SyncError
+from key_client.sync import sync_card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("target", nargs="?", help="key label or lock URI")
     parser.add_argument("--list", action="store_true", help="list the keys in the card")
+    parser.add_argument(
+        "--sync", action="store_true", help="dial the card's key server and take its keys"
+    )
     parser.add_argument(
         "--reader", help="PC/SC reader name (default: the first with the eLock applet)"
     )
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.sync:
+        return _sync(args)
     channel = connect(reader=args.reader, card_file=args.card)
     keys = channel.keys()
     if args.list:
@@ -93,6 +101,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    """Dial the key server the card names; it installs and deletes through TLS#2."""
+    with connect(reader=args.reader, card_file=args.card) as channel:
+        key_server = channel.key_server()
+        spinner = _Spinner(enabled=sys.stderr.isatty() and not args.json)
+        try:
+            result = asyncio.run(
+                sync_card(channel.relay, key_server, timeout=args.timeout, progress=spinner.stage)
+            )
+        finally:
+            spinner.stop()
+    _report(args, {"status": "synced", "key_server": key_server, "message": result.message,
+                   **vars(result)})  # fmt: skip
+    return 0 if not result.failed else SyncError.exit_status
+
+
 def _choose(keys: list[KeyInfo], target: str | None) -> KeyInfo:
     if target is None:
         if len(keys) == 1:
@@ -105,7 +129,7 @@ def _choose(keys: list[KeyInfo], target: str | None) -> KeyInfo:
 
 
 def _status(exc: KeyHostError) -> str:
-    return {3: "refused", 4: "unreachable", 5: "card", 6: "no-such-key"}.get(
+    return {3: "refused", 4: "unreachable", 5: "card", 6: "no-such-key", 7: "sync"}.get(
         exc.exit_status, "error"
     )
 
@@ -115,6 +139,8 @@ def _report(args: argparse.Namespace, result: dict[str, object]) -> None:
         print(json.dumps(result))
     elif result["status"] == "opened":
         print(f"opened {result['label']} ({result['elapsed_ms']} ms)")
+    elif result["status"] == "synced":
+        print(f"synced with {result['key_server']}: {result['message']}")
     else:
         print(f"coap-open: {result['message']}", file=sys.stderr)
 
