@@ -20,10 +20,11 @@ Commands are idempotent by container id, so a push that failed with a
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -160,9 +161,13 @@ class CardSession:
         return f"CardSession({self.seid!r}, open={self._tls is not None})"
 
     async def open(self, certificate: bytes | None = None) -> None:
-        """SELECT, check the card's certificate (unless already checked), TLS#2 handshake."""
-        await self.link.power_on_and_select()
+        """SELECT, check the card's certificate, TLS#2 handshake.
+
+        With *certificate*, the caller has selected the applet and checked that
+        certificate already (``read_certificate``): only the handshake is left.
+        """
         if certificate is None:
+            await self.link.power_on_and_select()
             certificate = await read_certificate(self.link, self.seid, self.se_issuer_ca, self.now)
         self._tls = await _handshake(self.link, self.tls2, certificate)
 
@@ -246,6 +251,23 @@ class SecureElementPush:
         except PushError as exc:
             return PushResult(_command(op)[1], Outcome.FAILED, exc.reason, exc)
         return result
+
+    @contextlib.asynccontextmanager
+    async def session(self, seid: str) -> AsyncIterator[CardSession]:
+        """A RACS session to *seid* and a ``CardSession`` (not yet opened) over it."""
+        try:
+            racs = await RacsClient.connect(
+                self.racs_host, self.racs_port, self.racs_tls,
+                server_hostname=self.server_hostname, timeout=self.timeout,
+            )  # fmt: skip
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
+        link = CardLink(racs, seid, block=self.block)
+        try:
+            yield CardSession(link, seid, tls2=self.tls2, se_issuer_ca=self.se_issuer_ca,
+                              now=self.now)  # fmt: skip
+        finally:
+            await racs.close()
 
     async def push(
         self, seid: str, operations: Sequence[Operation], *, list_after: bool = False
