@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from key_provisioner.api import auth, problems
-from key_provisioner.api.routes import audit, keys, locks, secure_elements
+from key_provisioner.api.routes import audit, card_sync, keys, locks, secure_elements
 from key_provisioner.api.state import AppState
 from key_provisioner.core.config import Settings, load_settings
 from key_provisioner.core.crypto import SecretBox
@@ -100,7 +100,8 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.elock = state
-    for router in (locks.router, secure_elements.router, keys.router, audit.router):
+    for router in (locks.router, secure_elements.router, keys.router, audit.router,
+                   card_sync.router):  # fmt: skip
         app.include_router(router)
     problems.install(app)
     auth.install(app)
