@@ -43,23 +43,72 @@ def encode_command(
 
 
 MAX_CHAINED_RESPONSES = 64
-_GET_RESPONSE_CLA, _GET_RESPONSE_INS = 0x00, 0xC0
+GET_RESPONSE_HEADER = bytes((0x00, 0xC0, 0x00, 0x00))
+SW1_MORE_DATA, SW1_WRONG_LE = 0x61, 0x6C
+
+
+class ResponseChain:
+    """One command's whole answer across 61xx (GET RESPONSE) and 6Cxx (wrong Le), sans-I/O.
+
+    Feed each response to :meth:`receive`; it returns the next command to send
+    (a GET RESPONSE, or the command again with the Le the card asked for) or
+    None once the answer is complete, then ``data`` and ``sw`` hold it. Kept
+    free of I/O so that a card in this process, behind PC/SC, or behind a RACS
+    server that passes 61xx/6Cxx through (draft-urien-core-racs leaves the
+    fetch to the client unless it asks with ``MORE=``) all follow one rule.
+    The chain is bounded: after ``max_rounds`` the last status word is final.
+    A response shorter than a status word counts as 6F00.
+    """
+
+    def __init__(self, command: bytes, *, max_rounds: int = MAX_CHAINED_RESPONSES) -> None:
+        self.command = command
+        self.max_rounds = max_rounds
+        self.rounds = 0
+        self.sw: int | None = None
+        self._body = bytearray()
+        self._resent = False
+
+    def __repr__(self) -> str:
+        return f"ResponseChain(rounds={self.rounds}, sw={self.sw})"
+
+    @property
+    def data(self) -> bytes:
+        return bytes(self._body)
+
+    def receive(self, response: bytes) -> bytes | None:
+        """Take one response; the next command to send, or None when done."""
+        if self.sw is not None:
+            raise ValueError("the answer is already complete")
+        self.rounds += 1
+        if len(response) < 2:
+            self.sw = 0x6F00
+            return None
+        sw1, sw2 = response[-2], response[-1]
+        if self.rounds < self.max_rounds:
+            if sw1 == SW1_WRONG_LE and self._wrong_le_resend(response):
+                return self.command[:4] + bytes([sw2])
+            if sw1 == SW1_MORE_DATA:
+                self._body += response[:-2]
+                return GET_RESPONSE_HEADER + bytes([sw2])
+        self._body += response[:-2]
+        self.sw = sw1 << 8 | sw2
+        return None
+
+    def _wrong_le_resend(self, response: bytes) -> bool:
+        """6Cxx answers a Le-only command (case 2, 5 bytes) once, with no data."""
+        if self._resent or self.rounds != 1 or len(self.command) != 5 or len(response) != 2:
+            return False
+        if response[1] == 0:
+            return False  # 6C00 names no length to resend with
+        self._resent = True
+        return True
 
 
 def exchange(transmit: Callable[[bytes], bytes], command: bytes) -> tuple[bytes, int]:
-    """Send ``command``, follow 61xx with GET RESPONSE, return (all data, final status word).
-
-    A response shorter than a status word counts as 6F00, so callers only ever
-    see a well-formed status word.
-    """
-    response = transmit(command)
-    body = bytearray(response[:-2])
-    for _ in range(MAX_CHAINED_RESPONSES):
-        if len(response) < 2 or response[-2] != 0x61:
-            break
-        response = transmit(
-            encode_command(_GET_RESPONSE_CLA, _GET_RESPONSE_INS, le=response[-1] or SHORT_MAX)
-        )
-        body += response[:-2]
-    sw = int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0x6F00
-    return bytes(body), sw
+    """Send ``command`` and follow its :class:`ResponseChain`; (all data, final status word)."""
+    chain = ResponseChain(command)
+    next_command: bytes | None = command
+    while next_command is not None:
+        next_command = chain.receive(transmit(next_command))
+    assert chain.sw is not None
+    return chain.data, chain.sw

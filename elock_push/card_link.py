@@ -3,9 +3,16 @@
 TLS#2's records travel in TLS RECORDS APDUs (``00 D8``, ``docs/tls-endpoint.md``):
 blocks of ``block`` bytes (240, as draft-urien-tls-se's host sends), P2 bit 0 on
 the first and bit 1 on the last. Every block of one flight goes in ONE RACS
-request (``APDU ... APPEND`` lines, one round trip); the RACS server fetches a
-long answer with GET RESPONSE itself. The last block's status is the card's
-session state: 9000 handshaking, 9001 open, 9002 ended.
+request (``APDU ... APPEND`` lines, one round trip). The last block's status
+is the card's session state: 9000 handshaking, 9001 open, 9002 ended.
+
+Long answers: a card answers at most 256 bytes and ``61xx`` ("xx more").
+draft-urien-core-racs lets the client ask the server to fetch the rest with
+``MORE=61 FETCH=00C00000``; a server need not do it unasked (the draft
+author's does not, ours does), so every APDU carries those options. A server
+that still passes ``61xx`` or ``6Cxx`` (wrong Le) back gets them followed here,
+by ``elock_common.apdu.ResponseChain``, one more round trip each. Nothing
+here reads the text of a ``+0YZ`` line beyond the hex of an APDU answer.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 import ssl
 
 from elock_common import card_protocol as c
+from elock_common.apdu import ResponseChain
 from elock_push.errors import CardError, TransportError
 from racs.client import LocalProtocolError, RacsClient, RemoteRacsError
 
@@ -46,23 +54,47 @@ def _split(response: bytes) -> tuple[bytes, int]:
 class CardLink:
     """APDUs to one SEID over an open ``RacsClient``; counts what it sends."""
 
-    def __init__(self, racs: RacsClient, seid: str, *, block: int = BLOCK) -> None:
+    def __init__(
+        self, racs: RacsClient, seid: str, *, block: int = BLOCK, ask_server_to_fetch: bool = True
+    ) -> None:
         self.racs, self.seid, self.block = racs, seid, block
+        # False sends no MORE=/FETCH= (tests and benchmarks of the client's own chaining).
+        self._chaining = {} if ask_server_to_fetch else {"more": None, "fetch": None}
         self.apdus = 0
         self.round_trips = 0
 
     def __repr__(self) -> str:
         return f"CardLink({self.seid!r}, apdus={self.apdus}, round_trips={self.round_trips})"
 
-    async def _script(self, apdus: list[bytes]) -> list[bytes]:
-        self.apdus += len(apdus)
+    async def _send(self, apdus: list[bytes]) -> list[bytes]:
         self.round_trips += 1
         try:
-            return await self.racs.script(self.seid, apdus)
+            return await self.racs.script(self.seid, apdus, **self._chaining)
         except RemoteRacsError as exc:
             raise TransportError(f"RACS refused: {exc}") from exc
         except _TRANSPORT as exc:
             raise TransportError(f"RACS connection lost: {type(exc).__name__}") from exc
+
+    async def _script(self, apdus: list[bytes]) -> list[bytes]:
+        """The answers to *apdus* (one round trip), the last one followed to its end.
+
+        Only the last answer can be chained: GET RESPONSE must come right after
+        the command it continues, and the others were sent already.
+        """
+        self.apdus += len(apdus)
+        responses = await self._send(apdus)
+        if len(responses) != len(apdus):
+            raise TransportError(f"RACS answered {len(responses)} of {len(apdus)} APDUs")
+        chain = ResponseChain(apdus[-1])
+        follow = chain.receive(responses[-1])
+        if follow is None:
+            return responses
+        while follow is not None:
+            self.apdus += 1
+            answers = await self._send([follow])
+            follow = chain.receive(answers[0] if len(answers) == 1 else b"")  # else: 6F00
+        assert chain.sw is not None
+        return [*responses[:-1], chain.data + chain.sw.to_bytes(2, "big")]
 
     async def power_on_and_select(self) -> None:
         try:

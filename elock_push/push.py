@@ -96,7 +96,7 @@ class PushReport:
     seid: str
     results: list[PushResult] = field(default_factory=list)
     containers: list[KeyContainer] = field(default_factory=list)  # public form, after LIST
-    apdus: int = 0  # command APDUs the key server sent (GET RESPONSE rounds are RACS's)
+    apdus: int = 0  # command APDUs the key server sent (a RACS server's own GET RESPONSE aside)
     round_trips: int = 0  # RACS requests
     seconds: float = 0.0
 

@@ -1,14 +1,19 @@
 """The seed's APDU algorithm ("APDU Command": 6Cxx and 61xx), and APDU facts we check.
 
-A RACS client sends one command APDU and gets one complete response back: the
+A RACS client sends one command APDU and gets its response back. Depending
+on the request's options and the server's style (:mod:`racs.style`) the
 server, not the client, repeats a short Le-only request with the right Le when
-the card answers ``6C xx``, and fetches the rest of a response with GET
-RESPONSE while the card answers ``61 xx``, concatenating the bodies. Doing it
-server side saves the round trips over the internet that the seed's
-"Transparent Mode" slide measures at about 250 ms each.
+the card answers ``6C xx``, and fetches the rest of a response with the
+``FETCH=`` header while the card answers ``MORE=`` (``61 xx``), concatenating
+the bodies. Doing it server side saves the round trips over the internet that
+the seed's "Transparent Mode" slide measures at about 250 ms each.
 
-The loop is bounded (rounds and bytes) so that a card stuck in ``61 xx``
-cannot keep a session, and the server, busy forever.
+Every command the loop sends is one the client chose (``FETCH=`` is a header
+of its choosing), so each goes through the caller's ``transmit``, which the
+service makes run the same access check as the request's own APDU. The loop
+is bounded (rounds and bytes) so that a card stuck in ``61 xx``, or a
+``MORE=`` that matches every answer, cannot keep a session, and the server,
+busy forever.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from racs.errors import CommandCode, ExecutionError, HardwareError, RacsSyntaxError
 from racs.protocol import ApduOptions
+from racs.style import Chaining, ServerStyle
 
 Transmit = Callable[[bytes], Awaitable[bytes]]
 
@@ -29,17 +35,19 @@ P1_SELECT_BY_NAME = 0x04
 async def exchange(
     transmit: Transmit,
     apdu: bytes,
-    options: ApduOptions | None = None,
+    options: ApduOptions | Chaining | None = None,
     *,
     max_rounds: int = MAX_ROUNDS,
     max_body: int = MAX_BODY,
 ) -> bytes:
     """Run one APDU through *transmit* per the seed's algorithm; body || SW.
 
-    Raises :class:`ExecutionError` when ``CONTINUE=`` named a status word and the
+    Plain :class:`ApduOptions` run as the ``elock`` style does. Raises
+    :class:`ExecutionError` when ``CONTINUE=`` named a status word and the
     final one differs, :class:`HardwareError` when the card misbehaves.
     """
-    opts = options or ApduOptions()
+    if not isinstance(options, Chaining):
+        options = ServerStyle.ELOCK.chaining(options or ApduOptions())
     body = bytearray()
     request = apdu
     first = True
@@ -48,7 +56,8 @@ async def exchange(
         if len(response) < 2:
             raise HardwareError("the card answered without a status word", CommandCode.APDU)
         data, sw1, sw2 = response[:-2], response[-2], response[-1]
-        if first and len(request) == 5 and not data and sw1 == 0x6C:
+        wrong_le = first and options.resend_wrong_le and sw1 == 0x6C and sw2 != 0
+        if wrong_le and len(request) == 5 and not data:
             request = request[:4] + bytes([sw2])  # wrong Le: resend once with P3 = SW2
             first = False
             continue
@@ -56,13 +65,13 @@ async def exchange(
         body += data
         if len(body) > max_body:
             raise HardwareError(f"response longer than {max_body} bytes", CommandCode.APDU)
-        if sw1 == opts.more:
-            request = opts.fetch + bytes([sw2])
+        if sw1 == options.more:
+            request = options.fetch + bytes([sw2])
             continue
         sw = sw1 << 8 | sw2
-        if opts.expect_sw is not None and sw != opts.expect_sw:
+        if options.expect_sw is not None and sw != options.expect_sw:
             raise ExecutionError(
-                f"status {sw:04X}, expected {opts.expect_sw:04X}", CommandCode.APDU
+                f"status {sw:04X}, expected {options.expect_sw:04X}", CommandCode.APDU
             )
         return bytes(body) + bytes([sw1, sw2])
     raise HardwareError(f"no final status after {max_rounds} exchanges", CommandCode.APDU)

@@ -37,7 +37,7 @@ async def _run(cfg: RacsConfig, ready: str | None) -> None:
     except OSError as err:
         raise ConfigError(f"{cfg.path} [server]: cannot open log_apdus: {err}") from err
     server = RacsServer(
-        RacsService(registry, cfg.policy, apdu_log),
+        RacsService(registry, cfg.policy, apdu_log, style=cfg.style),
         ctx,
         host=cfg.host,
         port=cfg.port,

@@ -4,6 +4,12 @@ One request block out, one response block back. Every command is sent with
 ``APPEND`` so that the server keeps each command's line (without it, a line
 is replaced by the next command's), and any ``-CYZ`` line becomes a
 :class:`~racs.errors.RemoteRacsError` carrying the server's code and reason.
+
+APDUs ask for chained answers in the protocol's own words: ``MORE=61
+FETCH=00C00000`` by default, because a server need not fetch a ``61xx``
+answer unless asked (the draft author's server does not, ours does); see
+docs/racs.md, "Interoperability". Whatever a server does, the caller may still
+get ``61xx``/``6Cxx`` back and follow it (``elock_common.apdu.ResponseChain``).
 Reading is bounded like the server's: a response line longer than
 ``max_line`` is an error, not a reason to buffer forever.
 """
@@ -16,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from elock_common.apdu import GET_RESPONSE_HEADER, SW1_MORE_DATA
 from racs.errors import ErrorClass, LocalProtocolError, RemoteRacsError
 from racs.protocol import CRLF, ResponseLine, parse_response_line
 
@@ -25,6 +32,7 @@ __all__ = [
     "LocalProtocolError",
     "RacsClient",
     "RemoteRacsError",
+    "apdu_options",
     "client_ssl_context",
 ]
 
@@ -123,14 +131,46 @@ class RacsClient:
     async def shutdown(self, seid: str) -> str:
         return await self._one(f"SHUTDOWN {seid}")
 
-    async def apdu(self, seid: str, apdu: bytes, expect_sw: int | None = None) -> bytes:
-        """One command APDU; the full response (body || SW) after 61xx/6Cxx handling."""
-        return (await self.script(seid, [apdu], expect_sw))[0]
+    async def apdu(
+        self,
+        seid: str,
+        apdu: bytes,
+        expect_sw: int | None = None,
+        *,
+        more: int | None = SW1_MORE_DATA,
+        fetch: bytes | None = GET_RESPONSE_HEADER,
+    ) -> bytes:
+        """One command APDU; the response (body || SW) as the server gave it."""
+        return (await self.script(seid, [apdu], expect_sw, more=more, fetch=fetch))[0]
 
     async def script(
-        self, seid: str, apdus: Sequence[bytes], expect_sw: int | None = None
+        self,
+        seid: str,
+        apdus: Sequence[bytes],
+        expect_sw: int | None = None,
+        *,
+        more: int | None = SW1_MORE_DATA,
+        fetch: bytes | None = GET_RESPONSE_HEADER,
     ) -> list[bytes]:
-        """Several APDUs in one block (one round trip); stops at the first error."""
-        option = f" CONTINUE={expect_sw:04X}" if expect_sw is not None else ""
-        lines = [f"APDU {seid} {a.hex().upper()}{option} APPEND" for a in apdus]
+        """Several APDUs in one block (one round trip); stops at the first error.
+
+        *more* and *fetch* become ``MORE=`` and ``FETCH=`` on every APDU (None
+        leaves the option out: the server's default then decides), *expect_sw*
+        becomes ``CONTINUE=`` (the final status word the server must see).
+        """
+        options = apdu_options(expect_sw=expect_sw, more=more, fetch=fetch)
+        lines = [f"APDU {seid} {a.hex().upper()}{options} APPEND" for a in apdus]
         return [bytes.fromhex(r.text) for r in await self.request(lines)]
+
+
+def apdu_options(
+    *, expect_sw: int | None = None, more: int | None = None, fetch: bytes | None = None
+) -> str:
+    """The APDU options as the draft spells them, each preceded by a space."""
+    if fetch is not None and len(fetch) != 4:
+        raise LocalProtocolError("FETCH= is a 4-byte APDU header")
+    if more is not None and not 0 <= more <= 0xFF:
+        raise LocalProtocolError("MORE= is one status byte")
+    out = f" CONTINUE={expect_sw:04X}" if expect_sw is not None else ""
+    out += f" MORE={more:02X}" if more is not None else ""
+    return out + (f" FETCH={fetch.hex().upper()}" if fetch is not None else "")

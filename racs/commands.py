@@ -15,11 +15,15 @@ from racs.errors import CommandCode
 
 @dataclass(frozen=True)
 class ApduOptions:
-    """Options of the APDU command, the names of the seed's APDU algorithm."""
+    """Options of the APDU command, the names of the seed's APDU algorithm.
+
+    None means "not in the request": what the server then does is its style's
+    default (``racs.style``), which is why the parser keeps the difference.
+    """
 
     expect_sw: int | None = None  # CONTINUE=9000: any other final status is an error
-    fetch: bytes = b"\x00\xc0\x00\x00"  # FETCH=00C00000: header of GET RESPONSE
-    more: int = 0x61  # MORE=61: SW1 that announces more response bytes
+    fetch: bytes | None = None  # FETCH=00C00000: header of GET RESPONSE
+    more: int | None = None  # MORE=61: SW1 that announces more response bytes
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from racs.errors import ConfigError, RacsError
 from racs.registry import Registry, Slot
 from racs.server import DEFAULT_PORT
 from racs.session import Limits
+from racs.style import ServerStyle
 
 log = logging.getLogger(__name__)
 _SECTIONS: dict[str, set[str]] = {
@@ -41,6 +42,7 @@ _SECTIONS: dict[str, set[str]] = {
         "idle_timeout",
         "max_sessions",
         "log_apdus",
+        "style",
     },
     "limits": {"max_line", "max_block_lines", "max_block_bytes", "max_response_bytes"},
     "access": {
@@ -67,6 +69,7 @@ class RacsConfig:
     idle_timeout: float = 60.0
     max_sessions: int = 1024
     log_apdus: Path | None = None  # append every APDU exchanged with a card (audit)
+    style: ServerStyle = ServerStyle.ELOCK  # 61xx/6Cxx and wording (docs/racs.md)
     limits: Limits = field(default_factory=Limits)
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     se: list[dict[str, Any]] = field(default_factory=list)
@@ -128,6 +131,12 @@ def load_config(path: Path) -> RacsConfig:
     cfg.idle_timeout = _ranged(idle, "idle_timeout", where, 0.1, 86400)
     sessions = _typed(srv, "max_sessions", int, where, cfg.max_sessions)
     cfg.max_sessions = _ranged(sessions, "max_sessions", where, 1, 1_000_000)
+    style = _typed(srv, "style", str, where, cfg.style.value)
+    try:
+        cfg.style = ServerStyle(style)
+    except ValueError:
+        names = " or ".join(repr(s.value) for s in ServerStyle)
+        raise ConfigError(f"{where}: 'style' must be {names}, not {style!r}") from None
     if "log_apdus" in srv:
         cfg.log_apdus = base / _typed(srv, "log_apdus", str, where, "")
     lim = raw.get("limits", {})

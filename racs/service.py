@@ -13,9 +13,15 @@ import logging
 from dataclasses import dataclass
 
 from racs.access import AccessPolicy
-from racs.apdu import Transmit, exchange, selected_aid, status_ok
+from racs.apdu import exchange, selected_aid, status_ok
 from racs.apdu_log import ApduLog
-from racs.errors import BadParameterError, CommandCode, HardwareError, RacsError
+from racs.errors import (
+    BadParameterError,
+    CommandCode,
+    HardwareError,
+    RacsError,
+    UnauthorizedError,
+)
 from racs.protocol import (
     Apdu,
     Echo,
@@ -27,7 +33,8 @@ from racs.protocol import (
     SetVersion,
     Shutdown,
 )
-from racs.registry import Registry
+from racs.registry import Registry, Slot
+from racs.style import ServerStyle
 
 log = logging.getLogger(__name__)
 VERSION = "0.2"  # the protocol version of the seed's example and the open server
@@ -45,11 +52,17 @@ class SessionContext:
 
 class RacsService:
     def __init__(
-        self, registry: Registry, policy: AccessPolicy, apdu_log: ApduLog | None = None
+        self,
+        registry: Registry,
+        policy: AccessPolicy,
+        apdu_log: ApduLog | None = None,
+        *,
+        style: ServerStyle = ServerStyle.ELOCK,
     ) -> None:
         self.registry = registry
         self.policy = policy
         self.apdu_log = apdu_log
+        self.style = style
 
     def _check_seid(self, ctx: SessionContext, seid: str, command: CommandCode) -> None:
         known = seid in self.registry.slots
@@ -73,17 +86,16 @@ class RacsService:
                 return " ".join(self.policy.visible_seids(ctx.user, self.registry.seids()))
             case PowerOn(seid=seid):
                 self._check_seid(ctx, seid, CommandCode.POWERON)
-                if await self.registry.power_on(seid, ctx.sid):
-                    return f"{seid} is powered on"
-                return f"{seid} was already powered on, POWERON ignored"
+                already = not await self.registry.power_on(seid, ctx.sid)
+                return self.style.powered_on(seid, already)
             case Shutdown(seid=seid):
                 self._check_seid(ctx, seid, CommandCode.SHUTDOWN)
                 await self.registry.shutdown(seid, ctx.sid)
-                return f"{seid} is powered off"
+                return self.style.powered_off(seid)
             case Reset(seid=seid, warm=warm):
                 self._check_seid(ctx, seid, CommandCode.RESET)
                 await self.registry.reset(seid, ctx.sid, warm)
-                return f"{seid} reseted"  # the seed's wording
+                return self.style.reset(seid, warm)
             case Apdu(seid=seid, apdu=apdu) if apdu is not None:
                 return (await self._apdu(ctx, seid, apdu, command)).hex().upper()
         raise BadParameterError(f"{type(command).__name__} cannot be executed")
@@ -91,26 +103,24 @@ class RacsService:
     async def _apdu(self, ctx: SessionContext, seid: str, apdu: bytes, cmd: Apdu) -> bytes:
         self._check_seid(ctx, seid, CommandCode.APDU)
         slot = self.registry.owned_slot(seid, ctx.sid, CommandCode.APDU)
-        aid = selected_aid(apdu)
-        if aid is not None:
-            self.policy.check_select(ctx.user, seid, aid)
-        # A SELECT is judged against the AID it asks for, any other APDU against
-        # the AID selected before it.
-        current = aid if aid is not None else slot.selected_aid
-        self.policy.check_apdu(ctx.user, seid, current, apdu)
-        transmit: Transmit = slot.se.transmit
-        if self.apdu_log is not None:
-            log_to, inner = self.apdu_log, slot.se.transmit
+        aid = self._admit(ctx, slot, apdu, first=True)
+        inner, log_to = slot.se.transmit, self.apdu_log
+        sent = 0
 
-            async def logged(command: bytes) -> bytes:
-                response = await inner(command)
+        async def transmit(command: bytes) -> bytes:
+            """Every APDU that reaches the card, the request's own and what MORE/FETCH
+            or a 6Cxx re-send made of it, passes the same access check first."""
+            nonlocal sent
+            if sent:
+                self._admit(ctx, slot, command, first=False)
+            sent += 1
+            response = await inner(command)
+            if log_to is not None:
                 log_to.record(ctx.sid, ctx.user, seid, command, response)
-                return response
-
-            transmit = logged
+            return response
 
         try:
-            response = await exchange(transmit, apdu, cmd.options)
+            response = await exchange(transmit, apdu, self.style.chaining(cmd.options))
         except RacsError:
             raise
         except Exception as err:  # a backend bug must not read as a card answer
@@ -119,3 +129,22 @@ class RacsService:
         if aid is not None and status_ok(response):
             slot.selected_aid = aid  # a failed SELECT leaves the previous selection
         return response
+
+    def _admit(self, ctx: SessionContext, slot: Slot, apdu: bytes, *, first: bool) -> bytes | None:
+        """Raise unless *ctx*'s user may send *apdu* to *slot* now; the AID it selects.
+
+        A SELECT is judged against the AID it asks for, any other APDU against
+        the AID selected before it. Only the request's own APDU may select:
+        a SELECT that MORE/FETCH would make is refused, since the server could
+        not tell which application the card then runs.
+        """
+        aid = selected_aid(apdu)
+        if aid is not None:
+            if not first:
+                raise UnauthorizedError(
+                    f"FETCH= may not make a SELECT on {slot.seid}", CommandCode.APDU
+                )
+            self.policy.check_select(ctx.user, slot.seid, aid)
+        current = aid if aid is not None else slot.selected_aid
+        self.policy.check_apdu(ctx.user, slot.seid, current, apdu)
+        return aid

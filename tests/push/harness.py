@@ -28,6 +28,7 @@ from racs.client import client_ssl_context
 from racs.registry import Registry, Slot
 from racs.server import RacsServer, server_ssl_context
 from racs.service import RacsService
+from racs.style import ServerStyle
 
 Hook = Callable[[bytes, Applet], bytes]
 
@@ -149,6 +150,12 @@ class Racs:
     def pusher(self, port: int | None = None) -> SecureElementPush:
         return pusher_for(self.paths, port or self.port)
 
+    async def close(self) -> None:
+        """Stop the server and close its APDU log (no file left for the garbage collector)."""
+        await self.server.close()
+        if self.server.service.apdu_log is not None:
+            self.server.service.apdu_log.close()
+
     async def released(self, seid: str, timeout: float = 5.0) -> None:
         """Wait until the RACS server has unlocked *seid* (after a cut connection)."""
         deadline = time.monotonic() + timeout
@@ -158,14 +165,20 @@ class Racs:
 
 
 async def start_racs(
-    paths: pki.PkiPaths, cards: dict[str, Applet], apdu_log: Path | None = None, *, port: int = 0
+    paths: pki.PkiPaths,
+    cards: dict[str, Applet],
+    apdu_log: Path | None = None,
+    *,
+    port: int = 0,
+    style: ServerStyle = ServerStyle.ELOCK,
 ) -> Racs:
     tapped = {seid: TappedApplet(applet) for seid, applet in cards.items()}
     registry = Registry(Slot(seid, InProcessCard(t, name=seid)) for seid, t in tapped.items())
     policy = AccessPolicy(users={"keyserver": frozenset({"*"})}, se_default_access=True)
     log = ApduLog(apdu_log) if apdu_log is not None else None
     ctx = server_ssl_context(paths.racs_server.cert, paths.racs_server.key, paths.racs_ca.cert)
-    server = RacsServer(RacsService(registry, policy, log), ctx, port=port, idle_timeout=10)
+    service = RacsService(registry, policy, log, style=style)
+    server = RacsServer(service, ctx, port=port, idle_timeout=10)
     await server.start()
     return Racs(paths, server, tapped)
 

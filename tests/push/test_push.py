@@ -25,6 +25,7 @@ from elock_push import (
 )
 from firmware.applet import Applet
 from firmware.virtual import host
+from racs.style import ServerStyle
 from tests.push.conftest import SEID
 from tests.push.harness import (
     CutProxy,
@@ -172,7 +173,7 @@ def _rogue_issuer(key: ec.EllipticCurvePrivateKey, seid: str) -> x509.Certificat
     ],
 )
 async def test_an_untrusted_card_gets_nothing(
-    push_pki: pki.PkiPaths, kind: str, error: type[pki.SeCertificateError]
+    push_pki: pki.PkiPaths, kind: str, error: type[pki.SeCertificateError], style: ServerStyle
 ) -> None:
     if kind == "another SEID":
         card = make_card(push_pki, SEID, cert_seid="card-0002")
@@ -180,7 +181,7 @@ async def test_an_untrusted_card_gets_nothing(
         key = ec.generate_private_key(ec.SECP256R1())
         make = _self_signed if kind == "self-signed" else _rogue_issuer
         card = make_card_with(push_pki, key, make(key, SEID))
-    racs = await start_racs(push_pki, {SEID: card})
+    racs = await start_racs(push_pki, {SEID: card}, style=style)
     try:
         with pytest.raises(UntrustedCardError) as caught:
             await racs.pusher().push(SEID, [Install(door())])
@@ -191,7 +192,7 @@ async def test_an_untrusted_card_gets_nothing(
         assert not any(apdu[:2] == b"\x00\xd8" for apdu in seen)  # not even a ClientHello
         assert card.keyring.all() == []
     finally:
-        await racs.server.close()
+        await racs.close()
 
 
 async def test_an_unknown_seid_is_a_transport_refusal(racs: Racs) -> None:
@@ -207,4 +208,4 @@ async def test_ten_cards_in_parallel(push_pki: pki.PkiPaths) -> None:
         results = await asyncio.gather(*(pusher.install(s, door()) for s in seids))
         assert [r.outcome for r in results] == [Outcome.INSTALLED] * 10
     finally:
-        await racs.server.close()
+        await racs.close()

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from racs.access import AccessPolicy, AidRule, ApduFilter
+from racs.apdu_log import ApduLog
 from racs.backends import InProcessCard
 from racs.client import RacsClient, client_ssl_context
 from racs.registry import Registry, Slot
 from racs.server import RacsServer, server_ssl_context
 from racs.service import RacsService
 from racs.session import Limits
+from racs.style import ServerStyle
 from tests.racs.applets import ELOCK_AID, TestApplet
 from tests.racs.pki import Pki, make_pki
 
@@ -75,10 +77,12 @@ async def start_harness(
     *,
     idle_timeout: float = 10.0,
     limits: Limits | None = None,
+    style: ServerStyle = ServerStyle.ELOCK,
+    apdu_log: ApduLog | None = None,
 ) -> Harness:
     applets = {seid: TestApplet() for seid in seids}
     registry = Registry(Slot(seid, InProcessCard(a, name=seid)) for seid, a in applets.items())
-    service = RacsService(registry, policy or default_policy())
+    service = RacsService(registry, policy or default_policy(), apdu_log, style=style)
     ctx = server_ssl_context(pki.server.cert, pki.server.key, pki.ca)
     server = RacsServer(service, ctx, port=0, idle_timeout=idle_timeout, limits=limits)
     await server.start()

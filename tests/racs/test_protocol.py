@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from racs.client import apdu_options
 from racs.errors import (
     BadParameterError,
     CommandCode,
@@ -52,7 +53,16 @@ from racs.protocol import (
         ),
         (
             b"APDU s 00B0000000 CONTINUE=9000 FETCH=00C00000 MORE=61 APPEND",
-            Apdu("s", bytes.fromhex("00B0000000"), ApduOptions(0x9000), append=True),
+            Apdu(
+                "s",
+                bytes.fromhex("00B0000000"),
+                ApduOptions(0x9000, b"\x00\xc0\x00\x00", 0x61),
+                True,
+            ),
+        ),
+        (
+            b"APDU s 00B0000000 CONTINUE=9000",  # options not given stay None: the style decides
+            Apdu("s", bytes.fromhex("00B0000000"), ApduOptions(0x9000)),
         ),
         (b"  poweron   s1  \t", PowerOn("s1")),
     ],
@@ -124,3 +134,14 @@ def test_line_reader_refuses_a_long_line_even_when_its_newline_came_too() -> Non
     reader.feed(b"123456\n")
     with pytest.raises(FatalProtocolError):
         reader.next_line()
+
+
+def test_the_client_spells_apdu_options_as_the_parser_reads_them() -> None:
+    options = apdu_options(expect_sw=0x9000, more=0x61, fetch=bytes.fromhex("00C00000"))
+    assert options == " CONTINUE=9000 MORE=61 FETCH=00C00000"
+    parsed = parse_command(f"APDU card1 00CA7F2100{options} APPEND".encode())
+    assert parsed == Apdu(
+        "card1", bytes.fromhex("00CA7F2100"), ApduOptions(0x9000, bytes.fromhex("00C00000"), 0x61),
+        append=True,
+    )  # fmt: skip
+    assert apdu_options() == ""
