@@ -17,20 +17,9 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from elock_common import card_protocol as c
 from elock_common import card_sync as wire
-from elock_push.card_link import (
-    BLOCK,
-    GET_CERTIFICATE,
-    RESET_TLS,
-    SW_OK,
-    SW_TLS_END,
-    SW_TLS_OPEN,
-    tls_record_apdus,
-)
-from elock_push.errors import CardError, TransportError
-
-SELECT = bytes([0x00, c.INS_SELECT, c.P1_SELECT_BY_NAME, 0x00, len(c.AID)]) + c.AID
+from elock_push.apdu_link import BLOCK, ApduLink
+from elock_push.errors import TransportError
 
 
 class HostConnection(Protocol):
@@ -39,13 +28,7 @@ class HostConnection(Protocol):
     async def receive_text(self) -> str: ...
 
 
-def _split(response: bytes) -> tuple[bytes, int]:
-    if len(response) < 2:
-        raise CardError("response without a status word", 0x6F00)
-    return response[:-2], int.from_bytes(response[-2:], "big")
-
-
-class RelayLink:
+class RelayLink(ApduLink):
     """A ``CardChannel`` over a host's connection; counts what it sends."""
 
     def __init__(
@@ -79,32 +62,6 @@ class RelayLink:
         if not isinstance(message, wire.Answers) or len(message.responses) != len(apdus):
             raise TransportError("the card's host did not answer the script")
         return list(message.responses)
-
-    async def power_on_and_select(self) -> None:
-        _, sw = _split((await self._script([SELECT]))[0])
-        if sw != SW_OK:
-            raise CardError("SELECT eLock", sw)
-
-    async def certificate(self) -> bytes:
-        data, sw = _split((await self._script([GET_CERTIFICATE]))[0])
-        if sw != SW_OK:
-            raise CardError("GET DATA (card certificate)", sw)
-        return data
-
-    async def tls(self, records: bytes, *, reset: bool = False) -> tuple[bytes, int]:
-        apdus = [RESET_TLS] if reset else []
-        apdus += tls_record_apdus(records, self.block)
-        if not apdus:
-            return b"", SW_OK
-        responses = await self._script(apdus)
-        for response in responses[:-1]:
-            _, sw = _split(response)
-            if sw != SW_OK:
-                raise CardError("TLS RECORDS", sw)
-        answer, sw = _split(responses[-1])
-        if sw not in (SW_OK, SW_TLS_OPEN, SW_TLS_END):
-            raise CardError("TLS RECORDS", sw)
-        return answer, sw
 
     async def shutdown(self) -> None:
         """Nothing to power off: the host lets the card go when the connection ends."""

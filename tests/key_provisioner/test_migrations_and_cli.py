@@ -72,7 +72,8 @@ def test_cli_tokens_and_errors(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "no master key" in refused.stderr
     serve = _cli("serve", key=key, cwd=tmp_path)
     assert serve.returncode == 2 and "elock-keyserver migrate" in serve.stderr
-    assert _cli("migrate", key=key, cwd=tmp_path).stdout.strip() == f"database at migration {head_revision()}"
+    migrated = _cli("migrate", key=key, cwd=tmp_path).stdout.strip()
+    assert migrated == f"database at migration {head_revision()}"
     created = _cli("token", "create", "--role", "auditor", "--name", "dash", key=key, cwd=tmp_path)
     token = created.stdout.strip()
     assert created.returncode == 0 and token.startswith("elk_") and "\n" not in token
