@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 from elock_common import card_sync as wire
@@ -32,6 +32,17 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 Relay = Callable[[bytes], bytes]  # one command APDU to the card, its response
+
+
+@runtime_checkable
+class SyncChannel(Protocol):
+    """What a sync needs of the card channel (``cards.AppletChannel`` has it)."""
+
+    def key_server(self) -> str: ...
+
+    def relay(self, apdu: bytes) -> bytes: ...
+
+    def close(self) -> None: ...
 Trace = Callable[[str, str], None]  # direction ("sent" / "received"), the frame
 DEFAULT_TIMEOUT = 60.0
 

@@ -1,7 +1,10 @@
 """``elock-phone``: the phone web app, served by the key host itself.
 
 The page works with no server behind it but this process: it lists the keys
-in the card and opens through the same ``open_door`` as ``coap-open``. It
+in the card and opens through the same ``open_door`` as ``coap-open``. "Update
+keys" (and the page's start) runs the same sync as ``coap-open --sync``:
+``POST /api/sync`` does it, ``GET /api/sync`` tells its stage while it runs;
+the card is reached in a thread and its channel closed after the sync. It
 listens on loopback by default. Because any web page in the same browser
 could post to a loopback port, every API call must carry the ``X-ELock``
 header (a cross-site request cannot add it without a CORS preflight, which
@@ -27,9 +30,11 @@ from key_client.errors import (
     NoSuchKeyError,
     PinRequiredError,
     RefusedError,
+    SyncError,
     UnreachableError,
     WrongPinError,
 )
+from key_client.sync import SyncChannel, sync_card
 
 STATIC = resources.files("key_client.phone") / "static"
 _FILES = {
@@ -44,15 +49,54 @@ _FILES = {
 }
 
 
+class SyncProgress:
+    """The sync in progress (if any) and the last one's outcome, for the page to poll."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.stage = ""
+        self.last: dict[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"running": self.running, "stage": self.stage, "last": self.last}
+
+
+async def run_sync(
+    connect: Callable[[], object], progress: SyncProgress, timeout: float
+) -> dict[str, Any]:
+    """One sync of the card with its key server; every card call in a thread."""
+
+    def stage(name: str) -> None:
+        progress.stage = name
+
+    channel = None
+    try:
+        stage("reading the card")
+        channel = await asyncio.to_thread(connect)
+        if not isinstance(channel, SyncChannel):
+            raise SyncError("this card channel cannot sync")
+        key_server = await asyncio.to_thread(channel.key_server)
+        result = await sync_card(channel.relay, key_server, timeout=timeout, progress=stage)
+    except KeyHostError as exc:
+        return {"status": "sync-failed", "message": str(exc)}
+    finally:
+        if isinstance(channel, SyncChannel):
+            await asyncio.to_thread(channel.close)
+    return {"status": "synced", "message": result.message, **vars(result)}
+
+
 class OpenRequest(BaseModel):
     id: int = Field(ge=0, le=0xFFFF)
     pin: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
 
 
-def create_app(connect: Callable[[], OpenChannel], *, timeout: float = 20.0) -> FastAPI:
+def create_app(
+    connect: Callable[[], OpenChannel], *, timeout: float = 20.0, sync_timeout: float = 60.0
+) -> FastAPI:
     """``connect`` gives a fresh channel to the card for each request."""
     app = FastAPI(title="eLock", docs_url=None, redoc_url=None, openapi_url=None)
     one_at_a_time = asyncio.Lock()
+    progress = SyncProgress()
 
     def guard(request: Request, marker: str | None) -> None:
         if marker != "1":
@@ -97,6 +141,23 @@ def create_app(connect: Callable[[], OpenChannel], *, timeout: float = 20.0) -> 
             "code": outcome.code,
             "elapsed_ms": round(outcome.elapsed * 1000),
         }
+
+    @app.get("/api/sync")
+    async def sync_state(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
+        guard(request, x_elock)
+        return progress.as_json()
+
+    @app.post("/api/sync")
+    async def sync(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
+        """Update keys: the card's host dials its key server (``key_client.sync``)."""
+        guard(request, x_elock)
+        async with one_at_a_time:
+            progress.running, progress.stage = True, "starting"
+            try:
+                progress.last = await run_sync(connect, progress, sync_timeout)
+            finally:
+                progress.running = False
+        return progress.last
 
     return app
 

@@ -7,63 +7,23 @@ server never registered, a card of another issuer, a host that asks nothing.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from elock_common import pki
-from tests.key_provisioner.liveserver import free_tcp_port
 from tests.lock_server.lockproc import free_udp_port
-from tests.netns import stop_group
+from tests.sync.conftest import HERE, Procs
 from tests.sync.stack import (
     PY,
     KeyServer,
-    Place,
     coap_open,
     enrol_lock,
     personalize_card,
-    start_keyserver,
 )
 
 pytestmark = pytest.mark.peer
-HERE = Place([])
-
-
-class Procs:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, place: Place, args: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-        from tests.key_provisioner.liveserver import env
-
-        proc = subprocess.Popen(place.args(args), stdout=log, stderr=subprocess.STDOUT,
-                                env=env(), start_new_session=True)  # fmt: skip
-        self.procs.append(proc)
-        return proc
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    p = Procs()
-    try:
-        yield p
-    finally:
-        for proc in p.procs:
-            stop_group(proc)
-
-
-@pytest.fixture
-def paths(tmp_path: Path) -> pki.PkiPaths:
-    return pki.init_pki(tmp_path / "pki")
-
-
-@pytest.fixture
-def api(procs: Procs, paths: pki.PkiPaths, tmp_path: Path) -> KeyServer:
-    return start_keyserver(procs.spawn, HERE, tmp_path / "ks", paths, listen="127.0.0.1",
-                           port=free_tcp_port())  # fmt: skip
 
 
 def test_issue_sync_open_revoke_sync(
@@ -118,7 +78,7 @@ def test_unknown_and_foreign_cards_learn_nothing(
     assert code == 7 and "not accepted" in out["message"], out
 
 
-def test_a_flood_is_refused_early(api: KeyServer, procs: Procs) -> None:
+def test_a_flood_is_refused_early(api: KeyServer) -> None:
     flood = (
         "import asyncio,sys\n"
         "from websockets.asyncio.client import connect\n"
