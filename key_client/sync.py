@@ -125,7 +125,7 @@ async def sync_card(
 ) -> SyncResult:
     """One sync of the card behind *relay* with *key_server* (the URL the card names)."""
     from websockets.asyncio.client import connect
-    from websockets.exceptions import WebSocketException
+    from websockets.exceptions import ConnectionClosed, WebSocketException
 
     url = sync_url(key_server)
     side = SyncRelay(relay)
@@ -137,7 +137,10 @@ async def sync_card(
                 url, max_size=wire.MAX_MESSAGE, open_timeout=min(timeout, 15),
                 compression=None, ping_interval=None,
             ) as ws:  # fmt: skip
-                await _send(ws, side.hello(), note)
+                try:
+                    await _send(ws, side.hello(), note)
+                except ConnectionClosed:
+                    pass  # refused at once: its reason is still to be read below
                 async for frame in ws:
                     note("received", frame if isinstance(frame, str) else frame.hex())
                     message = side.receive(frame)

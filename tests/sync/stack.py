@@ -90,7 +90,7 @@ class KeyServer:
         return answer
 
 
-def keyserver_config(directory: Path, paths: pki.PkiPaths) -> Path:
+def keyserver_config(directory: Path, paths: pki.PkiPaths, push_extra: str = "") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "master.key").write_text(MasterKey.generate().to_text())
     user = paths.racs_users["keyserver"]
@@ -104,15 +104,22 @@ def keyserver_config(directory: Path, paths: pki.PkiPaths) -> Path:
     db = json.dumps(f"sqlite:///{directory / 'keys.sqlite3'}")
     config.write_text(
         f'[keyserver]\ndatabase_url = {db}\nmaster_key_file = "master.key"\n\n'
-        f"[worker]\n{FAST_WORKER}\n[push]\ntimeout = 10\n{lines}"
+        f"[worker]\n{FAST_WORKER}\n[push]\ntimeout = 10\n{push_extra}{lines}"
     )
     return config
 
 
 def start_keyserver(
-    spawn: Spawn, place: Place, directory: Path, paths: pki.PkiPaths, *, listen: str, port: int
+    spawn: Spawn,
+    place: Place,
+    directory: Path,
+    paths: pki.PkiPaths,
+    *,
+    listen: str,
+    port: int,
+    push_extra: str = "",
 ) -> KeyServer:
-    config = keyserver_config(directory, paths)
+    config = keyserver_config(directory, paths, push_extra)
     cli = ["key_provisioner.cli", "--config", str(config)]
     run_module(*cli, "migrate")
     token = run_module(*cli, "token", "create", "--role", "admin", "--name", "tests").strip()

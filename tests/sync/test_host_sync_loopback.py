@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from elock_common import pki
+from tests.key_provisioner.liveserver import free_tcp_port
 from tests.lock_server.lockproc import free_udp_port
 from tests.sync.conftest import HERE, Procs
 from tests.sync.stack import (
@@ -21,6 +22,7 @@ from tests.sync.stack import (
     coap_open,
     enrol_lock,
     personalize_card,
+    start_keyserver,
 )
 
 pytestmark = pytest.mark.peer
@@ -78,12 +80,20 @@ def test_unknown_and_foreign_cards_learn_nothing(
     assert code == 7 and "not accepted" in out["message"], out
 
 
-def test_a_flood_is_refused_early(api: KeyServer) -> None:
+def test_a_flood_is_refused_early(procs: Procs, paths: pki.PkiPaths, tmp_path: Path) -> None:
+    # 6 syncs a minute per address: one more every 10 s, so the refusal below is certain.
+    api = start_keyserver(procs.spawn, HERE, tmp_path / "ks", paths, listen="127.0.0.1",
+                          port=free_tcp_port(), push_extra="sync_per_minute = 6\n")  # fmt: skip
+    card = personalize_card(tmp_path, paths, "phone-0004", api.url)
     flood = (
         "import asyncio,sys\n"
         "from websockets.asyncio.client import connect\n"
         "async def one():\n"
         "    async with connect(sys.argv[1]) as ws:\n"
+        "        try:\n"
+        "            await ws.send('not a hello')\n"
+        "        except Exception:\n"
+        "            pass\n"
         "        return await ws.recv()\n"
         "async def main():\n"
         "    got = await asyncio.gather(*(one() for _ in range(40)))\n"
@@ -93,4 +103,7 @@ def test_a_flood_is_refused_early(api: KeyServer) -> None:
     url = api.url.replace("http", "ws") + "/v1/card-sync"
     done = HERE.run([PY, "-c", flood, url], timeout=60)
     assert done.returncode == 0, done.stderr
-    assert int(done.stdout) >= 10  # the bucket holds 30 per minute and address
+    assert int(done.stdout) >= 30  # the bucket holds 6
+    # A host refused for it is told why, not that the server is unreachable.
+    code, out = coap_open(HERE, "--sync", "--card", str(card))
+    assert code == 7 and "too many syncs" in out["message"], out
