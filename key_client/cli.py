@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from key_client.cards import connect
+from key_client.cards import AppletChannel, connect
 from key_client.carrier import DEFAULT_TIMEOUT, open_door
 from key_client.channel import KeyInfo
 from key_client.errors import KeyHostError, NoSuchKeyError, PinRequiredError, SyncError
@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.sync:
         return _sync(args)
-    channel = connect(reader=args.reader, card_file=args.card)
+    with connect(reader=args.reader, card_file=args.card) as channel:  # closed after use
+        return _use(args, channel)
+
+
+def _use(args: argparse.Namespace, channel: AppletChannel) -> int:
     keys = channel.keys()
     if args.list:
         if args.json:
