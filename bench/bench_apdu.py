@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from elock_testkit.pcsc import READER, pcscd_alive  # noqa: E402
 from firmware.applet import Applet  # noqa: E402
 from firmware.store import Store  # noqa: E402
 from firmware.virtual import cardfile, host  # noqa: E402
 from firmware.virtual.cli import main as elock_se  # noqa: E402
-from tests.pcsc import READER, pcscd_alive  # noqa: E402
 
 LIST = bytes.fromhex("8030000000")
 CLOSE = bytes.fromhex("80380000")

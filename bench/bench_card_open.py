@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 import firmware.dtls.keys as dtls_keys  # noqa: E402
 import firmware.dtls.records as dtls_records  # noqa: E402
+from elock_testkit.cardproc import ServedCard, make_card  # noqa: E402
+from elock_testkit.lockproc import LockProcess  # noqa: E402
+from elock_testkit.pcsc import READER  # noqa: E402
 from firmware.virtual.virtual_card import InProcessCard  # noqa: E402
 from key_client.cards import AppletChannel, connect  # noqa: E402
 from key_client.carrier import open_door  # noqa: E402
-from tests.key_client.cardproc import ServedCard, make_card  # noqa: E402
-from tests.lock_server.lockproc import LockProcess  # noqa: E402
-from tests.pcsc import READER  # noqa: E402
 
 SIM_MS = {"sha_block": 0.9, "aes_block": 2.1, "io_byte": 0.1}
 

@@ -34,7 +34,7 @@ from elock_demo import setup
 from elock_demo.pcscd import VPCD_READER
 from elock_demo.services import KeyServerApi, Running, Service, free_port, run
 from elock_push import Outcome, SecureElementPush
-from tests.push.harness import pusher_for
+from elock_testkit.push_harness import pusher_for
 
 SEID = "bench-card-1"
 

@@ -10,9 +10,11 @@ no network, no TLS):
 * key issue: --issue sequential ``POST /keys`` (mint, seal check, insert),
   reported as median latency and throughput;
 * list latency: ``GET /keys`` (50 per page) unfiltered, by lock, by secure
-  element, by label, by state, and 200 pages deep by cursor; medians of
-  --lists runs each; then the same lists through the service layer alone
-  (``svc_*``), which shows what the database costs and what HTTP adds.
+  element, by label, by state, by key id, and 200 pages deep by cursor;
+  medians of --lists runs each; then the same lists through the service layer
+  alone (``svc_*``), which shows what the database costs and what HTTP adds;
+  the key id filter also without its index, dropped for a moment, as the
+  reference measured in the same run.
 
     .venv/bin/python bench/bench_keyserver.py [--keys 100000] [--backends sqlite,postgresql]
 """
@@ -40,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert, text  # noqa: E402
 
 from elock_common import Rights, mint_key  # noqa: E402
+from elock_testkit.pgcluster import PgCluster, find_bin  # noqa: E402
 from key_provisioner.api.main import create_app  # noqa: E402
 from key_provisioner.core.config import Settings, WorkerSettings  # noqa: E402
 from key_provisioner.core.crypto import MasterKey  # noqa: E402
@@ -48,28 +51,35 @@ from key_provisioner.db.migrate import upgrade  # noqa: E402
 from key_provisioner.db.models import Key  # noqa: E402
 from key_provisioner.schemas.keys import KeyState  # noqa: E402
 from key_provisioner.services import keys, locks, secure_elements, tokens  # noqa: E402
+from key_provisioner.services.admin_audit import Actor  # noqa: E402
 from key_provisioner.services.keys import KeyFilter  # noqa: E402
 from key_provisioner.services.locks import NewLock  # noqa: E402
 from key_provisioner.services.secure_elements import NewSecureElement  # noqa: E402
-from tests.key_provisioner.pgcluster import PgCluster, find_bin  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2", category=UserWarning)
     from fastapi.testclient import TestClient
 
 LOCKS, ELEMENTS, LABELS = 20, 200, 50
+KEY_ID_INDEX = "ix_keys_key_id_issued_at_id"
 
 
 def seed(app: Any, n_keys: int) -> dict[str, Any]:
     state = app.state.elock
     rng = random.Random(1)
     with state.sessions() as session:
+        seeder, _ = tokens.create(session, tokens.Role.ADMIN, "seed")
+        actor = Actor(seeder.id, "bench")
         enrolled = [
-            locks.enrol(session, state.box, NewLock(f"door-{i}", "127.0.0.1", 5684 + i))
+            locks.enrol(
+                session, state.box, NewLock(f"door-{i}", "127.0.0.1", 5684 + i), actor=actor
+            )
             for i in range(LOCKS)
         ]
         elements = [
-            secure_elements.register(session, NewSecureElement(f"se-{i}", "racs.local:7443"))
+            secure_elements.register(
+                session, NewSecureElement(f"se-{i}", "racs.local:7443"), actor=actor
+            )
             for i in range(ELEMENTS)
         ]
         secrets = {e.lock.id: e.secret for e in enrolled}
@@ -77,12 +87,14 @@ def seed(app: Any, n_keys: int) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
         start = now - dt.timedelta(seconds=n_keys)
         batch: list[dict[str, Any]] = []
+        batch_key_id = None  # one key id, for the key_id filter
         for i in range(n_keys):
             lock_id = lock_ids[i % LOCKS]
             expired = rng.random() < 0.02
             not_after = int(now.timestamp()) + (-3600 if expired else 86400 * 365)
             claims, minted = mint_key(secrets[lock_id], not_after=not_after, rights=Rights.OPEN)
             issued = start + dt.timedelta(seconds=i)
+            batch_key_id = batch_key_id or claims.key_id_hex
             batch.append(
                 {
                     "id": uuid.uuid4(),
@@ -112,7 +124,8 @@ def seed(app: Any, n_keys: int) -> dict[str, Any]:
         session.execute(text("ANALYZE"))
         session.commit()
         _, token = tokens.create(session, tokens.Role.ADMIN, "bench")
-    return {"token": token, "locks": lock_ids, "elements": element_ids}
+    key_id = batch_key_id or ""
+    return {"token": token, "locks": lock_ids, "elements": element_ids, "key_id": key_id}
 
 
 def median_ms(samples: list[float]) -> float:
@@ -158,7 +171,7 @@ def bench(url: str, n_keys: int, n_issue: int, n_lists: int) -> dict[str, float]
         issue_samples = timed(issue, n_issue)
         results["issue_median_ms"] = median_ms(issue_samples)
         results["issue_per_s"] = n_issue / sum(issue_samples)
-        cases = {
+        cases: dict[str, dict[str, Any]] = {
             "list_first_page": {"limit": 50},
             "list_by_lock": {"limit": 50, "lock_id": lock0},
             "list_by_se": {"limit": 50, "secure_element_id": se0},
@@ -166,6 +179,7 @@ def bench(url: str, n_keys: int, n_issue: int, n_lists: int) -> dict[str, float]
             "list_state_active": {"limit": 50, "state": "active"},
             "list_state_revoked": {"limit": 50, "state": "revoked"},
             "list_state_expired": {"limit": 50, "state": "expired"},
+            "list_by_key_id": {"limit": 50, "key_id": data["key_id"]},
         }
         for name, params in cases.items():
             results[f"{name}_ms"] = median_ms(timed(lambda p=params: get(p), n_lists))
@@ -178,6 +192,7 @@ def bench(url: str, n_keys: int, n_issue: int, n_lists: int) -> dict[str, float]
                 else None,
                 state=KeyState(params["state"]) if "state" in params else None,
                 label=params.get("label"),
+                key_id=params.get("key_id"),
             )
 
             def direct(flt: KeyFilter = flt) -> None:
@@ -185,6 +200,14 @@ def bench(url: str, n_keys: int, n_issue: int, n_lists: int) -> dict[str, float]
                     keys.list_keys(session, flt, cursor=None, limit=50)
 
             results[f"svc_{name.removeprefix('list_')}_ms"] = median_ms(timed(direct, n_lists))
+            if name == "list_by_key_id":  # the reference: the same query without its index
+                with app.state.elock.engine.begin() as connection:
+                    connection.execute(text(f"DROP INDEX {KEY_ID_INDEX}"))
+                results["svc_by_key_id_without_index_ms"] = median_ms(timed(direct, n_lists))
+                with app.state.elock.engine.begin() as connection:
+                    connection.execute(
+                        text(f"CREATE INDEX {KEY_ID_INDEX} ON keys (key_id, issued_at, id)")
+                    )
         cursor = None
         for _ in range(200):
             cursor = get({"limit": 50} | ({"cursor": cursor} if cursor else {}))["next_cursor"]

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.lock_server.lockproc import LockProcess, free_udp_port  # noqa: E402
+from elock_testkit.lockproc import LockProcess, free_udp_port  # noqa: E402
 
 
 def timed(args: list[str], expect: str) -> float:

@@ -26,14 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from elock_testkit.racs_applets import TestApplet
+from elock_testkit.racs_pki import Pki, make_pki
 from racs.access import AccessPolicy
 from racs.backends import InProcessCard
 from racs.client import RacsClient, client_ssl_context
 from racs.registry import Registry, Slot
 from racs.server import RacsServer, server_ssl_context
 from racs.service import RacsService
-from tests.racs.applets import TestApplet
-from tests.racs.pki import Pki, make_pki
 
 ECHO = bytes.fromhex("000100000401020304")
 LONG = bytes.fromhex("00030400")  # 1024 bytes back via 61xx / GET RESPONSE

@@ -104,7 +104,8 @@ put 0644 root:root /etc/systemd/system/elock-lock.service <"$SRC/deploy/systemd/
 
 if [ "$DRY" = 0 ] && [ -z "$ROOT" ]; then
   echo "+ checking the config with the installed lock"
-  /opt/elock/venv/bin/python -c 'from pathlib import Path; from lock_server.config import load_config; c = load_config(Path("/etc/elock/lock.toml")); c.load_secret()'
+  # as the service user, who reads the 0640 root:elock-lock secret through its group
+  runuser -u elock-lock -- /opt/elock/venv/bin/python -c 'from pathlib import Path; from lock_server.config import load_config; c = load_config(Path("/etc/elock/lock.toml")); c.load_secret()'
 fi
 system systemctl daemon-reload
 system systemctl enable --now elock-lock.service

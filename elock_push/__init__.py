@@ -7,8 +7,10 @@ card's host opened (a phone behind NAT). See ``elock_push.channel``.
 
 from elock_push.channel import CardChannel
 from elock_push.errors import (
+    CardBusyError,
     CardError,
     PushError,
+    RacsProtocolError,
     TlsSessionError,
     TransportError,
     UntrustedCardError,
@@ -29,6 +31,7 @@ from elock_push.relay import HostConnection, RelayLink
 from elock_push.tls2 import tls2_context
 
 __all__ = [
+    "CardBusyError",
     "CardChannel",
     "CardError",
     "CardSession",
@@ -40,6 +43,7 @@ __all__ = [
     "PushError",
     "PushReport",
     "PushResult",
+    "RacsProtocolError",
     "RelayLink",
     "Replace",
     "SecureElementPush",

@@ -16,7 +16,9 @@ here reads the text of a ``+0YZ`` line beyond the hex of an APDU answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import Iterator
 
 from elock_common.apdu import ResponseChain
 from elock_push.apdu_link import (
@@ -29,17 +31,34 @@ from elock_push.apdu_link import (
     ApduLink,
     tls_record_apdus,
 )
-from elock_push.errors import TransportError
-from racs.client import LocalProtocolError, RacsClient, RemoteRacsError
+from elock_push.errors import CardBusyError, RacsProtocolError, TransportError
+from racs.client import (
+    RacsClient,
+    RemoteProtocolError,
+    RemoteRacsError,
+    SecureElementBusyError,
+)
 
 __all__ = [  # what the push code and the tests import from here
     "BLOCK", "GET_CERTIFICATE", "RESET_TLS", "SW_OK", "SW_TLS_END", "SW_TLS_OPEN", "CardLink",
-    "tls_record_apdus",
+    "racs_errors", "tls_record_apdus",
 ]  # fmt: skip
-_TRANSPORT = (
-    OSError, EOFError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError,
-    LocalProtocolError,
-)  # fmt: skip
+_TRANSPORT = (OSError, EOFError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError)
+
+
+@contextlib.contextmanager
+def racs_errors(seid: str, refused: str) -> Iterator[None]:
+    """Every way a RACS exchange fails, as the ``PushError`` the key server acts on."""
+    try:
+        yield
+    except SecureElementBusyError as exc:
+        raise CardBusyError(seid, f"{exc.code} {exc.reason}") from exc
+    except RemoteRacsError as exc:
+        raise TransportError(f"{refused}: {exc}") from exc
+    except RemoteProtocolError as exc:
+        raise RacsProtocolError(f"the RACS server answered outside the protocol: {exc}") from exc
+    except _TRANSPORT as exc:
+        raise TransportError(f"RACS connection lost: {type(exc).__name__}") from exc
 
 
 class CardLink(ApduLink):
@@ -59,12 +78,8 @@ class CardLink(ApduLink):
 
     async def _send(self, apdus: list[bytes]) -> list[bytes]:
         self.round_trips += 1
-        try:
+        with racs_errors(self.seid, "RACS refused"):
             return await self.racs.script(self.seid, apdus, **self._chaining)
-        except RemoteRacsError as exc:
-            raise TransportError(f"RACS refused: {exc}") from exc
-        except _TRANSPORT as exc:
-            raise TransportError(f"RACS connection lost: {type(exc).__name__}") from exc
 
     async def _script(self, apdus: list[bytes]) -> list[bytes]:
         """The answers to *apdus* (one round trip), the last one followed to its end.
@@ -88,16 +103,12 @@ class CardLink(ApduLink):
         return [*responses[:-1], chain.data + chain.sw.to_bytes(2, "big")]
 
     async def _power_on(self) -> None:
-        try:
-            self.round_trips += 1
+        self.round_trips += 1
+        with racs_errors(self.seid, f"RACS refused POWERON {self.seid}"):
             await self.racs.power_on(self.seid)
-        except RemoteRacsError as exc:
-            raise TransportError(f"RACS refused POWERON {self.seid}: {exc}") from exc
-        except _TRANSPORT as exc:
-            raise TransportError(f"RACS connection lost: {type(exc).__name__}") from exc
 
     async def shutdown(self) -> None:
         try:
             await self.racs.shutdown(self.seid)
-        except (RemoteRacsError, *_TRANSPORT):
+        except (RemoteRacsError, RemoteProtocolError, *_TRANSPORT):
             pass  # the RACS server powers the card off when the session ends anyway

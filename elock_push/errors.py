@@ -5,7 +5,10 @@
   SEID, wrong issuer, expired ...). Nothing was sent into the card.
 - ``TransportError``: RACS failed or the connection was cut. Whatever was in
   flight is unknown: complete or absent, never half (the card's journal and
-  TLS#2 see to that); retry, the commands are idempotent.
+  TLS#2 see to that); retry, the commands are idempotent. Two kinds say more:
+  ``CardBusyError`` (RACS says another session holds the card: try again soon,
+  nothing failed) and ``RacsProtocolError`` (the RACS server answered
+  something that is not RACS).
 - ``CardError``: the card answered a status word the protocol does not allow.
 - ``TlsSessionError``: TLS#2 failed (handshake refused, an alert, a tampered
   record); the card dropped the command it could not authenticate.
@@ -33,6 +36,18 @@ class UntrustedCardError(PushError):
 
 class TransportError(PushError):
     """RACS refused or the connection broke; the last command's outcome is unknown."""
+
+
+class CardBusyError(TransportError):
+    """RACS refused because another session holds the card (its IN_USE class, ``-7YZ``)."""
+
+    def __init__(self, seid: str, reason: str) -> None:
+        super().__init__(f"card {seid} is in use by another RACS session: {reason}")
+        self.seid = seid
+
+
+class RacsProtocolError(TransportError):
+    """The RACS server's answer is not RACS (a malformed line, bad hex): a broken server."""
 
 
 class CardError(PushError):

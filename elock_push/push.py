@@ -47,7 +47,7 @@ from elock_push.card_link import SW_TLS_END, SW_TLS_OPEN, CardLink
 from elock_push.channel import CardChannel
 from elock_push.errors import PushError, TlsSessionError, TransportError, UntrustedCardError
 from elock_push.tls2 import Tls2Client
-from racs.client import RacsClient
+from racs.client import RacsClient, TlsVersionError
 
 MAX_HANDSHAKE_FLIGHTS = 4
 
@@ -222,12 +222,14 @@ class SecureElementPush:
         block: int = 240,
         timeout: float = 30.0,
         now: Callable[[], float] = time.time,
+        ask_server_to_fetch: bool = True,  # MORE=/FETCH= on every APDU (docs/racs.md)
     ) -> None:
         self.racs_host, self.racs_port = racs_host, racs_port
         self.racs_tls, self.tls2 = racs_tls, tls2
         self.se_issuer_ca = se_issuer_ca
         self.server_hostname = server_hostname
         self.block, self.timeout, self.now = block, timeout, now
+        self.ask_server_to_fetch = ask_server_to_fetch
 
     def __repr__(self) -> str:
         return f"SecureElementPush({self.racs_host}:{self.racs_port})"
@@ -279,9 +281,11 @@ class SecureElementPush:
                 self.racs_host, self.racs_port, self.racs_tls,
                 server_hostname=self.server_hostname, timeout=self.timeout,
             )  # fmt: skip
+        except TlsVersionError as exc:
+            raise TransportError(f"cannot use RACS: {exc}") from exc
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
-        link = CardLink(racs, seid, block=self.block)
+        link = CardLink(racs, seid, block=self.block, ask_server_to_fetch=self.ask_server_to_fetch)
         report = PushReport(seid)
         session = CardSession(link, seid, tls2=self.tls2, se_issuer_ca=self.se_issuer_ca,
                               now=self.now)  # fmt: skip

@@ -135,7 +135,7 @@ class AppletChannel:
                 alert = value[0]
         if state == c.STATE_FAILED:
             reason = (reason or "failed") + (f" (alert {alert})" if alert is not None else "")
-            return OpenStep(datagrams=out, failure=reason)
+            return OpenStep(datagrams=out, failure=reason, alert=alert)
         if state == c.STATE_DONE:
             return OpenStep(datagrams=out, code=code or "0.00", payload=payload)
         return OpenStep(datagrams=out, timer=timer)

@@ -142,9 +142,9 @@ def _outcome(
     key: KeyInfo, step: OpenStep, elapsed: float, exchanges: int, sent: int, received: int
 ) -> OpenOutcome:
     if step.failure is not None:
-        if "alert" in step.failure:
+        if step.alert is not None:
             # The lock ended the handshake: it does not accept this key at all.
-            raise RefusedError("handshake", step.failure)
+            raise RefusedError("handshake", step.failure, alert=step.alert)
         raise UnreachableError(f"the secure element gave up: {step.failure}")
     assert step.code is not None
     message = step.payload.decode("utf-8", "replace")

@@ -32,6 +32,7 @@ class OpenStep:
     code: str | None = None  # the CoAP response code once the Open is over, e.g. "2.04"
     payload: bytes = b""
     failure: str | None = None  # the applet gave up (handshake failed, alert, retries used up)
+    alert: int | None = None  # the TLS alert description, when the lock's alert ended it
 
     @property
     def finished(self) -> bool:

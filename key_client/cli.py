@@ -6,6 +6,10 @@
     coap-open --list             the keys in the card (never a PSK)
     coap-open --sync             take new keys from the card's key server, drop revoked ones
 
+A key that needs the PIN asks for it on the terminal; without one, give it
+through a file descriptor (--pin-fd 3 3<pinfile, or a pipe) or an environment
+variable you name (--pin-env VAR). Never on the command line: ps shows that.
+
 Exit status: 0 opened, 3 refused by the lock, 4 lock unreachable, 5 card
 problem (missing, blocked, wrong PIN), 6 no such key, 7 sync failed (key
 server unreachable, refused, or some keys failed), 2 bad usage.
@@ -15,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import itertools
 import json
 import sys
 from pathlib import Path
 
+from elock_common.pin_input import PIN_IN_ARGV, PinInputError, add_pin_options, read_pin
 from key_client.cards import AppletChannel, connect
 from key_client.carrier import DEFAULT_TIMEOUT, open_door
 from key_client.channel import KeyInfo
@@ -44,12 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         "--reader", help="PC/SC reader name (default: the first with the eLock applet)"
     )
     parser.add_argument("--card", type=Path, help="an in-process card file instead of a reader")
-    parser.add_argument("--pin", help="the PIN, or - to be asked for it")
+    add_pin_options(parser, what="the PIN")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 20)"
     )
     args = parser.parse_args(argv)
+    if args.pin not in (None, "-"):  # "--pin -" (ask) is harmless and kept
+        parser.error(PIN_IN_ARGV)
     try:
         return _run(args)
     except KeyHostError as exc:
@@ -77,14 +83,7 @@ def _use(args: argparse.Namespace, channel: AppletChannel) -> int:
         return 0
     key = _choose(keys, args.target)
     if key.pin_required:
-        pin = (
-            getpass.getpass(f"PIN for {key.label}: ")
-            if args.pin in (None, "-") and sys.stdin.isatty()
-            else args.pin
-        )
-        if not pin or pin == "-":
-            raise PinRequiredError(f"{key.label} needs the PIN: pass --pin")
-        channel.verify_pin(pin)
+        channel.verify_pin(_pin_for(key, args))
     spinner = _Spinner(enabled=sys.stderr.isatty() and not args.json)
     try:
         outcome = asyncio.run(open_door(channel, key, timeout=args.timeout, progress=spinner.stage))
@@ -119,6 +118,18 @@ def _sync(args: argparse.Namespace) -> int:
     _report(args, {"status": "synced", "key_server": key_server, "message": result.message,
                    **vars(result)})  # fmt: skip
     return 0 if not result.failed else SyncError.exit_status
+
+
+def _pin_for(key: KeyInfo, args: argparse.Namespace) -> str:
+    try:
+        pin = read_pin(fd=args.pin_fd, env_var=args.pin_env, prompt=f"PIN for {key.label}: ")
+    except PinInputError as exc:
+        raise PinRequiredError(str(exc)) from None
+    if not pin:
+        raise PinRequiredError(
+            f"{key.label} needs the PIN: type it on a terminal, or use --pin-fd N or --pin-env VAR"
+        )
+    return pin
 
 
 def _choose(keys: list[KeyInfo], target: str | None) -> KeyInfo:

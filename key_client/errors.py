@@ -15,14 +15,19 @@ class KeyHostError(Exception):
 
 
 class RefusedError(KeyHostError):
-    """The lock answered and said no; ``reason`` is the lock's own words."""
+    """The lock answered and said no; ``reason`` is the lock's own words.
+
+    ``alert`` is the TLS alert description when the lock refused at the DTLS
+    handshake (``code`` is then ``"handshake"``), None for a CoAP refusal.
+    """
 
     exit_status = 3
 
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: str, reason: str, *, alert: int | None = None) -> None:
         super().__init__(f"refused by the lock ({code}): {reason}")
         self.code = code
         self.reason = reason
+        self.alert = alert
 
 
 class UnreachableError(KeyHostError):

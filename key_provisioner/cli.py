@@ -1,16 +1,19 @@
 """``elock-keyserver``: run the key server and administer it.
 
 ``serve`` runs the API (uvicorn) with its background worker, ``migrate``
-brings the database to this code's schema, ``token`` makes, lists and revokes
-API tokens, ``master-key`` prints a fresh master key.
+brings the database to this code's schema, ``token`` makes (optionally
+expiring), lists (with their last use) and revokes API tokens,
+``master-key`` prints a fresh master key.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import logging
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -64,10 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     create = token.add_parser("create", help="make a token and print it (once)")
     create.add_argument("--role", choices=["admin", "auditor"], required=True)
     create.add_argument("--name", default="", help="who or what uses it")
-    create.set_defaults(func=_token_create)
-    token.add_parser("list", help="list tokens (never the tokens themselves)").set_defaults(
-        func=_token_list
+    create.add_argument(
+        "--expires",
+        type=_expiry,
+        metavar="WHEN",
+        help=(
+            "when the token stops working: a duration from now (90d, 12h, 1w2d, 30m; units "
+            "w d h m s) or a UTC date or time (2027-06-30: through that day; "
+            "2027-06-30T18:00, or with an offset) [never]"
+        ),
     )
+    create.set_defaults(func=_token_create)
+    token.add_parser(
+        "list", help="list tokens with state, expiry and last use (never the tokens themselves)"
+    ).set_defaults(func=_token_list)
     revoke = token.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("id", type=uuid.UUID)
     revoke.set_defaults(func=_token_revoke)
@@ -90,6 +103,41 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"must be 0 (any free port) to 65535, not {text!r}")
     return port
+
+
+_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
+
+
+def _expiry(text: str) -> dt.datetime:
+    """``--expires``: a duration from now, or a date (through that day, UTC) or a time.
+
+    Zero, negative and past values are refused: a token that never works is a typo.
+    """
+    now = dt.datetime.now(dt.UTC)
+    match = _DURATION.fullmatch(text)
+    try:
+        if text and match:
+            amounts = {u: int(n) for u, n in zip(_UNITS, match.groups(), strict=True) if n}
+            length = dt.timedelta(**amounts)
+            if length <= dt.timedelta(0):
+                raise argparse.ArgumentTypeError(f"{text!r} is no time at all")
+            return now + length
+        if len(text) == 10:  # a date alone: the token works through that day
+            day = dt.date.fromisoformat(text)
+            moment = dt.datetime.combine(day, dt.time(), dt.UTC) + dt.timedelta(days=1)
+        else:
+            moment = dt.datetime.fromisoformat(text)
+            moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too far in the future") from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (90d, 12h, 1w2d) nor a date or time (2027-06-30)"
+        ) from None
+    if moment <= now:
+        raise argparse.ArgumentTypeError(f"{text!r} is in the past")
+    return moment
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -152,20 +200,42 @@ def _token_create(args: argparse.Namespace) -> int:
     from key_provisioner.services import tokens
 
     with make_sessions(make_engine(_settings(args).database_url))() as session:
-        row, token = tokens.create(session, tokens.Role(args.role), args.name)
+        row, token = tokens.create(
+            session, tokens.Role(args.role), args.name, expires_at=args.expires
+        )
     print(token)
-    print(f"token {row.id} ({row.role}) created; it is shown only this once", file=sys.stderr)
+    expiry = f"expires {_when(row.expires_at)}" if row.expires_at else "never expires"
+    print(
+        f"token {row.id} ({row.role}, {expiry}) created; it is shown only this once",
+        file=sys.stderr,
+    )
     return 0
 
 
 def _token_list(args: argparse.Namespace) -> int:
+    """One line per token: id, role, state, expiry, last use (time and client), name."""
+    from key_provisioner.db.base import utcnow
     from key_provisioner.services import tokens
 
+    now = utcnow()
     with make_sessions(make_engine(_settings(args).database_url))() as session:
         for row in tokens.list_tokens(session):
-            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
-            print(f"{row.id}  {row.role:8} {state:18} {row.name}")
+            state = tokens.state(row, now)
+            if row.revoked_at is not None:
+                state += f" {row.revoked_at:%Y-%m-%d}"
+            expires = _when(row.expires_at) if row.expires_at else "never"
+            used = "never"
+            if row.last_used_at is not None:
+                used = f"{_when(row.last_used_at)} from {row.last_used_from or 'unknown'}"
+            print(
+                f"{row.id}  {row.role:8} {state:18} expires {expires:17}  "
+                f"last used {used}  {row.name}"
+            )
     return 0
+
+
+def _when(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%MZ}"
 
 
 def _token_revoke(args: argparse.Namespace) -> int:

@@ -15,10 +15,17 @@ from pathlib import Path
 
 from cryptography import x509
 
-from elock_push import CardError, PushError, SecureElementPush, UntrustedCardError, tls2_context
+from elock_push import (
+    CardBusyError,
+    CardError,
+    PushError,
+    SecureElementPush,
+    UntrustedCardError,
+    tls2_context,
+)
 from key_provisioner.core.config import PushSettings
 from key_provisioner.core.errors import ConfigError
-from racs.client import ErrorClass, RemoteRacsError, client_ssl_context
+from racs.client import client_ssl_context
 
 
 class Verdict(enum.Enum):
@@ -38,24 +45,12 @@ def verdict(exc: PushError) -> Verdict:
 
     Several workers (or replicas) may visit one card at once; RACS then
     refuses all but one with its IN_USE class (``-7YZ ... locked by another
-    session``). That is the normal course of things, never a failure.
+    session``), which ``elock_push`` raises as ``CardBusyError``. That is the
+    normal course of things, never a failure.
     """
-    if card_busy(exc):
+    if isinstance(exc, CardBusyError):
         return Verdict.BUSY
     return Verdict.PERMANENT if isinstance(exc, PERMANENT) else Verdict.TRANSIENT
-
-
-def card_busy(exc: BaseException) -> bool:
-    """RACS refused because another session holds the card (anywhere in the causes)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, RemoteRacsError):
-            try:
-                return seen.error_class is ErrorClass.IN_USE
-            except (ValueError, IndexError):  # a code outside the protocol
-                return False
-        seen = seen.__cause__
-    return False
 
 
 class PushClients:

@@ -2,7 +2,9 @@
 
 ``init`` makes a lock secret and config (or installs a key-server bundle),
 ``serve`` runs the lock, ``mint`` prints a key (the installer's master key, and
-the way to test with standard CoAP tools), ``status`` shows what the lock holds.
+the way to test with standard CoAP tools), ``status`` shows what the lock holds,
+``audit prune`` bounds the audit table, ``relay off`` releases the strike (the
+systemd unit runs it after every exit of ``serve``, a ``kill -9`` included).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import datetime as dt
 import json
 import logging
 import os
+import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,7 @@ from elock_common import LockSecret, Rights, mint_key
 from elock_common.identity import EVERY_DAY, MINUTES_PER_DAY, NO_NOT_AFTER
 from lock_server.config import DEFAULT_PORT, LockConfig, load_config
 from lock_server.errors import LockError
-from lock_server.relay import read_simulated_state
+from lock_server.relay import make_relay, read_simulated_state
 from lock_server.store import LockStore
 
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -87,6 +91,25 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, required=True)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
+
+    audit = sub.add_parser("audit", help="maintain the audit log").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    prune = audit.add_parser(
+        "prune", help="delete the oldest rows the key server holds, down to audit.max_rows"
+    )
+    prune.add_argument("--config", type=Path, required=True)
+    prune.add_argument(
+        "--max-rows", type=int, help="keep at most this many rows (default: audit.max_rows)"
+    )
+    prune.set_defaults(func=_audit_prune)
+
+    relay = sub.add_parser("relay", help="drive the relay directly").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    off = relay.add_parser("off", help="release the strike (the unit's ExecStopPost)")
+    off.add_argument("--config", type=Path, required=True)
+    off.set_defaults(func=_relay_off)
     return p
 
 
@@ -112,9 +135,7 @@ def _init(args: argparse.Namespace) -> int:
             raise LockError(f"cannot use bundle {args.bundle}: {exc.__class__.__name__}") from None
     else:
         secret = LockSecret.generate()
-    fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(secret.to_text() + "\n")
+    _write_secret(secret_path, secret.to_text() + "\n")
     config_path.write_text(
         f'[lock]\nname = {json.dumps(name)}\nsecret_file = "lock.secret"\ndata_dir = "var"\n'
         f'host = {json.dumps(host)}\nport = {int(port)}\nopen_seconds = 5.0\ntimezone = "UTC"\n\n'
@@ -122,8 +143,26 @@ def _init(args: argparse.Namespace) -> int:
         encoding="utf-8",
     )
     load_config(config_path)  # what we wrote must be what serve accepts
-    print(f"lock {name!r}: config {config_path}, secret {secret_path} (mode 600)")
+    mode = stat.S_IMODE(secret_path.stat().st_mode)
+    print(f"lock {name!r}: config {config_path}, secret {secret_path} (mode {mode:o})")
     return 0
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """A new file of mode 600 renamed over the old one: never the old file's mode,
+    never a half-written secret."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -140,11 +179,7 @@ def _mint(args: argparse.Namespace) -> int:
     rights = Rights(0) if args.no_open else Rights.OPEN
     if args.admin:
         rights |= Rights.ADMIN
-    not_before = args.not_before or 0
-    not_after = args.not_after or NO_NOT_AFTER
-    if args.valid_for:
-        now = int(dt.datetime.now(dt.UTC).timestamp())
-        not_before, not_after = not_before or now, now + args.valid_for
+    not_before, not_after = _validity(args, now=int(time.time()))
     try:
         claims, key = mint_key(
             config.load_secret(),
@@ -163,15 +198,77 @@ def _mint(args: argparse.Namespace) -> int:
         "psk": key.psk.decode(),
         "key_id": claims.key_id_hex,
         "uri": f"coaps://{_hostport(config)}/lock",
+        "not_before": not_before,
+        "not_after": None if not_after == NO_NOT_AFTER else not_after,
+        "valid": _describe_validity(not_before, not_after),
     }
     if args.json:
         print(json.dumps(out))
     else:
         print(f"key id:   {out['key_id']}\nidentity: {out['identity']}\npsk:      {out['psk']}")
+        print(f"valid:    {out['valid']}")
         print(
             "try:      coap-client-openssl -m post"
             f" -u '{out['identity']}' -k '{out['psk']}' {out['uri']}"
         )
+    return 0
+
+
+def _validity(args: argparse.Namespace, *, now: int) -> tuple[int, int]:
+    """(not_before, not_after) from the options; a key that is dead on arrival, or
+    a zero duration that would read as "no end", is refused."""
+    if args.valid_for is not None and args.not_after is not None:
+        raise LockError("give --valid-for or --not-after, not both")
+    not_before = args.not_before if args.not_before is not None else 0
+    if args.valid_for is not None:
+        if args.valid_for <= 0:
+            raise LockError("--valid-for must be longer than zero")
+        return (not_before or now), now + args.valid_for
+    if args.not_after is None:
+        return not_before, NO_NOT_AFTER
+    if args.not_after <= now:
+        raise LockError(f"--not-after {_iso(args.not_after)} is in the past")
+    if args.not_after <= not_before:
+        raise LockError("--not-after must be later than --not-before")
+    return not_before, args.not_after
+
+
+def _describe_validity(not_before: int, not_after: int) -> str:
+    start = f"from {_iso(not_before)}" if not_before else "from now"
+    end = "with no end" if not_after == NO_NOT_AFTER else f"until {_iso(not_after)}"
+    return f"{start} {end}"
+
+
+def _iso(moment: int) -> str:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _audit_prune(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    limit = config.audit.max_rows if args.max_rows is None else args.max_rows
+    if limit < 0:
+        raise LockError("--max-rows must be 0 or more")
+    store = LockStore(config.data_dir / "lock.sqlite3")
+    try:
+        result = store.prune_audit(limit)
+        watermark = store.audit_delivered_through()
+    finally:
+        store.close()
+    print(f"audit: {result.deleted} row(s) deleted, {result.kept} kept "
+          f"(limit {limit}; key server holds rows up to {watermark})")  # fmt: skip
+    if result.kept > limit:
+        print(f"audit: {result.undelivered} row(s) not yet confirmed by the key server are kept "
+              "beyond the limit", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _relay_off(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    relay = make_relay(config.relay, config.data_dir)  # every backend starts released
+    # release(), not close(): close() would hand the GPIO pin back as a floating input;
+    # the pin stays an output driven to its off level after this process exits.
+    relay.release()
+    print("relay off")
     return 0
 
 
@@ -188,6 +285,8 @@ def _status(args: argparse.Namespace) -> int:
             else "gpio",
             "revocation_version": store.revocation_version,
             "revoked_keys": store.revocation_count(),
+            "audit_rows": store.audit_row_count(),
+            "audit_delivered_through": store.audit_delivered_through(),
             "recent_audit": [r.as_json() for r in recent],
         }
     finally:
@@ -195,7 +294,10 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for name in ("name", "endpoint", "relay", "revocation_version", "revoked_keys"):
+    for name in (
+        "name", "endpoint", "relay", "revocation_version", "revoked_keys", "audit_rows",
+        "audit_delivered_through",
+    ):  # fmt: skip
         print(f"{name.replace('_', ' ')}: {info[name]}")
     for row in recent:
         when = dt.datetime.fromtimestamp(row.ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -222,9 +324,12 @@ def _when(text: str) -> int:
 
 def _duration(text: str) -> int:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    if len(text) < 2 or text[-1] not in units or not text[:-1].lstrip("-").isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: use a number and s, m, h or d")
-    return int(text[:-1]) * units[text[-1]]
+    seconds = int(text[:-1]) * units[text[-1]]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a key must be valid for longer than zero")
+    return seconds
 
 
 def _weekdays(text: str) -> int:

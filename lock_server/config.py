@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import stat
 import tomllib
 import zoneinfo
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ class RelayConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    max_rows: int = 100_000  # pruning keeps at most this many (undelivered rows excepted)
+    aggregate_seconds: float = 60.0  # period over which unauthenticated refusals are counted
+
+
+@dataclass(frozen=True)
 class LockConfig:
     name: str
     secret_file: Path
@@ -37,9 +44,11 @@ class LockConfig:
     open_seconds: float = 5.0
     timezone: str = "UTC"
     relay: RelayConfig = RelayConfig()
+    audit: AuditConfig = AuditConfig()
 
     def load_secret(self) -> LockSecret:
         try:
+            check_secret_mode(self.secret_file)
             text = self.secret_file.read_text(encoding="ascii")
         except OSError as exc:
             reason = f"cannot read secret_file {self.secret_file}: {exc.strerror}"
@@ -54,6 +63,23 @@ class LockConfig:
         return zoneinfo.ZoneInfo(self.timezone)
 
 
+def check_secret_mode(path: Path) -> None:
+    """Refuse a secret others can read, as ssh refuses an unprotected private key.
+
+    World bits are always refused. Group bits are refused on a file the reading
+    user owns (nobody else needs them); a file owned by someone else (the Pi's
+    ``root:elock-lock 0640``) is read *through* its group, which is the point.
+    """
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    loose = mode & 0o077 if info.st_uid == os.getuid() else mode & 0o007
+    if loose:
+        raise LockConfigError(
+            f"secret_file {path} is readable or writable by others (mode {mode:04o}); "
+            f"run: chmod {'600' if info.st_uid == os.getuid() else '640'} {path}"
+        )
+
+
 def load_config(path: Path) -> LockConfig:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -65,7 +91,7 @@ def load_config(path: Path) -> LockConfig:
 
 
 def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
-    unknown = set(raw) - {"lock", "relay"}
+    unknown = set(raw) - {"lock", "relay", "audit"}
     if unknown:
         raise LockConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     lock = _section(
@@ -101,6 +127,7 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
     if not 2 <= pin <= 27:
         raise LockConfigError("relay.pin must be a BCM GPIO number 2..27")
     active_high = _get(relay, "relay.active_high", bool, True)
+    audit = _audit(_section(raw, "audit", {"max_rows", "aggregate_seconds"}))
 
     return LockConfig(
         name=name,
@@ -111,7 +138,18 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
         open_seconds=open_seconds,
         timezone=timezone,
         relay=RelayConfig(backend=backend, pin=pin, active_high=active_high),
+        audit=audit,
     )
+
+
+def _audit(section: dict[str, Any]) -> AuditConfig:
+    max_rows = _get(section, "audit.max_rows", int, 100_000)
+    if not 1_000 <= max_rows <= 10_000_000:
+        raise LockConfigError("audit.max_rows must be between 1000 and 10000000")
+    seconds = float(_get(section, "audit.aggregate_seconds", (int, float), 60.0))
+    if not 1 <= seconds <= 3600:
+        raise LockConfigError("audit.aggregate_seconds must be between 1 and 3600")
+    return AuditConfig(max_rows=max_rows, aggregate_seconds=seconds)
 
 
 def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:

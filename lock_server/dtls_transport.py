@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +33,12 @@ HANDSHAKE_DEADLINE = 20.0  # seconds from PSK lookup to "connected"
 MAX_PEERS = 512
 MAX_REPLAYS = 8  # per peer: bounds what a spoofed peer can make us send
 MAX_REMEMBERED_FLIGHTS = 4
+# aiocoap compares tinydtls's retransmission time with a clock of its own that started
+# earlier, so "due" is often in the past and its per-peer task re-arms itself at once:
+# a busy loop per peer, which under a handshake flood eats the CPU every open needs.
+MIN_RETRANSMIT_CHECK = 0.25  # seconds between two retransmission checks of one peer
 _EVENT_CONNECTED = 0x01DE
+_HANDSHAKE_FAILURE = 40  # the TLS alert a refused handshake ends with
 _LEVEL_FATAL = 2
 
 
@@ -57,6 +63,7 @@ class _DerivingPskStore:
         self._claims: KeyIdentity | None = None
         self._refused: set[bytes] = set()
         self.on_lookup: Callable[[KeyIdentity], None] = lambda claims: None
+        self.on_refused: Callable[[], None] = lambda: None
 
     def keys(self) -> _DerivingPskStore:
         return self
@@ -91,6 +98,7 @@ class _DerivingPskStore:
         if identity not in self._refused:
             self._refused.add(identity)
             self._sink(self._peer, key_id, reason)
+        self.on_refused()
 
 
 class _PeerDTLS(upstream._AddressDTLS):
@@ -101,6 +109,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         sink: RefusalSink = protocol._refusal_sink
         store = _DerivingPskStore(protocol._server_credentials, self.hostinfo, sink)
         store.on_lookup = self._looked_up
+        store.on_refused = self._forget_soon
         self._psk_store = store
         self._dtls_socket.pskStore = store
         self._deadline: asyncio.TimerHandle | None = None
@@ -110,6 +119,17 @@ class _PeerDTLS(upstream._AddressDTLS):
         self._final_flight: list[bytes] = []
         self._answers: dict[frozenset[bytes], list[bytes]] = {}
         self._replays_left = MAX_REPLAYS
+
+    async def _run_retransmissions(self) -> None:
+        """aiocoap's retransmission check, never sooner than ``MIN_RETRANSMIT_CHECK``."""
+        when = self._dtls_socket.checkRetransmit() / upstream.DTLS_TICKS_PER_SECOND
+        if when == 0:
+            return
+        now = time.time() - upstream.DTLS_CLOCK_OFFSET
+        await asyncio.sleep(max(when - now, MIN_RETRANSMIT_CHECK))
+        self._retransmission_task = asyncio.create_task(
+            self._run_retransmissions(), name="DTLS server handshake retransmissions"
+        )
 
     def _write(self, recipient: Any, data: bytes) -> int:
         self._written.append(bytes(data))
@@ -149,6 +169,22 @@ class _PeerDTLS(upstream._AddressDTLS):
             self._protocol._refusal_sink(
                 self.hostinfo, claims.key_id_hex, f"handshake failed: wrong PSK ({why})"
             )
+            self._forget_soon()
+
+    def _forget_soon(self) -> None:
+        """Drop a refused peer from the pool once tinydtls has returned.
+
+        A refused handshake has nothing left to say; kept, it would hold a
+        tinydtls context and a pool slot until evicted, and a flood of them
+        would push live sessions out of the pool. Never from inside a tinydtls
+        callback: the context must outlive the call that is using it.
+        """
+        asyncio.get_running_loop().call_soon(self._forget)
+
+    def _forget(self) -> None:
+        pool = self._protocol._connections
+        if pool.get(self._underlying_address.address) is self:
+            self._inject_error(upstream.FatalDTLSError(_HANDSHAKE_FAILURE))
 
     def after_datagram(self, data: bytes) -> None:
         """Called once tinydtls has processed ``data`` from this peer.

@@ -2,9 +2,11 @@
 
 Fail-secure is the rule every backend keeps: the relay is released when the
 backend is created (so a restart after a crash relocks), after each open, and
-when the backend is closed. The strike itself must be a fail-secure model
-(unpowered = locked), because no software can release a pin after a power cut
-or a ``kill -9``; see docs/wiring.md.
+when the backend is closed. After a ``kill -9`` or a crash, the systemd unit's
+``ExecStopPost=elock-lock relay off`` releases it from outside the dead process.
+The strike itself must still be a fail-secure model (unpowered = locked),
+because no software can release a pin after a power cut or a kernel panic;
+see docs/wiring.md.
 """
 
 from __future__ import annotations

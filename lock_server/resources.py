@@ -76,9 +76,9 @@ class LockResource(resource.ObservableResource):
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         claims = _claims(request)
         if claims is None:
-            self._service.record_refusal(_peer(request), None, "open", _NO_KEY.reason)
+            self._service.record_unauthenticated(_peer(request), None, "open", _NO_KEY.reason)
             return _refused(_NO_KEY)
-        refusal = self._service.try_open(claims, _peer(request))
+        refusal = await self._service.try_open(claims, _peer(request))
         if refusal is not None:
             return _refused(refusal)
         return aiocoap.Message(code=CoapCode.CHANGED, payload=b"opened", content_format=TEXT)
@@ -89,20 +89,23 @@ class _AdminResource(resource.Resource):
         super().__init__()
         self._service = service
 
-    def _admin(self, request: aiocoap.Message, action: str) -> KeyIdentity | aiocoap.Message:
+    async def _admin(self, request: aiocoap.Message, action: str) -> KeyIdentity | aiocoap.Message:
         claims = _claims(request)
-        refusal = _NO_KEY if claims is None else self._service.check(claims, Rights.ADMIN)
+        if claims is None:
+            self._service.record_unauthenticated(_peer(request), None, action, _NO_KEY.reason)
+            return _refused(_NO_KEY)
+        refusal = self._service.check(claims, Rights.ADMIN)
         if refusal is not None:
-            key_id = claims.key_id_hex if claims else None
-            self._service.record_refusal(_peer(request), key_id, action, refusal.reason)
+            await self._service.record_refusal(
+                _peer(request), claims.key_id_hex, action, refusal.reason
+            )
             return _refused(refusal)
-        assert claims is not None
         return claims
 
 
 class RevocationsResource(_AdminResource):
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        checked = self._admin(request, "read revocations")
+        checked = await self._admin(request, "read revocations")
         if isinstance(checked, aiocoap.Message):
             return checked
         store = self._service.store
@@ -112,18 +115,18 @@ class RevocationsResource(_AdminResource):
         )
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
-        checked = self._admin(request, "push revocations")
+        checked = await self._admin(request, "push revocations")
         if isinstance(checked, aiocoap.Message):
             return checked
         try:
             version, key_ids = parse_revocations(request.payload)
         except ValueError as exc:
-            self._service.record_refusal(
+            await self._service.record_refusal(
                 _peer(request), checked.key_id_hex, "push revocations", str(exc)
             )
             return _bad_request(str(exc))
         held = self._service.store.replace_revocations(version, key_ids)
-        self._service.record_admin(
+        await self._service.record_admin(
             checked,
             _peer(request),
             "push revocations",
@@ -152,7 +155,7 @@ def parse_revocations(payload: bytes) -> tuple[int, list[str]]:
 
 class AuditResource(_AdminResource):
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        checked = self._admin(request, "read audit")
+        checked = await self._admin(request, "read audit")
         if isinstance(checked, aiocoap.Message):
             return checked
         query: dict[str, int] = {}
@@ -161,7 +164,10 @@ class AuditResource(_AdminResource):
             if name not in ("since", "limit") or not value.isdigit() or len(value) > 15:
                 return _bad_request("query takes since=<id> and limit=<n>")
             query[name] = int(value)
-        rows = self._service.store.audit_rows(query.get("since", 0), query.get("limit", 100))
+        store = self._service.store
+        # Asking for the rows after ``since`` says the key server holds those up to it.
+        store.mark_audit_delivered(query.get("since", 0))
+        rows = store.audit_rows(query.get("since", 0), query.get("limit", 100))
         return _json(CoapCode.CONTENT, [row.as_json() for row in rows])
 
 

@@ -8,27 +8,52 @@ import signal
 
 import aiocoap
 
+from lock_server.audit_writer import AuditWriter
 from lock_server.config import LockConfig
 from lock_server.door import Door
 from lock_server.dtls_transport import KeyDerivingCredentials, LockDtlsServer
+from lock_server.refusals import RefusalDigest
 from lock_server.relay import make_relay
 from lock_server.resources import build_site
+from lock_server.sd_notify import Notifier
 from lock_server.service import LockService
 from lock_server.store import LockStore
 
 log = logging.getLogger(__name__)
 
+PRUNE_SECONDS = 600.0  # how often the audit table is brought back to audit.max_rows
+
 
 async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> None:
     secret = config.load_secret()
-    store = LockStore(config.data_dir / "lock.sqlite3")
+    path = config.data_dir / "lock.sqlite3"
+    store = LockStore(path)
+    writer = AuditWriter(path, max_rows=config.audit.max_rows)
     door = Door(make_relay(config.relay, config.data_dir), config.open_seconds)
-    service = LockService(config=config, store=store, door=door)
+    service = LockService(
+        config=config,
+        store=store,
+        door=door,
+        audit=writer,
+        refusals=RefusalDigest(config.audit.aggregate_seconds),
+    )
     context = aiocoap.Context(serversite=build_site(service), server_credentials=None)
     credentials = KeyDerivingCredentials(secret)
+    notifier = Notifier()
+    loop = asyncio.get_running_loop()
+    housekeeping: list[asyncio.Handle] = []
 
     def refusal(peer: str, key_id: str | None, reason: str) -> None:
-        service.record_refusal(peer, key_id, "handshake", reason)
+        # A handshake refusal: the peer proved no key, whatever key id it claims.
+        service.record_unauthenticated(peer, key_id, "handshake", reason)
+
+    def flush_refusals() -> None:
+        service.flush_refusals()
+        housekeeping[0] = loop.call_later(min(5.0, config.audit.aggregate_seconds), flush_refusals)
+
+    def prune() -> None:
+        writer.request_prune()  # runs in the writer's thread, off the loop
+        housekeeping[1] = loop.call_later(PRUNE_SECONDS, prune)
 
     try:
         await context._append_tokenmanaged_messagemanaged_transport(
@@ -36,21 +61,27 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
                 (config.host, config.port),
                 mman,
                 log=context.log,
-                loop=asyncio.get_running_loop(),
+                loop=loop,
                 server_credentials=credentials,
                 refusal_sink=refusal,
             )
         )
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        housekeeping.extend([loop.call_soon(flush_refusals), loop.call_soon(prune)])
         log.warning("lock %r listening on coaps://%s:%d", config.name, config.host, config.port)
+        notifier.ready()
         if ready is not None:
             ready.set()
         await stop.wait()
     finally:
         door.shutdown()  # relay off before anything else can fail
+        notifier.stopping()
+        for handle in housekeeping:
+            handle.cancel()
         await context.shutdown()
+        service.flush_refusals(force=True)
+        writer.close()
         store.close()
         log.warning("lock %r stopped, relay released", config.name)

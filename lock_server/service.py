@@ -1,7 +1,9 @@
 """The lock's decisions with their side effects: policy, use counts, audit, door.
 
 Resources call this; it never speaks CoAP, so the same rules serve every
-transport and every test.
+transport and every test. Audit rows go through ``audit`` (a writer thread in
+``serve``); refusals of peers that proved no key go through ``refusals`` first,
+which writes a few and counts the rest (see ``lock_server.refusals``).
 """
 
 from __future__ import annotations
@@ -9,15 +11,51 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from elock_common import KeyIdentity, Rights
 from lock_server.config import LockConfig
 from lock_server.door import Door
 from lock_server.policy import Refusal, check_key, uses_exhausted
+from lock_server.refusals import RefusalDigest, RefusalRow
 from lock_server.store import LockStore
 
 log = logging.getLogger(__name__)
+
+
+class AuditSink(Protocol):
+    """Where audit rows go (``AuditWriter``): queued (``audit``) or awaited (``commit``)."""
+
+    def audit(
+        self, *, key_id: str | None, peer: str, action: str, granted: bool, reason: str,
+        ts: float | None = None,
+    ) -> None: ...  # fmt: skip
+
+    async def commit(
+        self, *, key_id: str | None, peer: str, action: str, granted: bool, reason: str,
+        ts: float | None = None,
+    ) -> None: ...  # fmt: skip
+
+
+class _StoreSink:
+    """Rows straight into the store, on the caller's thread (tests, tools)."""
+
+    def __init__(self, store: LockStore) -> None:
+        self._store = store
+
+    def audit(
+        self, *, key_id: str | None, peer: str, action: str, granted: bool, reason: str,
+        ts: float | None = None,
+    ) -> None:  # fmt: skip
+        self._store.audit(key_id=key_id, peer=peer, action=action, granted=granted,
+                          reason=reason, ts=ts)  # fmt: skip
+
+    async def commit(
+        self, *, key_id: str | None, peer: str, action: str, granted: bool, reason: str,
+        ts: float | None = None,
+    ) -> None:  # fmt: skip
+        self.audit(key_id=key_id, peer=peer, action=action, granted=granted, reason=reason, ts=ts)
 
 
 @dataclass
@@ -26,9 +64,15 @@ class LockService:
     store: LockStore
     door: Door
     clock: Callable[[], float] = time.time
+    audit: AuditSink | None = None  # None: straight into ``store``
+    refusals: RefusalDigest = field(default_factory=RefusalDigest)
 
-    def try_open(self, claims: KeyIdentity, peer: str) -> Refusal | None:
-        """Open the door if the key may; the audit row is written either way."""
+    def __post_init__(self) -> None:
+        if self.audit is None:
+            self.audit = _StoreSink(self.store)
+
+    async def try_open(self, claims: KeyIdentity, peer: str) -> Refusal | None:
+        """Open the door if the key may; the audit row is on disk first, either way."""
         key_id = claims.key_id_hex
         refusal = check_key(
             claims,
@@ -43,7 +87,8 @@ class LockService:
             and not self.store.consume_use(key_id, claims.max_uses)
         ):
             refusal = uses_exhausted(claims)
-        self.store.audit(
+        assert self.audit is not None  # set in __post_init__
+        await self.audit.commit(
             key_id=key_id,
             peer=peer,
             action="open",
@@ -67,11 +112,46 @@ class LockService:
             revoked=self.store.is_revoked(claims.key_id_hex),
         )
 
-    def record_refusal(self, peer: str, key_id: str | None, action: str, reason: str) -> None:
+    async def record_refusal(self, peer: str, key_id: str | None, action: str, reason: str) -> None:
+        """A refusal of a key that passed the handshake: one row and one log line each."""
         log.warning("%s refused to key %s from %s: %s", action, key_id, peer, reason)
-        self.store.audit(key_id=key_id, peer=peer, action=action, granted=False, reason=reason)
+        assert self.audit is not None  # set in __post_init__
+        await self.audit.commit(
+            key_id=key_id, peer=peer, action=action, granted=False, reason=reason
+        )
 
-    def record_admin(self, claims: KeyIdentity, peer: str, action: str, reason: str) -> None:
-        self.store.audit(
+    def record_unauthenticated(
+        self, peer: str, key_id: str | None, action: str, reason: str
+    ) -> None:
+        """A refusal of a peer that proved no key: counted, written only now and then."""
+        rows = self.refusals.record(
+            self.clock(), peer=peer, key_id=key_id, action=action, reason=reason
+        )
+        self._write_refusals(rows)
+
+    def flush_refusals(self, *, force: bool = False) -> None:
+        """Write the summary rows of an ended period (``force``: end it now)."""
+        now = self.clock()
+        if force or self.refusals.due(now):
+            self._write_refusals(self.refusals.flush(now))
+
+    def _write_refusals(self, rows: list[RefusalRow]) -> None:
+        for row in rows:
+            log.warning("%s refused to key %s from %s: %s", row.action, row.key_id, row.peer,
+                        row.reason)  # fmt: skip
+            self._audit(key_id=row.key_id, peer=row.peer, action=row.action, granted=False,
+                        reason=row.reason, ts=row.ts)  # fmt: skip
+
+    async def record_admin(self, claims: KeyIdentity, peer: str, action: str, reason: str) -> None:
+        assert self.audit is not None  # set in __post_init__
+        await self.audit.commit(
             key_id=claims.key_id_hex, peer=peer, action=action, granted=True, reason=reason
         )
+
+    def _audit(
+        self, *, key_id: str | None, peer: str, action: str, granted: bool, reason: str,
+        ts: float | None = None,
+    ) -> None:  # fmt: skip
+        assert self.audit is not None  # set in __post_init__
+        self.audit.audit(key_id=key_id, peer=peer, action=action, granted=granted, reason=reason,
+                         ts=ts)  # fmt: skip

@@ -4,6 +4,17 @@ SQLite in WAL mode with ``synchronous=FULL``: every commit is on disk before
 the call returns, so a power cut loses no acknowledged revocation and no
 counted use. A one-time key's use is committed *before* the relay moves:
 after a crash a key may have been spent without opening, never the reverse.
+
+The audit table is bounded by pruning, and pruning keeps every row the key
+server has not confirmed. That contract is the *delivery watermark*:
+
+- ``audit_delivered_through()``: the highest row id the key server holds;
+- ``mark_audit_delivered(row_id)``: whoever carries rows to the key server
+  (today the key server's pull of ``/admin/audit?since=ID``, which proves it
+  stored every row up to ``ID``) calls this once the rows are confirmed. It
+  only moves forward, and never past a row the lock has written;
+- ``prune_audit(max_rows)``: deletes the oldest rows at or below the watermark
+  until at most ``max_rows`` remain; rows above it are never deleted.
 """
 
 from __future__ import annotations
@@ -30,6 +41,9 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 MAX_AUDIT_PAGE = 500
+# (ts, key_id, peer, action, "granted" | "refused", reason): a row not yet written.
+AuditEntry = tuple[float, str | None, str, str, str, str]
+BUSY_TIMEOUT_MS = 5000  # the audit writer's connection and this one share the file
 
 
 @dataclass(frozen=True)
@@ -54,13 +68,25 @@ class AuditRow:
         }
 
 
+@dataclass(frozen=True)
+class AuditPrune:
+    """What one prune did; ``kept > limit`` means undelivered rows held it back."""
+
+    deleted: int
+    kept: int
+    undelivered: int
+    limit: int
+
+
 class LockStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self.path = path
 
     def close(self) -> None:
         self._db.close()
@@ -146,6 +172,15 @@ class LockStore:
         )
         return int(cur.lastrowid or 0)
 
+    def append_audit(self, rows: Iterable[AuditEntry]) -> None:
+        """Write many rows in one transaction: one fsync for the batch."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO audit (ts, key_id, peer, action, outcome, reason) "
+                "VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+
     def audit_rows(self, since: int = 0, limit: int = MAX_AUDIT_PAGE) -> list[AuditRow]:
         limit = max(1, min(limit, MAX_AUDIT_PAGE))
         rows = self._db.execute(
@@ -154,6 +189,59 @@ class LockStore:
             (since, limit),
         ).fetchall()
         return [AuditRow(*row) for row in rows]
+
+    def audit_row_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM audit").fetchone()[0])
+
+    # -- audit delivery and pruning (the contract in the module docstring) ----
+
+    def audit_delivered_through(self) -> int:
+        """The highest audit row id the key server has confirmed (0: none)."""
+        row = self._db.execute(
+            "SELECT value FROM meta WHERE name='audit_delivered_through'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def mark_audit_delivered(self, row_id: int) -> int:
+        """Record that the key server holds every row up to ``row_id``; answer the watermark.
+
+        The watermark never moves back, and never past the last row id the
+        lock has handed out, so a confused or hostile caller cannot make
+        pruning delete rows written later.
+        """
+        with self._transaction():
+            seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'").fetchone()
+            through = min(max(0, row_id), int(seq[0]) if seq else 0)
+            current = self.audit_delivered_through()
+            if through <= current:
+                return current
+            self._db.execute(
+                "INSERT INTO meta (name, value) VALUES ('audit_delivered_through', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (through,),
+            )
+            return through
+
+    def prune_audit(self, max_rows: int) -> AuditPrune:
+        """Delete the oldest delivered rows until at most ``max_rows`` remain."""
+        if max_rows < 0:
+            raise ValueError("max_rows must be 0 or more")
+        with self._transaction():
+            total = self.audit_row_count()
+            watermark = self.audit_delivered_through()
+            excess = total - max_rows
+            deleted = 0
+            if excess > 0:
+                cur = self._db.execute(
+                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE id <= ? "
+                    "ORDER BY id LIMIT ?)",
+                    (watermark, excess),
+                )
+                deleted = max(0, cur.rowcount)
+            kept = total - deleted
+            above = "SELECT count(*) FROM audit WHERE id > ?"
+            undelivered = int(self._db.execute(above, (watermark,)).fetchone()[0])
+        return AuditPrune(deleted=deleted, kept=kept, undelivered=undelivered, limit=max_rows)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -100,13 +100,23 @@ class ApduFilter:
     def matches(self, cn: str, seid: str, aid: bytes | None, apdu: bytes) -> bool:
         if self.user not in (ALL, cn) or self.seid not in (ALL, seid):
             return False
-        if self.aid != ALL and self.aid != ("none" if aid is None else aid.hex().upper()):
+        if self.aid != ALL and not self._matches_aid(aid):
             return False
         if len(apdu) < len(self.mask):
             return False
         return all(
             (a & m) == (p & m) for a, m, p in zip(apdu, self.mask, self.prefix, strict=False)
         )
+
+    def _matches_aid(self, aid: bytes | None) -> bool:
+        """A deny rule also catches a selection by a prefix of its AID (the card may
+        run that application); an allow rule needs the AID in full."""
+        if aid is None or self.aid == "none":
+            return aid is None and self.aid == "none"
+        selected = aid.hex().upper()
+        if self.allow:
+            return self.aid == selected
+        return bool(selected) and self.aid.startswith(selected)
 
 
 def load_filters(path: Path) -> list[ApduFilter]:
@@ -148,14 +158,26 @@ class AccessPolicy:
             raise UnauthorizedError(f"user {cn} may not use SEID {seid}", command)
 
     def check_select(self, cn: str, seid: str, aid: bytes) -> None:
+        """Judge a SELECT by AID as the card will read it.
+
+        ISO 7816-4 lets a card select by a leading part of an AID (Java Card
+        does, for 5 bytes or more), so a SELECT of a prefix may reach any
+        application whose AID starts with it: it counts as every listed AID it
+        is a prefix of, and, unless it names a listed AID in full, as an AID
+        of no line too (``default``). All of them must allow the user.
+        """
         rules = self.seid_tables.get(seid, [])
-        rule = next((r for r in rules if r.aid == aid), None)
-        rule = rule or next((r for r in rules if r.aid is None), None)
-        allowed = rule.allows(cn) if rule is not None else self.se_default_access
-        if not allowed:
+        listed = [r for r in rules if r.aid is not None and aid and r.aid.startswith(aid)]
+        exact = any(r.aid == aid for r in listed)
+        verdicts = [r.allows(cn) for r in listed]
+        if not exact:
+            default = next((r for r in rules if r.aid is None), None)
+            verdicts.append(default.allows(cn) if default is not None else self.se_default_access)
+        if not all(verdicts):
             shown = aid.hex().upper() or "(default application)"
+            what = "" if exact or not listed else f" (a prefix of {len(listed)} listed AID(s))"
             raise UnauthorizedError(
-                f"user {cn} may not select AID {shown} on {seid}", CommandCode.APDU
+                f"user {cn} may not select AID {shown}{what} on {seid}", CommandCode.APDU
             )
 
     def check_apdu(self, cn: str, seid: str, aid: bytes | None, apdu: bytes) -> None:

@@ -52,8 +52,11 @@ class InProcessCard:
 
     The applet object outlives power cycles, as a card's EEPROM does; if it
     has a ``reset()`` method, power on and reset call it so it can drop its
-    transient (RAM) state. ``offload=True`` runs ``process`` in a thread, for
-    applets that compute long enough (a TLS handshake) to stall other sessions.
+    transient (RAM) state. ``offload=True`` runs ``process`` in a thread, so an
+    applet that computes (a TLS handshake) or blocks does not stall every other
+    session on the event loop; racs.toml turns it on unless told otherwise.
+    ``offload=False`` (this class's default, for tests whose applet hooks touch
+    the event loop) runs it inline.
     """
 
     def __init__(

@@ -12,6 +12,12 @@ docs/racs.md, "Interoperability". Whatever a server does, the caller may still
 get ``61xx``/``6Cxx`` back and follow it (``elock_common.apdu.ResponseChain``).
 Reading is bounded like the server's: a response line longer than
 ``max_line`` is an error, not a reason to buffer forever.
+
+Errors are types, h11's split: :class:`LocalProtocolError` when this process
+misuses the client, :class:`RemoteProtocolError` when the server's answer is
+not RACS (any malformed line, hex or byte), :class:`RemoteRacsError` for an
+error line (:class:`SecureElementBusyError` when another session holds the
+SE), :class:`TlsVersionError` when the server offers only TLS below 1.2.
 """
 
 from __future__ import annotations
@@ -23,18 +29,33 @@ from pathlib import Path
 from types import TracebackType
 
 from elock_common.apdu import GET_RESPONSE_HEADER, SW1_MORE_DATA
-from racs.errors import ErrorClass, LocalProtocolError, RemoteRacsError
+from racs.errors import (
+    ErrorClass,
+    LocalProtocolError,
+    RemoteProtocolError,
+    RemoteRacsError,
+    SecureElementBusyError,
+    TlsVersionError,
+)
 from racs.protocol import CRLF, ResponseLine, parse_response_line
+from racs.tls_probe import probe
 
 # What the client raises is part of its published interface: callers import it from here.
 __all__ = [
     "ErrorClass",
     "LocalProtocolError",
     "RacsClient",
+    "RemoteProtocolError",
     "RemoteRacsError",
+    "SecureElementBusyError",
+    "TlsVersionError",
     "apdu_options",
     "client_ssl_context",
 ]
+
+
+# What OpenSSL says when the server will not speak TLS 1.2 or 1.3.
+_OLD_TLS = {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "WRONG_VERSION_NUMBER"}
 
 
 def client_ssl_context(cert: Path, key: Path, server_ca: Path) -> ssl.SSLContext:
@@ -63,10 +84,18 @@ class RacsClient:
         timeout: float = 30.0,
         max_line: int = 1 << 20,
     ) -> RacsClient:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=ssl_context, server_hostname=server_hostname or host, limit=max_line
-            )
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=ssl_context, server_hostname=server_hostname or host,
+                    limit=max_line,
+                )  # fmt: skip
+        except ssl.SSLError as err:
+            if err.reason not in _OLD_TLS:
+                raise
+            version = await probe(host, port, min(timeout, 5.0))
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise TlsVersionError(shown, version or "a TLS version below 1.2") from err
         return cls(reader, writer)
 
     async def __aenter__(self) -> RacsClient:
@@ -96,19 +125,29 @@ class RacsClient:
             self._writer.write(CRLF.join(block).encode("ascii") + CRLF.encode())
             await self._writer.drain()
             first = await self._line()
-            if not first.startswith("BEGIN"):
-                raise LocalProtocolError(f"expected BEGIN, got {first[:80]!r}")
+            if first.split(" ")[0] != "BEGIN":
+                raise RemoteProtocolError(f"expected BEGIN, got {first[:80]!r}")
             lines: list[ResponseLine] = []
             while (text := await self._line()) != "END":
                 lines.append(parse_response_line(text))
         for line in lines:
             if not line.ok:
-                raise RemoteRacsError(line.code, line.index, line.text)
+                raise RemoteRacsError.from_line(line.code, line.index, line.text)
         return lines
 
     async def _line(self) -> str:
-        raw = await self._reader.readuntil(b"\n")
-        return raw.decode("ascii").rstrip("\r\n")
+        try:
+            raw = await self._reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise RemoteProtocolError("a response line longer than the limit") from None
+        except asyncio.IncompleteReadError as err:
+            if err.partial:
+                raise RemoteProtocolError("the server closed in the middle of a line") from None
+            raise ConnectionResetError("the RACS server closed the connection") from None
+        try:
+            return raw.decode("ascii").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise RemoteProtocolError(f"a response line is not ASCII: {raw[:40]!r}") from None
 
     async def _one(self, command: str) -> str:
         return (await self.request([command]))[-1].text
@@ -160,7 +199,13 @@ class RacsClient:
         """
         options = apdu_options(expect_sw=expect_sw, more=more, fetch=fetch)
         lines = [f"APDU {seid} {a.hex().upper()}{options} APPEND" for a in apdus]
-        return [bytes.fromhex(r.text) for r in await self.request(lines)]
+        answers = await self.request(lines)
+        if len(answers) != len(apdus):
+            raise RemoteProtocolError(f"{len(answers)} answers to {len(apdus)} APDUs")
+        try:
+            return [bytes.fromhex(r.text) for r in answers]
+        except ValueError:
+            raise RemoteProtocolError("an APDU answer that is not hex") from None
 
 
 def apdu_options(

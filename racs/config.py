@@ -216,7 +216,7 @@ async def build_registry(cfg: RacsConfig) -> Registry:
             applet = import_applet(str(spec.get("applet", "")), where)
             serial = spec.get("serial")
             se = InProcessCard(applet, name=f"in-process #{number}", serial=serial,
-                               offload=bool(spec.get("offload", False)))  # fmt: skip
+                               offload=bool(spec.get("offload", True)))  # fmt: skip
         seid = spec.get("seid") or await _mapped_seid(se, cfg)
         if not seid:
             raise ConfigError(f"{where}: no 'seid' and none found in the SEID files")

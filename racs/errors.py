@@ -11,8 +11,10 @@ author's open implementation (OpenRACS) numbers them; the draft text itself
 is summarised in docs/racs.md.
 
 As in h11, "you misused this API" (:class:`LocalProtocolError`) is kept apart
-from "the peer sent something wrong" (the :class:`RacsError` family) and from
-"the server refused" as seen by a client (:class:`RemoteRacsError`).
+from "the peer sent something wrong" (the :class:`RacsError` family on the
+server, :class:`RemoteProtocolError` on the client) and from "the server
+refused" as seen by a client (:class:`RemoteRacsError`, and its
+:class:`SecureElementBusyError` when another session holds the SE).
 """
 
 from __future__ import annotations
@@ -129,6 +131,34 @@ class RemoteRacsError(Exception):
     @property
     def error_class(self) -> ErrorClass:
         return ErrorClass(int(self.code[1]))
+
+    @classmethod
+    def from_line(cls, code: str, index: int, reason: str) -> RemoteRacsError:
+        """The error for one ``-CYZ NNN reason`` line: the busy kind for class 7."""
+        busy = code[1:2] == str(int(ErrorClass.IN_USE))
+        return (SecureElementBusyError if busy else cls)(code, index, reason)
+
+
+class SecureElementBusyError(RemoteRacsError):
+    """The SE is locked by another session (``-7YZ``): try again later, nothing failed."""
+
+
+class RemoteProtocolError(Exception):
+    """A RACS server's answer is not RACS (a malformed line, no BEGIN, bad hex, not ASCII).
+
+    Whatever was in flight has an unknown outcome, as after a cut connection.
+    """
+
+
+class TlsVersionError(Exception):
+    """The RACS server offers only a TLS version that eLock refuses on TLS#1 (below 1.2)."""
+
+    def __init__(self, server: str, version: str) -> None:
+        super().__init__(
+            f"RACS server {server} offers only {version}; eLock requires TLS 1.2 or later"
+        )
+        self.server = server
+        self.version = version
 
 
 class ConfigError(Exception):

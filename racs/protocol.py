@@ -42,6 +42,7 @@ from racs.errors import (
     FatalProtocolError,
     RacsError,
     RacsSyntaxError,
+    RemoteProtocolError,
     UnknownCommandError,
 )
 
@@ -222,9 +223,9 @@ def format_error(err: RacsError, index: int, command: CommandCode | None = None)
 
 
 def parse_response_line(line: str) -> ResponseLine:
-    """A client's view of one answer line; raises ValueError if it is not one."""
+    """A client's view of one answer line; :class:`RemoteProtocolError` if it is not one."""
     m = _RESPONSE_RE.fullmatch(line.rstrip("\r\n"))
     if m is None:
-        raise ValueError(f"not a RACS response line: {line[:80]!r}")
+        raise RemoteProtocolError(f"not a RACS response line: {line[:80]!r}")
     sign, cls, cmd, idx, text = m.groups()
     return ResponseLine(sign == "+", f"{sign}{cls}{cmd}", int(idx), text or "")

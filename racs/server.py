@@ -3,7 +3,9 @@
 A thin adapter around the sans-I/O :class:`~racs.session.RacsSession`: it reads
 bytes, hands out commands to :class:`~racs.service.RacsService` and writes what
 the session produces. What it adds is the I/O policy: the client's certificate
-CN is the user id (seed, "A PKI Infrastructure"); a line must be complete within
+CN is the user id (seed, "A PKI Infrastructure"), shown on every session (no
+resumption, :mod:`racs.tls_stream`); a refused handshake gets its alert and a
+log line; the handshake and then each line must be complete within
 ``idle_timeout`` seconds, so a slow or dead client cannot hold an SE; and on
 every way out of a session (clean close, reset, garbage, timeout, shutdown)
 the SEs it locked are powered off and unlocked.
@@ -23,6 +25,7 @@ from racs.errors import RacsError, SystemFailureError, UnauthorizedError
 from racs.protocol import CRLF, format_error
 from racs.service import RacsService, SessionContext
 from racs.session import Closed, CommandRequest, Limits, NeedData, RacsSession
+from racs.tls_stream import TlsRefusedError, TlsStream, no_resumption
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 443  # the port of the open RACS server; racs.toml usually sets its own
@@ -35,7 +38,8 @@ def server_ssl_context(cert: Path, key: Path, client_ca: Path) -> ssl.SSLContext
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_cert_chain(cert, key)
     ctx.load_verify_locations(cafile=client_ca)
-    ctx.options |= ssl.OP_NO_TICKET  # no resumption: every session shows its certificate
+    if not no_resumption(ctx):  # every session shows its certificate
+        log.info("TLS 1.2 session cache left on; resumed sessions are refused instead")
     return ctx
 
 
@@ -75,13 +79,7 @@ class RacsServer:
         return len(self._tasks)
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept,
-            self.host,
-            self.port,
-            ssl=self.ssl_context,
-            ssl_handshake_timeout=self.idle_timeout,
-        )
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("RACS server listening on %s:%d", self.host, self.port)
 
@@ -110,8 +108,18 @@ class RacsServer:
         assert task is not None
         self._tasks.add(task)
         sid = next(self._sids)
+        stream = TlsStream(reader, writer, self.ssl_context)
         try:
-            await self._serve(sid, reader, writer)
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    await stream.handshake()
+            except TimeoutError:
+                log.warning("refused a TLS client from %s: no handshake within %g s",
+                            stream.peer, self.idle_timeout)  # fmt: skip
+                return
+            await self._serve(sid, stream)
+        except TlsRefusedError:
+            pass  # logged with its reason, the alert sent
         except (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError) as err:
             log.info("sid %d: connection ended: %s", sid, err.__class__.__name__)
         except asyncio.CancelledError:
@@ -120,10 +128,7 @@ class RacsServer:
             log.exception("sid %d: unexpected failure", sid)
         finally:
             await self._release(sid)
-            writer.close()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                async with asyncio.timeout(2):
-                    await writer.wait_closed()
+            await stream.close()
             self._tasks.discard(task)
 
     async def _release(self, sid: int) -> None:
@@ -133,16 +138,14 @@ class RacsServer:
         except asyncio.CancelledError:
             await release  # cancelled twice: still finish unlocking before leaving
 
-    async def _goodbye(self, writer: asyncio.StreamWriter, err: RacsError) -> None:
+    async def _goodbye(self, writer: TlsStream, err: RacsError) -> None:
         """One error block, then the caller closes the connection."""
         log.warning("closing a session: %s", err.reason)
         writer.write(f"BEGIN{CRLF}{format_error(err, 0)}END{CRLF}".encode("ascii"))
         async with asyncio.timeout(self.idle_timeout):
             await writer.drain()
 
-    async def _serve(
-        self, sid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _serve(self, sid: int, writer: TlsStream) -> None:
         user = common_name(writer.get_extra_info("peercert"))
         if user is None:
             return await self._goodbye(writer, UnauthorizedError("certificate has no CN"))
@@ -179,7 +182,7 @@ class RacsServer:
                 lines, deadline = session.lines_seen, loop.time() + self.idle_timeout
             try:
                 async with asyncio.timeout_at(deadline):
-                    data = await reader.read(65536)
+                    data = await writer.read()
             except TimeoutError:
                 idle = SystemFailureError(f"no complete line for {self.idle_timeout:g} s")
                 return await self._goodbye(writer, idle)

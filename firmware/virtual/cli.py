@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from elock_common import pki
 from elock_common.container import NO_NOT_AFTER, Flags, KeyContainer
 from elock_common.errors import FormatError
+from elock_common.pin_input import PIN_IN_ARGV, PinInputError, add_pin_options, read_pin
 from firmware import identity, key_server
 from firmware.applet import Applet
 from firmware.errors import SwError
@@ -89,15 +90,36 @@ def cmd_personalize(args: argparse.Namespace) -> None:
         store = Store(Eeprom())
         with store.transaction() as tx:
             tx.put(CELL_TRANSPORT_KEY, transport_key)
-        if args.pin is not None:
-            CardPin(store).set(args.pin.encode("ascii"), args.pin_tries)
+        pin = _new_pin(args)
+        if pin is not None:
+            CardPin(store).set(pin.encode("ascii"), args.pin_tries)
         seid = _personalize_identity(args, store)
         if args.key_server is not None:
             key_server.store_url(store, args.key_server)
         cardfile.save(card, store.eeprom)
-    extra = (" with a PIN" if args.pin else "") + (f" as SEID {seid}" if seid else "")
+    extra = (" with a PIN" if pin else "") + (f" as SEID {seid}" if seid else "")
     extra += f", key server {args.key_server}" if args.key_server else ""
     print(f"personalized {card}{extra}")
+
+
+def _new_pin(args: argparse.Namespace) -> str | None:
+    """The card PIN from --pin-fd, --pin-env or --pin-prompt; never from argv."""
+    if args.pin is not None:
+        raise CliError(PIN_IN_ARGV)
+    try:
+        pin = read_pin(
+            fd=args.pin_fd,
+            env_var=args.pin_env,
+            prompt="card PIN: " if args.pin_prompt else None,
+        )
+        if pin is not None and args.pin_prompt and args.pin_fd is None and args.pin_env is None:
+            if read_pin(fd=None, env_var=None, prompt="card PIN again: ") != pin:
+                raise CliError("the two PINs differ")
+    except PinInputError as exc:
+        raise CliError(str(exc)) from None
+    if args.pin_prompt and pin is None:
+        raise CliError("--pin-prompt needs a terminal")
+    return pin
 
 
 IDENTITY_OPTIONS = ("seid", "issuer_cert", "issuer_key", "key_server_ca")
@@ -238,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = card_cmd("personalize", "create a card file", reader=False)
-    p.add_argument("--pin", help="card PIN, 4 to 8 digits")
+    add_pin_options(p, what="a card PIN (4 to 8 digits)")
+    p.add_argument(
+        "--pin-prompt", action="store_true", help="ask for a card PIN on the terminal (twice)"
+    )
     p.add_argument("--pin-tries", type=int, default=3)
     p.add_argument("--transport-key-file", type=Path, help="read it, or write a new one")
     p.add_argument("--force", action="store_true", help="replace an existing card file")

@@ -1,26 +1,40 @@
 """``elock-phone``: the phone web app, served by the key host itself.
 
 The page works with no server behind it but this process: it lists the keys
-in the card and opens through the same ``open_door`` as ``coap-open``. "Update
-keys" (and the page's start) runs the same sync as ``coap-open --sync``:
-``POST /api/sync`` does it, ``GET /api/sync`` tells its stage while it runs;
-the card is reached in a thread and its channel closed after the sync. It
-listens on loopback by default. Because any web page in the same browser
-could post to a loopback port, every API call must carry the ``X-ELock``
-header (a cross-site request cannot add it without a CORS preflight, which
-this app never grants) and a same-origin ``Origin`` when the browser sends one.
+in the card and opens through the same ``open_door`` as ``coap-open``. It
+listens on loopback by default, and any web page in the same browser can reach
+a loopback port, so two guards stand before every route:
+
+- ``HostGuard`` (before routing, static files included): the ``Host`` must be
+  one of the names this app was started for (loopback names and ``--host``,
+  with the port). DNS rebinding gives an attacker's page a same-origin view of
+  127.0.0.1 under the attacker's own name: that name is refused here with 421,
+  so the page cannot read this app, nor call it. An ``Origin``, when sent, must
+  be one of those names too (403).
+- A per-launch secret: the page gets it inside ``index.html`` (only its own
+  origin can read that) and sends it as ``X-ELock`` on every API call. A
+  cross-site request can neither read it nor add the header without a CORS
+  preflight, which this app never grants.
+
+"Update keys" (and the page's start) runs the same sync as ``coap-open
+--sync``: ``POST /api/sync`` does it, ``GET /api/sync`` tells its stage while
+it runs; the card is reached in a thread and its channel closed after the sync.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from key_client.carrier import open_door
 from key_client.channel import OpenChannel
@@ -37,6 +51,8 @@ from key_client.errors import (
 from key_client.sync import SyncChannel, sync_card
 
 STATIC = resources.files("key_client.phone") / "static"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+SESSION_PLACEHOLDER = "{{ELOCK_SESSION}}"
 _FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript"),
@@ -90,23 +106,83 @@ class OpenRequest(BaseModel):
     pin: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
 
 
+def serving_names(host: str, port: int) -> frozenset[str]:
+    """The ``Host`` values this app answers to: loopback names and ``host``, with the port.
+
+    An unspecified listen address (0.0.0.0, ::) names no host: only the loopback
+    names are served then, and any other name must be given as ``--host``.
+    """
+    names = list(LOOPBACK_NAMES)
+    try:
+        address = ipaddress.ip_address(host)
+        if not address.is_unspecified:
+            names.append(f"[{address.compressed}]" if address.version == 6 else str(address))
+    except ValueError:
+        names.append(host.lower().rstrip("."))
+    served = {f"{name}:{port}" for name in names}
+    if port == 80:  # a browser leaves the default port out of Host and Origin
+        served.update(names)
+    return frozenset(served)
+
+
+class HostGuard:
+    """Refuse, before any routing, a request for a name this app does not serve."""
+
+    def __init__(self, app: ASGIApp, served: Iterable[str]) -> None:
+        self._app = app
+        self._served = frozenset(served)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "").lower()
+        origin = headers.get("origin")
+        if host not in self._served:
+            shown = sorted(self._served)
+            await _plain(send, 421, f"eLock: Host {host[:100]!r} is not served here "
+                                    f"(this app answers to {', '.join(shown)})\n")  # fmt: skip
+            return
+        if origin is not None and origin.lower() not in {f"http://{n}" for n in self._served}:
+            await _plain(send, 403, f"eLock: cross-origin request from {origin[:100]!r}\n")
+            return
+        await self._app(scope, receive, send)
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
 def create_app(
-    connect: Callable[[], OpenChannel], *, timeout: float = 20.0, sync_timeout: float = 60.0
+    connect: Callable[[], OpenChannel],
+    *,
+    timeout: float = 20.0,
+    sync_timeout: float = 60.0,
+    served: Iterable[str] = serving_names("127.0.0.1", 8480),
+    session: str | None = None,
 ) -> FastAPI:
-    """``connect`` gives a fresh channel to the card for each request."""
+    """``connect`` gives a fresh channel to the card for each request; ``served``
+    are the Host values accepted (``serving_names``); ``session`` the per-launch
+    secret the page must send back (a new random one by default)."""
     app = FastAPI(title="eLock", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(HostGuard, served=served)
     one_at_a_time = asyncio.Lock()
+    token = session or secrets.token_urlsafe(32)
     progress = SyncProgress()
 
     def guard(request: Request, marker: str | None) -> None:
-        if marker != "1":
-            raise HTTPException(403, "missing X-ELock header")
-        origin = request.headers.get("origin")
-        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host')}":
-            raise HTTPException(403, "cross-origin request")
+        if marker is None or not hmac.compare_digest(marker.encode(), token.encode()):
+            raise HTTPException(403, "missing or wrong X-ELock header (reload the page)")
 
     for path, (name, media) in _FILES.items():
-        app.add_api_route(path, _static(name, media), methods=["GET"], include_in_schema=False)
+        handler = _index(token) if name == "index.html" else _static(name, media)
+        app.add_api_route(path, handler, methods=["GET"], include_in_schema=False)
 
     @app.get("/api/keys")
     async def keys(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
@@ -177,6 +253,20 @@ def _failure(exc: KeyHostError) -> JSONResponse:
     else:
         body["status"] = "error"
     return JSONResponse(body, status_code=200)
+
+
+def _index(token: str) -> Callable[[], Response]:
+    """The page with this launch's secret in it; never cached, so a restart's new one wins."""
+
+    def serve() -> Response:
+        page = (STATIC / "index.html").read_text(encoding="utf-8")
+        return Response(
+            page.replace(SESSION_PLACEHOLDER, token),
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return serve
 
 
 def _static(name: str, media: str) -> Callable[[], Response]:

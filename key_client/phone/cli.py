@@ -14,7 +14,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--card", type=Path, help="an in-process card file instead of a reader")
     parser.add_argument(
-        "--host", default="127.0.0.1", help="listen address (default: loopback only)"
+        "--host",
+        default="127.0.0.1",
+        help="listen address (default: loopback only); requests must name it or a "
+        "loopback name, with the port, in their Host header",
     )
     parser.add_argument("--port", type=int, default=8480)
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per Open")
@@ -23,9 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from key_client.cards import connect
-    from key_client.phone.app import create_app
+    from key_client.phone.app import create_app, serving_names
 
-    app = create_app(lambda: connect(reader=args.reader, card_file=args.card), timeout=args.timeout)
+    app = create_app(
+        lambda: connect(reader=args.reader, card_file=args.card),
+        timeout=args.timeout,
+        served=serving_names(args.host, args.port),
+    )
     print(f"eLock phone app on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

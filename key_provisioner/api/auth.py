@@ -33,7 +33,9 @@ class TokenAuthMiddleware:
         request = Request(scope)
         state: AppState = request.app.state.elock
         try:
-            caller = await run_in_threadpool(_authenticate, state, _bearer(request))
+            caller = await run_in_threadpool(
+                _authenticate, state, _bearer(request), client_address(request)
+            )
         except UnauthenticatedError as exc:
             response = problem_response(exc)
             response.headers["WWW-Authenticate"] = 'Bearer realm="elock-keyserver"'
@@ -48,9 +50,15 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def _authenticate(state: AppState, token: str | None) -> Caller:
+def client_address(request: Request) -> str:
+    """The peer's address as uvicorn saw it (the proxy's ``X-Forwarded-For`` when it
+    trusts the proxy, see docs/operations.md), or ``unknown``."""
+    return request.client.host if request.client else "unknown"
+
+
+def _authenticate(state: AppState, token: str | None, client: str) -> Caller:
     with state.sessions() as session:
-        return tokens.authenticate(session, token)
+        return tokens.authenticate(session, token, client=client)
 
 
 def install(app: Any) -> None:

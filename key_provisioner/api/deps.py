@@ -16,9 +16,12 @@ from fastapi import Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from key_provisioner.api.auth import client_address
 from key_provisioner.api.state import AppState
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import UnauthenticatedError
+from key_provisioner.services import tokens
+from key_provisioner.services.admin_audit import Actor
 from key_provisioner.services.pagination import MAX_LIMIT
 from key_provisioner.services.tokens import Caller
 
@@ -52,7 +55,7 @@ def get_caller(
 ) -> Caller:
     caller = getattr(request.state, "caller", None)
     if not isinstance(caller, Caller):
-        raise UnauthenticatedError("send a valid API token as `Authorization: Bearer <token>`")
+        raise UnauthenticatedError(tokens.REFUSED)
     return caller
 
 
@@ -61,12 +64,22 @@ def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
     return caller
 
 
+def get_actor(request: Request, caller: Annotated[Caller, Depends(get_admin)]) -> Actor:
+    """The admin making a change, as the services record it (``services.admin_audit``)."""
+    return Actor(caller.token_id, client_address(request))
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 BoxDep = Annotated[SecretBox, Depends(get_box)]
 ReaderDep = Annotated[Caller, Depends(get_caller)]
 AdminDep = Annotated[Caller, Depends(get_admin)]
+ActorDep = Annotated[Actor, Depends(get_actor)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
 CursorQuery = Annotated[
     str | None,
-    Query(max_length=200, description="`next_cursor` of the previous page."),
+    Query(
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="`next_cursor` of the previous page.",
+    ),
 ]

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from key_provisioner.api import auth, problems
-from key_provisioner.api.routes import audit, card_sync, keys, locks, secure_elements
+from key_provisioner.api.routes import admin_audit, audit, card_sync, keys, locks, secure_elements
 from key_provisioner.api.state import AppState
 from key_provisioner.core.config import Settings, load_settings
 from key_provisioner.core.crypto import SecretBox
@@ -30,7 +30,8 @@ and revoke keys, read the locks' audit logs.
 
 Every request needs an API token (`Authorization: Bearer <token>`, made with
 `elock-keyserver token create --role admin|auditor`). Auditor tokens read;
-admin tokens also change things. Errors are RFC 9457 problem details
+admin tokens also change things, and `/admin-audit` shows which token made each
+change, from which address. Errors are RFC 9457 problem details
 (`application/problem+json`). Lists are newest first and paginated with the
 opaque `next_cursor`. Secrets (a lock's bundle, a key's PSK) are returned once,
 by the call that makes them.
@@ -41,6 +42,7 @@ TAGS = [
     {"name": "secure elements", "description": "Secure elements and their RACS servers."},
     {"name": "keys", "description": "Keys: identities bound to a lock and a secure element."},
     {"name": "audit", "description": "The locks' own audit logs, pulled by the server."},
+    {"name": "admin audit", "description": "Which API token changed what, and from where."},
 ]
 
 
@@ -100,8 +102,9 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.elock = state
-    for router in (locks.router, secure_elements.router, keys.router, audit.router,
-                   card_sync.router):  # fmt: skip
+    routers = (locks.router, secure_elements.router, keys.router, audit.router, admin_audit.router,
+               card_sync.router)  # fmt: skip
+    for router in routers:
         app.include_router(router)
     problems.install(app)
     auth.install(app)

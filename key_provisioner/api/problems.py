@@ -1,8 +1,10 @@
 """Every error as RFC 9457 problem details, from one place.
 
 Domain errors carry their status and type; request validation errors become
-422 problems listing each field; Starlette's own HTTP errors (unknown path,
-wrong method) and unexpected exceptions get ``about:blank`` problems. The
+422 problems listing each field, except a body that is not JSON at all (broken
+JSON, not UTF-8, another media type): that is 400, as the docs promise.
+Starlette's own HTTP errors (unknown path, wrong method) and unexpected
+exceptions get ``about:blank`` problems. The
 OpenAPI description is rewritten to match: error responses are documented
 as ``application/problem+json``.
 """
@@ -26,6 +28,7 @@ from key_provisioner.core.errors import DomainError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+_FASTAPI_UNPARSED = "There was an error parsing the body"  # FastAPI's 400 for undecodable bytes
 
 
 def problem(
@@ -48,6 +51,8 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if unreadable := _unreadable_body(exc):
+        return problem(400, "Bad Request", unreadable)
     errors = [
         {
             "loc": [part if isinstance(part, int) else str(part) for part in err.get("loc", ())],
@@ -66,10 +71,28 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _unreadable_body(exc: RequestValidationError) -> str | None:
+    """Why the body could not be read as JSON at all, if that is the failure.
+
+    FastAPI reports broken JSON as a validation error (``json_invalid``), and a body
+    sent with another media type reaches validation as raw bytes.
+    """
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            why = str((err.get("ctx") or {}).get("error", "")) or "not JSON"
+            return f"the body is not readable JSON ({why} at position {loc[-1]})"
+        if loc == ("body",) and isinstance(err.get("input"), bytes):
+            return "the body is not JSON: send it as UTF-8 JSON with Content-Type: application/json"
+    return None
+
+
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) else phrase
+    if exc.status_code == 400 and detail == _FASTAPI_UNPARSED:
+        detail = "the body is not readable JSON (not UTF-8, or not text)"
     response = problem(exc.status_code, phrase, detail)
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value

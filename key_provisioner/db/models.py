@@ -124,6 +124,9 @@ class Key(Base):
         Index("ix_keys_lock_id_issued_at_id", "lock_id", "issued_at", "id"),
         Index("ix_keys_secure_element_id_issued_at_id", "secure_element_id", "issued_at", "id"),
         Index("ix_keys_label_issued_at_id", "label", "issued_at", "id"),
+        # The key_id filter without a lock (GET /keys?key_id=, finding a key from a
+        # lock's audit row): without it, a scan of the whole table.
+        Index("ix_keys_key_id_issued_at_id", "key_id", "issued_at", "id"),
         # Revoked keys per lock, for building revocation lists. Partial, so
         # it stays small and no planner mistakes it for a way to find live keys.
         Index(
@@ -177,3 +180,31 @@ class ApiToken(Base):
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # None: never
+    # When and from where it last authenticated a request (to the minute, see tokens).
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_used_from: Mapped[str | None] = mapped_column(String(100))
+
+
+class AdminAuditEntry(Base):
+    """One change an API token made (``services.admin_audit``): which token (its id, never
+    the token), from which client address, what, and on which lock, key or card."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    token_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_tokens.id"))
+    client: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    lock_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("locks.id"))
+    key_uuid: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("keys.id"))
+    secure_element_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("secure_elements.id"))
+    detail: Mapped[str] = mapped_column(String(300), default="")
+
+    __table_args__ = (
+        Index("ix_admin_audit_token_id_id", "token_id", "id"),
+        Index("ix_admin_audit_lock_id_id", "lock_id", "id"),
+        Index("ix_admin_audit_key_uuid_id", "key_uuid", "id"),
+        Index("ix_admin_audit_secure_element_id_id", "secure_element_id", "id"),
+    )

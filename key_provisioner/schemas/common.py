@@ -6,9 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+# No C0 or C1 control character, NUL included: PostgreSQL refuses NUL in text (a 500
+# unless refused here), and a control character in a label or a name misleads whoever reads it.
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
 Label = Annotated[
     str,
-    StringConstraints(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$"),
+    StringConstraints(max_length=100, pattern=PRINTABLE),
     Field(description="Free text for people; no control characters."),
 ]
 

@@ -20,6 +20,21 @@ LockName = Annotated[
     StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"),
     Field(description="Unique among locks in service.", examples=["front-door"]),
 ]
+# A new lock's name: printable, and neither blank nor padded with white space ("door"
+# and "door " would be two locks nobody can tell apart). Older rows may not match it.
+_EDGE = r"[^\s\x00-\x1f\x7f-\x9f]"
+NewLockName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=64, pattern=rf"^{_EDGE}([^\x00-\x1f\x7f-\x9f]*{_EDGE})?$"
+    ),
+    Field(
+        description=(
+            "Unique among locks in service; printable, not blank, no white space at either end."
+        ),
+        examples=["front-door"],
+    ),
+]
 
 
 class LockBase(BaseModel):
@@ -34,16 +49,37 @@ class LockBase(BaseModel):
 
 
 class LockCreate(LockBase, StrictModel):
+    name: NewLockName
+
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
         try:
-            return str(ipaddress.ip_address(value))
+            address = ipaddress.ip_address(value)
         except ValueError:
-            pass
-        if not _HOSTNAME.match(value) or value.replace(".", "").isdigit():
-            raise ValueError("host must be an IP address or a DNS name")
-        return value.lower()
+            if not _HOSTNAME.match(value) or value.replace(".", "").isdigit():
+                raise ValueError("host must be an IP address or a DNS name") from None
+            return value.lower()
+        if why := unusable_address(address):
+            raise ValueError(f"host {address} is {why}: no lock can be reached there")
+        return str(address)
+
+
+def unusable_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why nobody can send a datagram to one lock at this address, if so.
+
+    The lock itself refuses an unspecified address; the others would enrol a lock
+    that is never reached. Checked before the one-time bundle is made.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_unspecified:
+        return "unspecified (0.0.0.0 or ::)"
+    if address.is_multicast:
+        return "a multicast address"
+    if isinstance(address, ipaddress.IPv4Address) and address.is_reserved:
+        return "a broadcast or reserved (240.0.0.0/4) address"
+    return None
 
 
 class RevocationStatus(BaseModel):

@@ -27,7 +27,9 @@ from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import SecretUnavailableError
 from key_provisioner.db.engine import is_postgresql
 from key_provisioner.db.models import AuditEntry, Lock
-from key_provisioner.services import locks, revocations
+from key_provisioner.schemas.admin_audit import Action
+from key_provisioner.services import admin_audit, locks, revocations
+from key_provisioner.services.admin_audit import Actor
 from key_provisioner.services.pagination import Page, keyset, page_of
 
 _SAME_TIME = 0.001  # seconds: more than any rounding of a stored time
@@ -219,9 +221,10 @@ def pull_done(session: Session, lock_id: uuid.UUID, *, next_at: dt.datetime) -> 
         session.commit()
 
 
-def request_pull(session: Session, lock_id: uuid.UUID, *, now: dt.datetime) -> Lock:
+def request_pull(session: Session, lock_id: uuid.UUID, *, actor: Actor, now: dt.datetime) -> Lock:
     lock = locks.get_active(session, lock_id, for_update=True)
     lock.audit_due_at = now
+    admin_audit.record(session, actor, Action.LOCK_PULL_AUDIT, now=now, lock_id=lock.id)
     session.commit()
     return lock
 

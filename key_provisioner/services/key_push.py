@@ -17,7 +17,10 @@ from sqlalchemy.orm import Session
 from key_provisioner.core.errors import LockRetiredError, NotFoundError, PushNotRetryableError
 from key_provisioner.db.engine import is_postgresql
 from key_provisioner.db.models import Key, Lock, SecureElement
+from key_provisioner.schemas.admin_audit import Action
 from key_provisioner.schemas.keys import PushState
+from key_provisioner.services import admin_audit
+from key_provisioner.services.admin_audit import Actor
 from key_provisioner.services.push_lifecycle import PushEvent, next_state
 
 HELD = (PushState.PENDING, PushState.INSTALLED, PushState.REMOVING)  # see CONTAINER_HELD
@@ -82,7 +85,7 @@ def on_revoke(key: Key, now: dt.datetime) -> None:
     key.push_error = None
 
 
-def retry(session: Session, key_uuid: uuid.UUID, *, now: dt.datetime) -> Key:
+def retry(session: Session, key_uuid: uuid.UUID, *, actor: Actor, now: dt.datetime) -> Key:
     """Put a ``failed`` install back to ``pending`` (a failed delete to ``removing``), due now.
 
     Only the failed push of a key that is neither revoked nor expired, of a
@@ -106,6 +109,7 @@ def retry(session: Session, key_uuid: uuid.UUID, *, now: dt.datetime) -> Key:
         key.push_due_at = now
         key.push_attempts = 0
         key.push_error = None
+        _record_retry(session, actor, key, now)
         session.commit()
         return key
     if key.revoked_at is not None:
@@ -130,5 +134,19 @@ def retry(session: Session, key_uuid: uuid.UUID, *, now: dt.datetime) -> Key:
     key.push_due_at = now
     key.push_attempts = 0
     key.push_error = None
+    _record_retry(session, actor, key, now)
     session.commit()
     return key
+
+
+def _record_retry(session: Session, actor: Actor, key: Key, now: dt.datetime) -> None:
+    admin_audit.record(
+        session,
+        actor,
+        Action.KEY_PUSH_RETRY,
+        now=now,
+        lock_id=key.lock_id,
+        key_uuid=key.id,
+        secure_element_id=key.secure_element_id,
+        detail=str(key.push_state),
+    )

@@ -23,8 +23,10 @@ from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import InvalidRequestError, NotFoundError
 from key_provisioner.db.base import utcnow
 from key_provisioner.db.models import Key, Lock, SecureElement
+from key_provisioner.schemas.admin_audit import Action
 from key_provisioner.schemas.keys import KeyState, PushState
-from key_provisioner.services import key_push, locks
+from key_provisioner.services import admin_audit, key_push, locks
+from key_provisioner.services.admin_audit import Actor
 from key_provisioner.services.pagination import Page, keyset, page_of
 
 _MINT_ATTEMPTS = 4  # key ids are 48 random bits; a clash within one lock is rare
@@ -58,6 +60,7 @@ def issue(
     box: SecretBox,
     new: NewKey,
     *,
+    actor: Actor,
     now: dt.datetime | None = None,
     push_note: str | None = None,
 ) -> tuple[Key, MintedKey, Lock]:
@@ -113,10 +116,21 @@ def issue(
         )
         session.add(key)
         try:
-            session.commit()
+            session.flush()
         except IntegrityError:  # the same key id twice on one lock: mint again
             session.rollback()
             continue
+        admin_audit.record(
+            session,
+            actor,
+            Action.KEY_ISSUE,
+            now=now,
+            lock_id=lock.id,
+            key_uuid=key.id,
+            secure_element_id=key.secure_element_id,
+            detail=f"key_id {key.key_id} {key.label}".rstrip(),
+        )
+        session.commit()
         return key, minted, lock
     raise InvalidRequestError("could not mint a unique key id; try again")
 
@@ -175,7 +189,12 @@ def list_keys(
 
 
 def revoke(
-    session: Session, key_uuid: uuid.UUID, reason: str, *, now: dt.datetime | None = None
+    session: Session,
+    key_uuid: uuid.UUID,
+    reason: str,
+    *,
+    actor: Actor,
+    now: dt.datetime | None = None,
 ) -> Key:
     """Revoke a key (idempotent), make a push of the lock's new list due and
     the delete of its container from its secure element."""
@@ -196,6 +215,9 @@ def revoke(
     key.revoked_at = now
     key.revoke_reason = reason
     key_push.on_revoke(key, now)
+    admin_audit.record(
+        session, actor, Action.KEY_REVOKE, now=now, lock_id=lock.id, key_uuid=key.id, detail=reason
+    )
     if lock.retired_at is None:
         lock.revocation_version += 1
         lock.push_due_at = now

@@ -15,7 +15,9 @@ from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import ConflictError, LockRetiredError, NotFoundError
 from key_provisioner.db.base import utcnow
 from key_provisioner.db.models import Key, Lock
-from key_provisioner.services import key_push
+from key_provisioner.schemas.admin_audit import Action
+from key_provisioner.services import admin_audit, key_push
+from key_provisioner.services.admin_audit import Actor
 from key_provisioner.services.pagination import Page, keyset, page_of
 
 RETIRED_REASON = "lock retired"
@@ -35,9 +37,14 @@ class Enrolment:
 
 
 def enrol(
-    session: Session, box: SecretBox, new: NewLock, *, now: dt.datetime | None = None
+    session: Session,
+    box: SecretBox,
+    new: NewLock,
+    *,
+    actor: Actor,
+    now: dt.datetime | None = None,
 ) -> Enrolment:
-    """Make the lock's secret, seal it, and store the lock."""
+    """Make the lock's secret, seal it, and store the lock (and who enrolled it)."""
     now = now or utcnow()
     secret = LockSecret.generate()
     lock = Lock(
@@ -57,10 +64,12 @@ def enrol(
     lock.secret_sealed = box.seal(secret, lock.id)
     session.add(lock)
     try:
-        session.commit()
+        session.flush()  # the name check; nothing else here may pass for a clash
     except IntegrityError:
         session.rollback()
         raise ConflictError(f"a lock named {new.name!r} is already in service") from None
+    admin_audit.record(session, actor, Action.LOCK_ENROL, now=now, lock_id=lock.id, detail=new.name)
+    session.commit()
     return Enrolment(lock, secret)
 
 
@@ -97,7 +106,9 @@ def list_locks(
     return page_of(rows, limit, lambda lock: (lock.enrolled_at, lock.id))
 
 
-def retire(session: Session, lock_id: uuid.UUID, *, now: dt.datetime | None = None) -> Lock:
+def retire(
+    session: Session, lock_id: uuid.UUID, *, actor: Actor, now: dt.datetime | None = None
+) -> Lock:
     """Take a lock out of service for good: its secret is destroyed, its keys revoked.
 
     Its keys can open nothing any more, so each one not revoked yet is revoked
@@ -113,6 +124,7 @@ def retire(session: Session, lock_id: uuid.UUID, *, now: dt.datetime | None = No
     lock.secret_sealed = None
     lock.push_due_at = None
     lock.audit_due_at = None
+    admin_audit.record(session, actor, Action.LOCK_RETIRE, now=now, lock_id=lock.id)
     live_keys = (
         select(Key)
         .where(Key.lock_id == lock.id, Key.revoked_at.is_(None))
@@ -123,6 +135,15 @@ def retire(session: Session, lock_id: uuid.UUID, *, now: dt.datetime | None = No
         key.revoked_at = now
         key.revoke_reason = RETIRED_REASON
         key_push.on_revoke(key, now)
+        admin_audit.record(
+            session,
+            actor,
+            Action.KEY_REVOKE,
+            now=now,
+            lock_id=lock.id,
+            key_uuid=key.id,
+            detail=RETIRED_REASON,
+        )
     session.commit()
     return lock
 

@@ -22,7 +22,9 @@ from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import SecretUnavailableError
 from key_provisioner.db.engine import is_postgresql
 from key_provisioner.db.models import Lock
-from key_provisioner.services import keys, locks
+from key_provisioner.schemas.admin_audit import Action
+from key_provisioner.services import admin_audit, keys, locks
+from key_provisioner.services.admin_audit import Actor
 
 MAX_ERROR = 300
 
@@ -106,10 +108,14 @@ def record_ack(session: Session, lock_id: uuid.UUID, held: int, *, now: dt.datet
     return Ack(lock.revocation_version, renumbered)
 
 
-def push_full_list(session: Session, lock_id: uuid.UUID, *, now: dt.datetime) -> Lock:
+def push_full_list(session: Session, lock_id: uuid.UUID, *, actor: Actor, now: dt.datetime) -> Lock:
     """An admin asks for the lock's full list to be pushed now, without a revoke."""
     lock = locks.get_active(session, lock_id, for_update=True)
     schedule_full_push(lock, now)
+    detail = f"version {lock.revocation_version}"
+    admin_audit.record(
+        session, actor, Action.LOCK_PUSH_REVOCATIONS, now=now, lock_id=lock.id, detail=detail
+    )
     session.commit()
     return lock
 

@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session
 from key_provisioner.core.errors import ConflictError, InvalidRequestError, NotFoundError
 from key_provisioner.db.base import utcnow
 from key_provisioner.db.models import SecureElement
+from key_provisioner.schemas.admin_audit import Action
+from key_provisioner.services import admin_audit
+from key_provisioner.services.admin_audit import Actor
 from key_provisioner.services.pagination import Page, keyset, page_of
 
 
@@ -50,7 +53,7 @@ def parse_certificate(pem: str) -> CertificateFacts:
 
 
 def register(
-    session: Session, new: NewSecureElement, *, now: dt.datetime | None = None
+    session: Session, new: NewSecureElement, *, actor: Actor, now: dt.datetime | None = None
 ) -> SecureElement:
     pem = parse_certificate(new.certificate_pem).pem if new.certificate_pem else None
     if new.racs_server is not None:
@@ -67,10 +70,19 @@ def register(
     )
     session.add(element)
     try:
-        session.commit()
+        session.flush()  # the SEID check
     except IntegrityError:
         session.rollback()
         raise ConflictError(f"secure element {new.seid!r} is already registered") from None
+    admin_audit.record(
+        session,
+        actor,
+        Action.SECURE_ELEMENT_REGISTER,
+        now=element.registered_at,
+        secure_element_id=element.id,
+        detail=new.seid,
+    )
+    session.commit()
     return element
 
 

@@ -29,8 +29,8 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from elock_common import pki
+from elock_testkit.pgcluster import PgCluster
 from key_provisioner.core.config import CONFIG_ENV
-from tests.key_provisioner.pgcluster import PgCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "elock-keyserver.service"

@@ -14,6 +14,9 @@ from elock_common import LockSecret
 from lock_server.config import load_config
 from tests.conftest import require_tool
 
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
+
 ROOT = Path(__file__).resolve().parents[2]
 SETUP = ROOT / "deploy" / "pi-setup.sh"
 UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))

@@ -16,12 +16,12 @@ import pytest
 
 from elock_common import card_protocol as c
 from elock_common.container import KeyContainer
+from elock_testkit.lockproc import LockProcess
 from firmware.applet import Applet
 from firmware.personalization import CELL_TRANSPORT_KEY
 from firmware.store import Eeprom, Store
 from firmware.virtual import host
 from tests.firmware.helpers import SELECT
-from tests.lock_server.lockproc import LockProcess
 
 
 def carry(transmit: host.Transmit, container_id: int, uri: str) -> tuple[host.OpenStep, int]:

@@ -86,10 +86,12 @@ def test_prf_known_answer() -> None:
     assert prf(PRF_SECRET, PRF_LABEL, PRF_SEED, 100) == PRF_OUTPUT
 
 
+@pytest.mark.peer
 def test_prf_known_answer_agrees_with_openssl() -> None:
     assert _openssl_prf(PRF_SECRET, PRF_LABEL, PRF_SEED, 100) == PRF_OUTPUT
 
 
+@pytest.mark.peer
 def test_master_secrets_agree_with_openssl() -> None:
     premaster = psk_premaster_secret(b"c2VjcmV0LXBzay0x")
     client_random, server_random = bytes(range(32)), bytes(range(32, 64))

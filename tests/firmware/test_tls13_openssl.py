@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
+from elock_testkit.waiting import wait_for
 from firmware.tls13 import (
     AlertDescription,
     ApplicationData,
@@ -43,14 +42,6 @@ def s_client(card_pki: CardPki, port: int, *extra: str, cert: bool = True) -> li
     if cert:
         cmd += ["-cert", str(paths.key_server.cert), "-key", str(paths.key_server.key)]
     return [*cmd, *extra]
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting for the bridge")
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("groups", ["X25519:P-256", "P-256"], ids=["hello-retry", "direct"])

@@ -8,6 +8,7 @@ belongs to bench/bench_apdu.py.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -20,10 +21,11 @@ import pytest
 
 from elock_common import card_protocol as c
 from elock_common.container import parse_list
+from elock_demo.pcscd import SOCKET
+from elock_testkit.pcsc import READER, Pcscd, wait_for_card
 from firmware.virtual import cardfile, host
 from tests.conftest import require_tool
 from tests.firmware.helpers import PSKS
-from tests.pcsc import READER, Pcscd, wait_for_card
 
 ELOCK_SE = [
     sys.executable,
@@ -33,10 +35,12 @@ ELOCK_SE = [
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def elock_se(*args: str, stdin: str | None = None) -> str:
+def elock_se(*args: str, stdin: str | None = None, extra_env: dict[str, str] | None = None) -> str:
+    env = {**os.environ, **extra_env} if extra_env else None
     done = subprocess.run(
-        [*ELOCK_SE, *args], capture_output=True, text=True, input=stdin, timeout=60, cwd=ROOT
-    )
+        [*ELOCK_SE, *args], capture_output=True, text=True, input=stdin, timeout=60, cwd=ROOT,
+        env=env,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -71,8 +75,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
     directory = tmp_path_factory.mktemp("vcard")
     card, tk_file, log = directory / "card.json", directory / "tk.hex", directory / "serve.log"
-    elock_se("personalize", "--card", str(card), "--pin", "2468", "--transport-key-file",
-             str(tk_file))  # fmt: skip
+    elock_se("personalize", "--card", str(card), "--pin-env", "CARD_PIN", "--transport-key-file",
+             str(tk_file), extra_env={"CARD_PIN": "2468"})  # fmt: skip
     for n, psk in enumerate(PSKS[:2]):
         elock_se("install", "--card", str(card), "--label", f"Door {n}", "--uri",
                  f"coaps://127.0.0.1:{5684 + n}/lock", "--identity", f"ID-{n}",
@@ -173,7 +177,10 @@ def test_card_comes_back_after_pcscd_restart(served: Served) -> None:
     if not served.pcscd.ours:
         pytest.fail("a pcscd this test did not start is running; stop it to test a restart")
     served.pcscd.stop()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while SOCKET.exists():  # pcscd removes its socket on the way out; start refuses until then
+        assert time.monotonic() < deadline, f"{SOCKET} outlived pcscd"
+        time.sleep(0.02)
     served.pcscd = Pcscd.start()
     wait_for_card()
     transmit, connection = connect()

@@ -23,7 +23,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_personalize_install_list_delete(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     card, tk = tmp_path / "card.json", tmp_path / "tk.hex"
-    code, out, _ = run(capsys, "personalize", "--card", str(card), "--pin", "1234",
+    monkeypatch.setenv("NEW_CARD_PIN", "1234")
+    code, out, _ = run(capsys, "personalize", "--card", str(card), "--pin-env", "NEW_CARD_PIN",
                        "--pin-tries", "5", "--transport-key-file", str(tk))  # fmt: skip
     assert code == 0 and "with a PIN" in out
     assert os.stat(tk).st_mode & 0o777 == 0o600 and os.stat(card).st_mode & 0o777 == 0o600

@@ -121,3 +121,22 @@ def test_lock_address() -> None:
     assert lock_address("coaps://door.example/lock") == ("door.example", 5684)
     with pytest.raises(UnreachableError):
         lock_address("http://door/lock")
+
+
+@pytest.mark.parametrize(
+    ("step", "refused"),
+    [
+        (OpenStep(failure="handshake failed (alert 51)", alert=51), True),
+        # The word in a reason is no alert: only the card's alert field says the lock refused.
+        (OpenStep(failure="no alert received, retries used up"), False),
+    ],
+)
+async def test_a_card_alert_travels_as_a_field(step: OpenStep, refused: bool) -> None:
+    transport, _, port = await _server(1)
+    key = KeyInfo(1, "door", f"coaps://127.0.0.1:{port}/lock")
+    with pytest.raises(RefusedError if refused else UnreachableError) as info:
+        await open_door(ScriptedChannel(step), key, timeout=3)
+    transport.close()
+    if refused:
+        assert isinstance(info.value, RefusedError)
+        assert (info.value.code, info.value.alert) == ("handshake", 51)

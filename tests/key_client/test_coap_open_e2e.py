@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from elock_testkit.cardproc import ServedCard, coap_open, make_card
+from elock_testkit.lockproc import Key, LockProcess, coap, free_udp_port
+from elock_testkit.pcsc import READER
 from tests.conftest import require_tool
-from tests.key_client.cardproc import ServedCard, coap_open, make_card
-from tests.lock_server.lockproc import Key, LockProcess, coap, free_udp_port
-from tests.pcsc import READER
+
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 
 def test_opens_through_pcscd_and_refuses_after_revocation(
@@ -99,7 +102,7 @@ def test_applet_speaks_with_libcoap_servers_through_pcscd(server: str, tmp_path:
 def test_open_through_twenty_percent_loss_opens_once_per_tap(
     lock: LockProcess, tmp_path: Path
 ) -> None:
-    from tests.lossy_relay import LossyRelay
+    from elock_testkit.lossy_relay import LossyRelay
 
     taps, opened = 6, 0
     for seed in range(taps):
@@ -121,16 +124,16 @@ def test_pin_protected_key(lock: LockProcess, tmp_path: Path) -> None:
     card = make_card(tmp_path, [("Front door", lock.uri, lock.mint())], pin="2468")
     status, body, _ = coap_open("--card", str(card))
     assert status == 5 and "PIN" in str(body["message"]), body
-    status, body, _ = coap_open("--card", str(card), "--pin", "1111")
+    status, body, _ = coap_open("--card", str(card), pin="1111")
     assert status == 5 and "2 tries left" in str(body["message"]), body
     assert "on" not in lock.relay_events()
-    status, body, _ = coap_open("--card", str(card), "--pin", "2468")
+    status, body, _ = coap_open("--card", str(card), pin="2468")
     assert status == 0 and body["status"] == "opened", body
     # one verification, one Open: the next Open needs the PIN again
     status, body, _ = coap_open("--card", str(card))
     assert status == 5
     for _ in range(3):
-        coap_open("--card", str(card), "--pin", "0000")
-    status, body, _ = coap_open("--card", str(card), "--pin", "2468")
+        coap_open("--card", str(card), pin="0000")
+    status, body, _ = coap_open("--card", str(card), pin="2468")
     assert status == 5 and "blocked" in str(body["message"]), body
     assert lock.relay_events().count("on") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from elock_testkit.cardproc import env, make_card
+from elock_testkit.lockproc import LockProcess, coap
 from tests.conftest import require_tool
-from tests.key_client.cardproc import env, make_card
-from tests.lock_server.lockproc import LockProcess, coap
+
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
@@ -69,6 +73,8 @@ def phone(tmp_path: Path) -> Iterator[tuple[str, LockProcess]]:
     yield url, lock
     proc.terminate()
     proc.wait(10)
+    if proc.stderr is not None:
+        proc.stderr.close()
     lock.stop()
 
 
@@ -163,3 +169,73 @@ def test_pin_dialog_for_a_key_that_needs_it(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(10)
         lock.stop()
+
+
+def _curl(url: str, *headers: str, data: str | None = None) -> tuple[int, str]:
+    """The request of issue 14, as curl sends it: (HTTP status, body)."""
+    curl = require_tool("curl")
+    args = [curl, "-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "10"]
+    for header in headers:
+        args += ["-H", header]
+    if data is not None:
+        args += ["-H", "Content-Type: application/json", "-d", data]
+    done = subprocess.run([*args, url], capture_output=True, text=True, timeout=20)
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status), body
+
+
+def test_dns_rebinding_cannot_open_the_door(phone: tuple[str, LockProcess]) -> None:
+    """Issue 14: after a rebinding, Host and Origin both carry the attacker's name."""
+    url, lock = phone
+    port = url.rsplit(":", 1)[1].strip("/")
+    evil = [f"Host: evil.example:{port}", f"Origin: http://evil.example:{port}"]
+    status, body = _curl(url + "api/open", *evil, "X-ELock: 1", data='{"id": 1}')
+    assert status == 421 and "evil.example" in body and "not served here" in body
+    status, _ = _curl(url + "api/keys", *evil, "X-ELock: 1")
+    assert status == 421
+    status, page = _curl(url, f"Host: evil.example:{port}")  # nor can it read the page's secret
+    assert status == 421 and "elock-session" not in page
+    # The right name with the old fixed marker, or a wrong secret, is refused too.
+    for marker in ("1", "x" * 43):
+        status, _ = _curl(url + "api/open", f"X-ELock: {marker}", data='{"id": 1}')
+        assert status == 403
+    # The secret from the page, sent from another origin: refused before routing.
+    secret = re.search(r'name="elock-session" content="([^"]+)"', _curl(url)[1])
+    assert secret is not None and len(secret.group(1)) >= 32
+    status, _ = _curl(url + "api/open", f"X-ELock: {secret.group(1)}",
+                      "Origin: http://evil.example", data='{"id": 1}')  # fmt: skip
+    assert status == 403
+    assert "on" not in lock.relay_events()
+    # The page's own origin, with its secret, still works (as the browser test shows).
+    status, body = _curl(url + "api/keys", f"X-ELock: {secret.group(1)}")
+    assert status == 200 and "Front door" in body
+
+
+def test_rebound_name_in_chromium_gets_nothing(phone: tuple[str, LockProcess]) -> None:
+    """Chromium told that evil.example is 127.0.0.1, as a rebinding DNS server would."""
+    chromium = require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    url, lock = phone
+    port = url.rsplit(":", 1)[1].strip("/")
+    rules = "--host-resolver-rules=MAP evil.example 127.0.0.1"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium, headless=True, args=[*CHROMIUM_ARGS, rules]
+        )
+        page = browser.new_page()
+        response = page.goto(f"http://evil.example:{port}/")
+        assert response is not None and response.status == 421
+        assert "not served here" in page.content()
+        opened = page.evaluate(
+            """async () => (await fetch("/api/open", {method: "POST",
+                 headers: {"X-ELock": "1", "Content-Type": "application/json"},
+                 body: JSON.stringify({id: 1})})).status"""
+        )
+        assert opened == 421
+        # The same browser on a name the app serves gets the working page.
+        page.goto(url.replace("127.0.0.1", "localhost"))
+        page.get_by_role("button", name="Front door").click()
+        page.wait_for_selector("#status.opened", timeout=15000)
+        browser.close()
+    assert lock.relay_events().count("on") == 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +18,15 @@ from typing import Any
 import pytest
 from httpx import Response
 
+from elock_testkit.pgcluster import PgCluster, find_bin
 from key_provisioner.api.main import create_app
 from key_provisioner.core.config import Settings, WorkerSettings
 from key_provisioner.core.crypto import MasterKey
 from key_provisioner.db.engine import make_engine
 from key_provisioner.db.migrate import upgrade
 from key_provisioner.services import tokens
+from key_provisioner.services.admin_audit import Actor
 from tests.conftest import require_tool
-from tests.key_provisioner.pgcluster import PgCluster, find_bin
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for the httpx2 package; httpx still works and is what we have.
@@ -34,7 +34,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 _counter = itertools.count()
-BACKENDS = ["sqlite", "postgresql"]
+# PostgreSQL is a real peer: its variants stay out of the fast run (-m "not peer").
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)]
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +120,13 @@ def make_token(client: TestClient, role: str, name: str = "") -> str:
     return token
 
 
+def service_actor(client: TestClient, name: str = "service-tests") -> Actor:
+    """An admin token's actor, for tests that call a changing service directly."""
+    with client.app.state.elock.sessions() as session:  # type: ignore[attr-defined]
+        row, _ = tokens.create(session, tokens.Role.ADMIN, name)
+    return Actor(row.id, "tests")
+
+
 class Api:
     """A TestClient that sends one token, and checks answers as it goes."""
 
@@ -164,9 +172,3 @@ def admin(client: TestClient) -> Api:
 @pytest.fixture
 def auditor(client: TestClient) -> Api:
     return Api(client, make_token(client, "auditor"))
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

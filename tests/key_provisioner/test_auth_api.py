@@ -25,6 +25,7 @@ ROUTES = [
     ("GET", "/secure-elements"),
     ("POST", "/secure-elements"),
     ("GET", "/audit"),
+    ("GET", "/admin-audit"),
     ("GET", "/no/such/path"),
     ("DELETE", "/locks"),
 ]

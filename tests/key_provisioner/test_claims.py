@@ -9,9 +9,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from elock_testkit.ports import free_udp_port
 from key_provisioner.db.models import Lock
 from key_provisioner.services import audit, revocations
-from tests.key_provisioner.conftest import Api, free_udp_port
+from tests.key_provisioner.conftest import Api
 
 
 def test_a_claimed_push_is_not_claimed_again(admin: Api) -> None:
@@ -32,6 +33,7 @@ def test_a_claimed_push_is_not_claimed_again(admin: Api) -> None:
         assert [j.version for j in again] == [1]
 
 
+@pytest.mark.peer
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_replicas_skip_rows_another_replica_holds(admin: Api) -> None:
     lock = admin.enrol(port=free_udp_port())["lock"]

@@ -20,9 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from elock_testkit.liveserver import Process, run_module, start_keyserver
+from elock_testkit.ports import free_udp_port
+from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
-from tests.key_provisioner.conftest import free_udp_port
-from tests.key_provisioner.liveserver import Process, run_module, start_keyserver, wait
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -102,7 +103,7 @@ def test_issue_open_revoke_refuse_with_the_real_lock(
         # Revoke: the lock refuses the key within one second.
         _ok(api.post(f"/keys/{first['id']}/revoke", json={"reason": "lost"}))
         revoked_at = time.monotonic()
-        wait(lambda: _ok(api.get(f"/locks/{lock_id}"))["revocation"]["in_sync"], 1.0, "ack")
+        wait_for(lambda: _ok(api.get(f"/locks/{lock_id}"))["revocation"]["in_sync"], 1.0, "ack")
         out = _open(first, port)
         assert time.monotonic() - revoked_at < 1.0
         assert "4.01" in out and "key revoked" in out and "opened" not in out, out
@@ -114,7 +115,7 @@ def test_issue_open_revoke_refuse_with_the_real_lock(
         # With the lock stopped, the revocation waits, and arrives when it is back.
         lock.stop()
         _ok(api.post(f"/keys/{second['id']}/revoke"))
-        failing = wait(
+        failing = wait_for(
             lambda: (s := _ok(api.get(f"/locks/{lock_id}")))["revocation"]["attempts"] >= 1 and s,
             10,
             "a failed push",
@@ -122,7 +123,7 @@ def test_issue_open_revoke_refuse_with_the_real_lock(
         assert failing["revocation"]["in_sync"] is False
         assert failing["revocation"]["last_error"]
         lock.start()
-        wait(lambda: _ok(api.get(f"/locks/{lock_id}"))["revocation"]["in_sync"], 10, "delivery")
+        wait_for(lambda: _ok(api.get(f"/locks/{lock_id}"))["revocation"]["in_sync"], 10, "delivery")
         assert _ok(api.get(f"/locks/{lock_id}"))["revocation"]["confirmed_version"] == 2
         for key in (first, second):
             out = _open(key, port)
@@ -133,7 +134,7 @@ def test_issue_open_revoke_refuse_with_the_real_lock(
             rows = _ok(api.get(f"/keys/{second['id']}/audit"))["items"]
             return rows if len(rows) >= 2 else None
 
-        rows = wait(audited, 10, "audit rows")
+        rows = wait_for(audited, 10, "audit rows")
         outcomes = {(r["action"], r["outcome"]) for r in rows}
         assert {("open", "granted"), ("open", "refused")} <= outcomes
         assert any(r["action"] == "push revocations" for r in _ok(api.get("/audit"))["items"])

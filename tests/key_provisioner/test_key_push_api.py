@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from elock_common.pki import SeCertificateError
-from elock_push import CardError, PushError, TlsSessionError, TransportError, UntrustedCardError
+from elock_push import (
+    CardBusyError,
+    CardError,
+    PushError,
+    TlsSessionError,
+    TransportError,
+    UntrustedCardError,
+)
 from key_provisioner.db.models import Key, Lock
 from key_provisioner.schemas.keys import PushState
 from key_provisioner.se_push import Verdict, verdict
@@ -210,20 +217,8 @@ def _caused(error: PushError, cause: BaseException) -> PushError:
     ("error", "expected"),
     [
         # Another RACS session holds the card (another worker): busy, never failed.
-        (
-            _caused(
-                TransportError("RACS refused POWERON s: -708 001 s is locked by another session"),
-                RemoteRacsError("-708", 1, "s is locked by another session"),
-            ),
-            Verdict.BUSY,
-        ),
-        (
-            _caused(
-                TransportError("RACS refused: -706 002 s is locked by another session"),
-                RemoteRacsError("-706", 2, "s is locked by another session"),
-            ),
-            Verdict.BUSY,
-        ),
+        (CardBusyError("s", "-708 s is locked by another session"), Verdict.BUSY),
+        (CardBusyError("s", "-706 s is locked by another session"), Verdict.BUSY),
         # Other RACS refusals and lost connections: retried with backoff.
         (
             _caused(

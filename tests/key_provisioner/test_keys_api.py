@@ -13,7 +13,7 @@ from elock_common import KeyIdentity, LockSecret, Rights
 from key_provisioner.db.models import Key
 from key_provisioner.services import keys
 from key_provisioner.services.keys import NewKey
-from tests.key_provisioner.conftest import Api
+from tests.key_provisioner.conftest import Api, service_actor
 
 
 @pytest.fixture
@@ -140,6 +140,7 @@ def test_list_filters_and_pages(admin: Api, setup: dict[str, Any]) -> None:
                 label="old",
                 not_after=yesterday + dt.timedelta(hours=1),
             ),
+            actor=service_actor(admin.client),
             now=yesterday,
         )
 

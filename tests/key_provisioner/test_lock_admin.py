@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from elock_common import LockSecret
+from elock_testkit.ports import free_udp_port
 from key_provisioner.lock_admin import AdminSession, LockAdminError, _audit_row, _version
 from key_provisioner.services.audit import LockAuditRow, same_row
-from tests.key_provisioner.conftest import free_udp_port
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from tests.key_provisioner.liveserver import env
-from tests.lock_server.lockproc import LockProcess, coap
+from elock_testkit.liveserver import env
+from elock_testkit.lockproc import LockProcess, coap
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 

@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
+from elock_testkit.lockproc import Key, LockProcess, cli, coap
+from elock_testkit.ports import free_udp_port
 from key_provisioner.core.config import WorkerSettings
 from lock_server.store import LockStore
 from tests.conftest import require_tool
-from tests.key_provisioner.conftest import FAST_WORKER, Api, free_udp_port
+from tests.key_provisioner.conftest import FAST_WORKER, Api
 from tests.key_provisioner.test_revocation_push import wait_for
-from tests.lock_server.lockproc import Key, LockProcess, cli, coap
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 

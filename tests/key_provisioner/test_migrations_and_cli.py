@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from elock_common import pki
+from elock_testkit.liveserver import env
 from key_provisioner.api.main import create_app
 from key_provisioner.core.config import Settings
 from key_provisioner.core.crypto import MasterKey
@@ -24,7 +25,6 @@ from key_provisioner.db import models  # noqa: F401
 from key_provisioner.db.base import Base
 from key_provisioner.db.engine import make_engine
 from key_provisioner.db.migrate import current_revision, downgrade, head_revision, upgrade
-from tests.key_provisioner.liveserver import env
 
 
 def test_migrations_produce_exactly_the_models(database_url: str) -> None:
@@ -65,6 +65,7 @@ def _cli(*args: str, key: str | None = None, cwd: Path) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.peer  # runs the real program as a process
 def test_cli_tokens_and_errors(tmp_path: Path) -> None:
     key = _cli("master-key", cwd=tmp_path).stdout.strip()
     assert MasterKey.from_text(key, source="test").to_text() == key
@@ -89,6 +90,7 @@ def test_cli_tokens_and_errors(tmp_path: Path) -> None:
     assert bad_role.returncode == 2 and "invalid choice" in bad_role.stderr
 
 
+@pytest.mark.peer  # runs the real program as a process
 def test_migrate_works_from_the_installed_package_alone(tmp_path: Path) -> None:
     """What a wheel holds: the packages setuptools finds, their .py files only."""
     from setuptools import find_packages
@@ -241,6 +243,7 @@ def _run_serve(config: Path, *args: str, timeout: float = 30) -> tuple[int | Non
         return None, stderr, time.monotonic() - started
 
 
+@pytest.mark.peer  # runs the real program as a process
 @pytest.mark.parametrize("broken", ["missing", "not a certificate"])
 def test_serve_with_workers_refuses_push_files_in_the_parent(tmp_path: Path, broken: str) -> None:
     """With --workers above 1, a [push] file that does not load made each worker process
@@ -266,8 +269,9 @@ def test_serve_with_workers_refuses_push_files_in_the_parent(tmp_path: Path, bro
     assert lines[0].startswith("elock-keyserver: push.racs_client_cert"), lines
 
 
+@pytest.mark.peer  # runs the real program as a process
 def test_serve_port_0_listens_on_a_free_port_and_says_which(tmp_path: Path) -> None:
-    from tests.key_provisioner.liveserver import Process
+    from elock_testkit.liveserver import Process
 
     config = _keyserver_config(tmp_path, {})
     server = Process(

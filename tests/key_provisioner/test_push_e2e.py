@@ -17,7 +17,7 @@ import datetime
 import json
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +30,10 @@ from cryptography.x509.oid import NameOID
 
 from elock_common import pki
 from elock_common.container import KeyContainer
+from elock_testkit.liveserver import free_tcp_port, run_module
+from elock_testkit.lockproc import LockProcess, free_udp_port
+from elock_testkit.push_harness import Racs, make_card, make_card_with, start_racs
+from elock_testkit.waiting import wait_for
 from firmware.applet import Applet
 from firmware.store import Eeprom, Store
 from key_client.cards import AppletChannel
@@ -38,9 +42,6 @@ from key_client.errors import RefusedError
 from key_provisioner.core.config import PushSettings, Settings, WorkerSettings
 from key_provisioner.core.crypto import MasterKey
 from tests.key_provisioner.conftest import FAST_WORKER, Api
-from tests.key_provisioner.liveserver import free_tcp_port, run_module
-from tests.lock_server.lockproc import LockProcess, free_udp_port
-from tests.push.harness import Racs, make_card, make_card_with, start_racs
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -146,15 +147,6 @@ def lock(admin: Api, tmp_path: Path) -> Iterator[EnrolledLock]:
         yield EnrolledLock(enrolled["lock"]["id"], process)
     finally:
         process.stop()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what or 'condition'} not met within {timeout} s")
 
 
 def push_of(admin: Api, key: dict[str, Any]) -> dict[str, Any]:

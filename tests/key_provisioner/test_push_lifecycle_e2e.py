@@ -30,12 +30,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from elock_common import pki
+from elock_testkit.ports import free_udp_port
+from elock_testkit.push_harness import Racs, make_card
 from key_provisioner.api.main import create_app
 from key_provisioner.core.config import Settings, WorkerSettings
 from key_provisioner.services import provisioning
 from racs.client import RacsClient, client_ssl_context
 from tests.key_provisioner import test_push_e2e as e2e
-from tests.key_provisioner.conftest import FAST_WORKER, Api, TestClient, free_udp_port, make_token
+from tests.key_provisioner.conftest import FAST_WORKER, Api, TestClient, make_token
 from tests.key_provisioner.test_push_e2e import (
     SEID,
     EnrolledLock,
@@ -46,7 +48,6 @@ from tests.key_provisioner.test_push_e2e import (
     wait_for,
     wait_push,
 )
-from tests.push.harness import Racs, make_card
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 

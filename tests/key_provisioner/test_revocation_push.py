@@ -5,17 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from elock_common import Rights
+from elock_testkit.ports import free_udp_port
+from elock_testkit.waiting import wait_for
 from key_provisioner.core.config import WorkerSettings
 from key_provisioner.services import keys
 from key_provisioner.services.keys import NewKey
-from tests.key_provisioner.conftest import FAST_WORKER, Api, free_udp_port
+from tests.key_provisioner.conftest import FAST_WORKER, Api, service_actor
 from tests.key_provisioner.fakelock import FakeLock
 
 
@@ -40,15 +42,6 @@ def fake_lock(
         lock.stop()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 def test_push_sends_the_full_unexpired_list_and_records_the_ack(
     admin: Api, fake_lock: tuple[dict[str, Any], FakeLock]
 ) -> None:
@@ -67,6 +60,7 @@ def test_push_sends_the_full_unexpired_list_and_records_the_ack(
                 uuid.UUID(se["id"]),
                 not_after=yesterday + dt.timedelta(hours=1),
             ),
+            actor=service_actor(admin.client),
             now=yesterday,
         )
     for key_uuid in (first["id"], second["id"], str(old.id)):

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.key_provisioner.liveserver import env, start_keyserver
+from elock_testkit.liveserver import env, start_keyserver
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CONFIG = """\
@@ -44,6 +44,7 @@ parameters = {{ "path.element_id" = "{se}" }}
 
 
 @pytest.mark.slow
+@pytest.mark.peer  # schemathesis drives the running API as an outside client would
 def test_schemathesis_finds_nothing(tmp_path: Path, database_url: str) -> None:
     assert SCHEMATHESIS.exists(), "run: .venv/bin/pip install schemathesis"
     server = start_keyserver(tmp_path / "keyserver", database_url, worker=False)
@@ -87,6 +88,6 @@ def test_schemathesis_finds_nothing(tmp_path: Path, database_url: str) -> None:
     # Long generated bodies would drown the findings: keep the readable lines.
     short = "\n".join(line[:300] for line in report.splitlines() if len(line) < 2000)
     assert done.returncode == 0, short[-12000:]
-    assert "17 selected / 17 total" in report, short[-12000:]
+    assert "18 selected / 18 total" in report, short[-12000:]
     summary = report.split("SUMMARY")[-1]
     assert "Failures:" not in summary and "Errors:" not in summary, summary

@@ -7,7 +7,12 @@ import socket
 import struct
 import time
 
-from tests.lock_server.lockproc import LockProcess, coap
+import pytest
+
+from elock_testkit.lockproc import LockProcess, coap
+
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 COUNT = 4000
 

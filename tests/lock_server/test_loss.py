@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import time
 
-from tests.lock_server.lockproc import LockProcess, coap
-from tests.lossy_relay import LossyRelay
+import pytest
+
+from elock_testkit.lockproc import LockProcess, coap
+from elock_testkit.lossy_relay import LossyRelay
+
+# Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
+pytestmark = pytest.mark.peer
 
 TAPS = 6
 

@@ -77,5 +77,6 @@ def test_good_config_and_secret(tmp_path: Path) -> None:
     with pytest.raises(LockConfigError, match="cannot read secret_file"):
         config.load_secret()
     (tmp_path / "lock.secret").write_text("not base64 !!")
+    (tmp_path / "lock.secret").chmod(0o600)  # a readable secret is refused before it is parsed
     with pytest.raises(LockConfigError, match=r"base64url|32 bytes"):
         config.load_secret()

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from elock_common import pki
+from elock_testkit.push_harness import Racs, make_card, start_racs
 from racs.style import ServerStyle
-from tests.push.harness import Racs, make_card, start_racs
 
 SEID = "card-0001"
 

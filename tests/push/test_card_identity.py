@@ -13,13 +13,13 @@ from cryptography import x509
 from elock_common import card_protocol as c
 from elock_common import pki
 from elock_common.container import KeyContainer
+from elock_testkit.cardproc import env
+from elock_testkit.push_harness import make_card
 from firmware import identity
 from firmware.applet import Applet
 from firmware.personalization import CELL_TRANSPORT_KEY
 from firmware.store import Eeprom, Store
 from firmware.virtual import cardfile, host
-from tests.key_client.cardproc import env
-from tests.push.harness import make_card
 
 SELECT = bytes([0x00, 0xA4, 0x04, 0x00, len(c.AID)]) + c.AID
 KEY = KeyContainer(0, "Door", "coaps://127.0.0.1/lock", b"id-1", b"p" * 32)

@@ -26,11 +26,12 @@ import pytest
 from elock_common import pki
 from elock_demo import setup
 from elock_demo.services import KeyServerApi
-from tests.key_client.cardproc import ServedCard, coap_open, elock_se, env
-from tests.key_provisioner.liveserver import Process, free_tcp_port, run_module, wait
-from tests.lock_server.lockproc import Key, LockProcess, coap, free_udp_port
-from tests.pcsc import READER
-from tests.push.racsproc import RacsProcess
+from elock_testkit.cardproc import ServedCard, coap_open, elock_se, env
+from elock_testkit.liveserver import Process, free_tcp_port, run_module
+from elock_testkit.lockproc import Key, LockProcess, coap, free_udp_port
+from elock_testkit.pcsc import READER
+from elock_testkit.racsproc import RacsProcess
+from elock_testkit.waiting import wait_for
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 SEID = "card-e2e-07"
@@ -113,7 +114,7 @@ def test_issue_push_open_revoke_refuse(system: System) -> None:
     body = {"lock_id": system.lock_id, "secure_element_id": system.se_id, "label": "Front door"}
     key = api.call("POST", "/keys", body)
     assert key["push"]["state"] == "pending"
-    push = wait(push_state(api, key["id"], "installed"), 30, "push installed")
+    push = wait_for(push_state(api, key["id"], "installed"), 30, "push installed")
     assert push["container_id"] == 1 and push["last_error"] is None
 
     # The phone's side: the card behind pcscd lists the key, never its PSK.
@@ -136,12 +137,12 @@ def test_issue_push_open_revoke_refuse(system: System) -> None:
 
     # Revoke: the worker deletes the container and the lock confirms the revocation.
     api.call("POST", f"/keys/{key['id']}/revoke", {"reason": "phone lost"})
-    wait(push_state(api, key["id"], "removed"), 30, "push removed")
+    wait_for(push_state(api, key["id"], "removed"), 30, "push removed")
 
     def lock_in_sync() -> bool:
         return bool(api.call("GET", f"/locks/{system.lock_id}")["revocation"]["in_sync"])
 
-    wait(lock_in_sync, 30, "lock confirms the revocation")
+    wait_for(lock_in_sync, 30, "lock confirms the revocation")
     status, listed, _ = coap_open("--list", "--reader", READER)
     assert status == 0 and listed == [], listed
     status, refused, _ = coap_open("Front door", "--reader", READER)

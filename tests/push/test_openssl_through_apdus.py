@@ -9,9 +9,9 @@ import pytest
 
 from elock_common import pki
 from elock_common.container import KeyContainer
+from elock_testkit.push_harness import make_card
 from tests.conftest import require_tool
 from tests.push.apdu_bridge import ApduBridge
-from tests.push.harness import make_card
 
 pytestmark = pytest.mark.peer
 
@@ -32,9 +32,12 @@ def test_s_client_provisions_through_the_applet_apdus(push_pki: pki.PkiPaths, gr
             while 0x9001 not in bridge.status_words:  # the card accepted our certificate
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.01)
+            answered = len(bridge.status_words)
             proc.stdin.write(bytes([0xA4, 0x00]))  # provisioning LIST, inside TLS#2
             proc.stdin.flush()
-            time.sleep(0.5)
+            while len(bridge.status_words) == answered:  # the card has answered the LIST
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.01)
             out, err = proc.communicate(timeout=15)  # stdin EOF: s_client closes
     assert bridge.error is None
     assert b"Verify return code: 0 (ok)" in out, err

@@ -23,11 +23,7 @@ from elock_push import (
     TransportError,
     UntrustedCardError,
 )
-from firmware.applet import Applet
-from firmware.virtual import host
-from racs.style import ServerStyle
-from tests.push.conftest import SEID
-from tests.push.harness import (
+from elock_testkit.push_harness import (
     CutProxy,
     Racs,
     is_command_record,
@@ -35,6 +31,10 @@ from tests.push.harness import (
     make_card_with,
     start_racs,
 )
+from firmware.applet import Applet
+from firmware.virtual import host
+from racs.style import ServerStyle
+from tests.push.conftest import SEID
 
 PSK = "Zm9vYmFyLXNlY3JldC1wc2sta2V5LTAx"  # 32 characters, as the key format's PSKs
 URI = "coaps://127.0.0.1:5684/lock"

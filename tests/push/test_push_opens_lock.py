@@ -6,11 +6,11 @@ import pytest
 
 from elock_common.container import KeyContainer
 from elock_push import Outcome
+from elock_testkit.lockproc import LockProcess
+from elock_testkit.push_harness import Racs
 from key_client.cards import AppletChannel
 from key_client.carrier import open_door
-from tests.lock_server.lockproc import LockProcess
 from tests.push.conftest import SEID
-from tests.push.harness import Racs
 
 
 @pytest.mark.peer

@@ -15,12 +15,12 @@ import pytest
 from elock_common import pki
 from elock_common.container import KeyContainer
 from elock_push import Delete, Install, Outcome
+from elock_testkit.cardproc import ServedCard, elock_se
+from elock_testkit.push_harness import pusher_for
+from elock_testkit.racsproc import RacsProcess
 from firmware.keyring import Keyring
 from firmware.store import Store
 from firmware.virtual import cardfile
-from tests.key_client.cardproc import ServedCard, elock_se
-from tests.push.harness import pusher_for
-from tests.push.racsproc import RacsProcess
 
 pytestmark = pytest.mark.peer
 PSK = "cGNzYy1wYXRoLXNlY3JldC1wc2stMDAx"

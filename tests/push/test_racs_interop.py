@@ -14,10 +14,10 @@ from elock_common import card_protocol as c
 from elock_common import pki
 from elock_push import Install, Outcome
 from elock_push.card_link import GET_CERTIFICATE, CardLink
+from elock_testkit.push_harness import door_key, make_card, start_racs
 from racs.client import RacsClient, client_ssl_context
 from racs.style import ServerStyle
 from tests.push.conftest import SEID
-from tests.push.harness import door_key, make_card, start_racs
 
 GET_RESPONSE = bytes.fromhex("00C00000")
 SELECT_ELOCK = bytes([0x00, 0xA4, 0x04, 0x00, len(c.AID)]) + c.AID

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from elock_testkit.racs_applets import ELOCK_AID, TestApplet
+from elock_testkit.racs_pki import Pki, make_pki
 from racs.access import AccessPolicy, AidRule, ApduFilter
 from racs.apdu_log import ApduLog
 from racs.backends import InProcessCard
@@ -18,8 +20,6 @@ from racs.server import RacsServer, server_ssl_context
 from racs.service import RacsService
 from racs.session import Limits
 from racs.style import ServerStyle
-from tests.racs.applets import ELOCK_AID, TestApplet
-from tests.racs.pki import Pki, make_pki
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from elock_testkit.racs_applets import FIXED, TestApplet
 from racs.apdu import exchange, selected_aid
 from racs.errors import ExecutionError, HardwareError, RacsSyntaxError
 from racs.protocol import ApduOptions
-from tests.racs.applets import FIXED, TestApplet
 
 
 async def run(applet: TestApplet, apdu: bytes, options: ApduOptions | None = None) -> bytes:

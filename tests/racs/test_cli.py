@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from elock_testkit.racs_pki import Pki
 from racs.backends import InProcessCard
 from racs.cli import main
 from racs.config import build_registry, load_config
 from racs.errors import ConfigError
 from tests.conftest import require_tool
-from tests.racs.pki import Pki
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_REQUEST = (
@@ -57,11 +57,11 @@ filters = "filters.txt"
 
 [[se]]
 seid = "MySEID"
-applet = "tests.racs.applets:factory"
+applet = "elock_testkit.racs_applets:factory"
 
 [[se]]
 seid = "OtherSEID"
-applet = "tests.racs.applets:factory"
+applet = "elock_testkit.racs_applets:factory"
 {extra}
 """
     )
@@ -186,10 +186,12 @@ async def test_openssl_without_client_certificate_gets_no_session(
         ),
         (lambda t: t + "\n[[se]]\nseid = 'x'\napplet = 'no.such.module:f'\n", "cannot load applet"),
         (
-            lambda t: t + "\n[[se]]\nseid = 'MySEID'\napplet = 'tests.racs.applets:factory'\n",
+            lambda t: (
+                t + "\n[[se]]\nseid = 'MySEID'\napplet = 'elock_testkit.racs_applets:factory'\n"
+            ),
             "duplicate SEID",
         ),
-        (lambda t: t + "\n[[se]]\napplet = 'tests.racs.applets:factory'\n", "no 'seid'"),
+        (lambda t: t + "\n[[se]]\napplet = 'elock_testkit.racs_applets:factory'\n", "no 'seid'"),
         (lambda t: t.replace("[server]", "[server"), "not valid TOML"),
     ],
 )
@@ -224,8 +226,8 @@ async def test_seids_from_reader_and_card_serial_files(pki: Pki, tmp_path: Path)
     (tmp_path / "atr.txt").write_text("// our in-process ATR\n3B88 A0000000041010\n")
     (tmp_path / "cardsn.txt").write_text("479011223344 asterix\n")
     extra = (
-        '[[se]]\napplet = "tests.racs.applets:factory"\nserial = "21120548219311"\n'
-        '[[se]]\napplet = "tests.racs.applets:factory"\n'
+        '[[se]]\napplet = "elock_testkit.racs_applets:factory"\nserial = "21120548219311"\n'
+        '[[se]]\napplet = "elock_testkit.racs_applets:factory"\n'
         '[seids]\nreadersn = "readersn.txt"\ncardsn = "cardsn.txt"\natr = "atr.txt"\n'
     )
     cfg = load_config(write_config(tmp_path, pki, extra))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from elock_testkit.racs_applets import ELOCK_AID, FIXED, TestApplet
+from elock_testkit.racs_pki import Pki
 from racs.access import AccessPolicy
 from racs.backends import DEFAULT_ATR, PcscCard, list_pcsc_readers
 from racs.client import RacsClient, client_ssl_context
@@ -22,8 +24,6 @@ from racs.registry import Registry, Slot
 from racs.server import RacsServer, server_ssl_context
 from racs.service import RacsService
 from tests.conftest import require_tool
-from tests.racs.applets import ELOCK_AID, FIXED, TestApplet
-from tests.racs.pki import Pki
 from tests.racs.vpcd import VirtualCard
 
 READER = "Virtual PCD 00 00"

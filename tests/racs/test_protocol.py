@@ -13,6 +13,7 @@ from racs.errors import (
     FatalProtocolError,
     RacsError,
     RacsSyntaxError,
+    RemoteProtocolError,
     UnknownCommandError,
 )
 from racs.protocol import (
@@ -110,7 +111,7 @@ def test_format_and_read_back() -> None:
     parsed = parse_response_line(line)
     assert (parsed.ok, parsed.code, parsed.index, parsed.text) == (False, "-408", 3, "no such SEID")
     assert parse_response_line("+004 002 MySEID OtherSEID").text == "MySEID OtherSEID"
-    with pytest.raises(ValueError):
+    with pytest.raises(RemoteProtocolError):  # the server misbehaved, not the caller
         parse_response_line("hello")
 
 

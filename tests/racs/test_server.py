@@ -7,12 +7,12 @@ import ssl
 
 import pytest
 
+from elock_testkit.racs_applets import ELOCK_AID, FIXED, OTHER_AID
+from elock_testkit.racs_pki import Pki
 from racs.access import AccessPolicy
 from racs.errors import RemoteRacsError
 from racs.session import Limits
-from tests.racs.applets import ELOCK_AID, FIXED, OTHER_AID
 from tests.racs.conftest import Harness, raw_client_context, start_harness
-from tests.racs.pki import Pki
 
 
 def select(aid: bytes) -> bytes:
@@ -241,6 +241,7 @@ async def test_two_sessions_racing_for_one_se_one_wins(harness: Harness) -> None
     results = await asyncio.gather(
         alice.power_on("shared"), carol.power_on("shared"), return_exceptions=True
     )
-    assert sorted(type(r).__name__ for r in results) == ["RemoteRacsError", "str"]
+    # The loser is told the SE is busy, as a type (a RemoteRacsError of class IN_USE).
+    assert sorted(type(r).__name__ for r in results) == ["SecureElementBusyError", "str"]
     owner = harness.registry.slots["shared"].owner
     assert owner is not None and harness.registry.owned_by(owner) == ["shared"]

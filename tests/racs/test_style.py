@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from elock_testkit.racs_applets import FIXED
+from elock_testkit.racs_pki import Pki
 from racs.errors import RemoteRacsError
 from racs.style import ServerStyle
-from tests.racs.applets import FIXED
 from tests.racs.conftest import Harness, start_harness
-from tests.racs.pki import Pki
 
 WRONG_LE = bytes.fromhex("0002000000")  # the test applet wants Le = 0A: 6C0A
 LONG = bytes.fromhex("0003012C")  # 300 bytes: 61xx

@@ -14,8 +14,8 @@ import struct
 import threading
 import time
 
+from elock_testkit.racs_applets import TestApplet
 from racs.backends import DEFAULT_ATR
-from tests.racs.applets import TestApplet
 
 VPCD_PORT = 35963
 

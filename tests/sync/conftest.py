@@ -10,7 +10,8 @@ from typing import IO
 import pytest
 
 from elock_common import pki
-from tests.key_provisioner.liveserver import env, free_tcp_port
+from elock_testkit.liveserver import env
+from elock_testkit.ports import free_tcp_port
 from tests.netns import stop_group
 from tests.sync.stack import KeyServer, Place, start_keyserver
 

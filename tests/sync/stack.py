@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from elock_common import pki
+from elock_testkit.liveserver import FAST_WORKER, env, run_module
+from elock_testkit.waiting import wait_for
 from key_provisioner.core.crypto import MasterKey
-from tests.key_provisioner.liveserver import FAST_WORKER, env, run_module
 
 PY = sys.executable
 Spawn = Callable[..., "subprocess.Popen[bytes]"]
@@ -51,14 +51,12 @@ class Place:
 
 
 def wait_for_line(log: Path, line: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def seen() -> bool:
         text = log.read_text(errors="replace") if log.exists() else ""
-        if line in text:
-            return
         assert proc.poll() is None, f"{log.name} ended:\n{text[-3000:]}"
-        time.sleep(0.05)
-    raise AssertionError(f"{log.name}: no {line!r} within {timeout} s")
+        return line in text
+
+    wait_for(seen, timeout, f"{log.name}: {line!r}")
 
 
 def start(spawn: Spawn, place: Place, args: Sequence[str], log: Path, ready: str) -> Any:

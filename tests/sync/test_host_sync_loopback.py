@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from elock_common import pki
-from tests.key_provisioner.liveserver import free_tcp_port
-from tests.lock_server.lockproc import free_udp_port
+from elock_testkit.ports import free_tcp_port, free_udp_port
 from tests.sync.conftest import HERE, Procs
 from tests.sync.stack import (
     PY,

@@ -26,10 +26,10 @@ from typing import IO, Any
 import pytest
 
 from elock_common import pki
-from tests.key_provisioner.liveserver import env
+from elock_testkit.liveserver import env
+from elock_testkit.pcsc import READER, Pcscd, wait_for_card
 from tests.netns import CLOUD_IP, HOME_IP, NatNetwork, nat_network
 from tests.network.test_netns import CONNECT, LISTEN
-from tests.pcsc import READER, Pcscd, wait_for_card
 from tests.sync.stack import (
     PY,
     KeyServer,

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from elock_common import pki
+from elock_testkit.liveserver import env
+from elock_testkit.ports import free_tcp_port, free_udp_port
+from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
 from tests.key_client.test_phone_browser import CHROMIUM_ARGS
-from tests.key_provisioner.liveserver import env, free_tcp_port, wait
-from tests.lock_server.lockproc import free_udp_port
 from tests.sync.conftest import HERE, Procs
 from tests.sync.stack import KeyServer, enrol_lock, personalize_card
 
@@ -61,7 +62,7 @@ def test_update_keys_adds_opens_removes_and_says_why_it_failed(
                              start_new_session=True)  # fmt: skip
     procs.procs.append(phone)
     url = f"http://127.0.0.1:{port}/"
-    wait(lambda: _serving(url), 15, "elock-phone start")
+    wait_for(lambda: _serving(url), 15, "elock-phone start")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 390, "height": 760})

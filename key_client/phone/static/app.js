@@ -1,7 +1,9 @@
 // eLock phone app: list the card's keys, open with one tap, update them from the key server.
+// The key host puts a per-launch secret in the page; every API call sends it back.
+const SESSION = document.querySelector('meta[name="elock-session"]').content;
 const api = (path, body) => fetch(path, {
   method: body ? "POST" : "GET",
-  headers: { "X-ELock": "1", ...(body ? { "Content-Type": "application/json" } : {}) },
+  headers: { "X-ELock": SESSION, ...(body ? { "Content-Type": "application/json" } : {}) },
   body: body ? JSON.stringify(body) : undefined,
 }).then(async (r) => ({ ok: r.ok, body: await r.json().catch(() => ({})) }));
 

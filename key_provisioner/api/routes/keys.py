@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, status
 
 from key_provisioner.api import presenters
 from key_provisioner.api.deps import (
-    AdminDep,
+    ActorDep,
     BoxDep,
     CursorQuery,
     LimitQuery,
@@ -19,7 +19,7 @@ from key_provisioner.api.deps import (
 )
 from key_provisioner.db.base import utcnow
 from key_provisioner.schemas.audit import AuditPage
-from key_provisioner.schemas.common import problem_responses
+from key_provisioner.schemas.common import PRINTABLE, problem_responses
 from key_provisioner.schemas.keys import (
     KeyCreate,
     KeyIssued,
@@ -59,11 +59,11 @@ KEY_LINKS = {
     ),
 )
 def issue_key(
-    body: KeyCreate, session: SessionDep, box: BoxDep, state: StateDep, _: AdminDep
+    body: KeyCreate, session: SessionDep, box: BoxDep, state: StateDep, actor: ActorDep
 ) -> KeyIssued:
     now = utcnow()
     key, minted, lock = keys.issue(
-        session, box, presenters.new_key(body), now=now, push_note=state.push_note
+        session, box, presenters.new_key(body), actor=actor, now=now, push_note=state.push_note
     )
     state.kick_worker()  # its container is due for its secure element
     host = f"[{lock.host}]" if ":" in lock.host else lock.host
@@ -88,7 +88,8 @@ def list_keys(
     ] = None,
     state: Annotated[KeyState | None, Query(description="Only keys in this state now.")] = None,
     label: Annotated[
-        str | None, Query(max_length=100, description="Only keys with exactly this label.")
+        str | None,
+        Query(max_length=100, pattern=PRINTABLE, description="Only keys with exactly this label."),
     ] = None,
     key_id: Annotated[
         str | None, Query(pattern=r"^[0-9a-f]{12}$", description="Only keys with this key id.")
@@ -128,10 +129,10 @@ def revoke_key(
     key_uuid: uuid.UUID,
     session: SessionDep,
     state: StateDep,
-    _: AdminDep,
+    actor: ActorDep,
     body: Annotated[KeyRevoke | None, Body()] = None,
 ) -> KeyPublic:
-    key = keys.revoke(session, key_uuid, body.reason if body else "")
+    key = keys.revoke(session, key_uuid, body.reason if body else "", actor=actor)
     state.kick_worker()
     return presenters.key_public(key, utcnow())
 
@@ -150,10 +151,10 @@ def revoke_key(
     ),
 )
 def retry_key_push(
-    key_uuid: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
+    key_uuid: uuid.UUID, session: SessionDep, state: StateDep, actor: ActorDep
 ) -> KeyPublic:
     now = utcnow()
-    key = key_push.retry(session, key_uuid, now=now)
+    key = key_push.retry(session, key_uuid, actor=actor, now=now)
     state.kick_worker()
     return presenters.key_public(key, now)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from key_provisioner.api import presenters
 from key_provisioner.api.deps import (
-    AdminDep,
+    ActorDep,
     BoxDep,
     CursorQuery,
     LimitQuery,
@@ -53,8 +53,8 @@ KeyIdQuery = Annotated[
         "The server keeps the secret sealed and never returns it again."
     ),
 )
-def enrol_lock(body: LockCreate, session: SessionDep, box: BoxDep, _: AdminDep) -> LockEnrolled:
-    enrolment = locks.enrol(session, box, NewLock(body.name, body.host, body.port))
+def enrol_lock(body: LockCreate, session: SessionDep, box: BoxDep, actor: ActorDep) -> LockEnrolled:
+    enrolment = locks.enrol(session, box, NewLock(body.name, body.host, body.port), actor=actor)
     lock = enrolment.lock
     bundle = LockBundle(
         lock_id=lock.id,
@@ -108,9 +108,9 @@ def show_lock(lock_id: uuid.UUID, session: SessionDep, _: ReaderDep) -> LockPubl
     ),
 )
 def retire_lock(
-    lock_id: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
+    lock_id: uuid.UUID, session: SessionDep, state: StateDep, actor: ActorDep
 ) -> LockPublic:
-    lock = locks.retire(session, lock_id)
+    lock = locks.retire(session, lock_id, actor=actor)
     state.kick_worker()  # its keys' containers are due for deletion
     return presenters.lock_public(lock)
 
@@ -128,9 +128,9 @@ def retire_lock(
     ),
 )
 def push_revocations(
-    lock_id: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
+    lock_id: uuid.UUID, session: SessionDep, state: StateDep, actor: ActorDep
 ) -> LockPublic:
-    lock = revocations.push_full_list(session, lock_id, now=utcnow())
+    lock = revocations.push_full_list(session, lock_id, actor=actor, now=utcnow())
     state.kick_worker()
     return presenters.lock_public(lock)
 
@@ -164,9 +164,9 @@ def lock_audit(
     summary="Pull the lock's audit log now rather than at the next interval",
 )
 def pull_audit(
-    lock_id: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
+    lock_id: uuid.UUID, session: SessionDep, state: StateDep, actor: ActorDep
 ) -> AuditPullQueued:
-    lock = audit.request_pull(session, lock_id, now=utcnow())
+    lock = audit.request_pull(session, lock_id, actor=actor, now=utcnow())
     state.kick_worker()
     assert lock.audit_due_at is not None
     return AuditPullQueued(lock_id=lock.id, due_at=lock.audit_due_at)

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from key_provisioner.api import presenters
-from key_provisioner.api.deps import AdminDep, CursorQuery, LimitQuery, ReaderDep, SessionDep
+from key_provisioner.api.deps import ActorDep, CursorQuery, LimitQuery, ReaderDep, SessionDep
 from key_provisioner.schemas.common import problem_responses
 from key_provisioner.schemas.secure_elements import (
     SecureElementCreate,
@@ -35,7 +35,7 @@ SE_LINKS = {
     summary="Register a secure element: behind a RACS server, or reached through its host",
 )
 def register_secure_element(
-    body: SecureElementCreate, session: SessionDep, _: AdminDep
+    body: SecureElementCreate, session: SessionDep, actor: ActorDep
 ) -> SecureElementPublic:
     element = secure_elements.register(
         session,
@@ -45,6 +45,7 @@ def register_secure_element(
             label=body.label,
             certificate_pem=body.certificate_pem,
         ),
+        actor=actor,
     )
     return presenters.secure_element_public(element)
 

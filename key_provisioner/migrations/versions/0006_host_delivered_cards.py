@@ -6,7 +6,7 @@ such a card last completed a sync (shown in the API, for "has Alice's phone
 taken its keys").
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-06
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0004"  # written on 0003; rechained onto main's 0004 when main was merged
 branch_labels = None
 depends_on = None
 

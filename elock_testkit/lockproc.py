@@ -9,24 +9,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from elock_testkit.peers import require_tool
+from elock_testkit.ports import free_udp_port
+from elock_testkit.waiting import wait_for
 from lock_server.relay import read_simulated_state
-from tests.conftest import require_tool
 
 ELOCK_LOCK = [sys.executable, "-m", "lock_server.cli"]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -77,14 +71,14 @@ class LockProcess:
             env=_env(),
             start_new_session=True,  # a wrapper (faketime) forks: stop signals the whole group
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if b"listening on" in log_path.read_bytes()[seen:]:
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"lock exited: {(self.directory / 'lock.log').read_text()}")
-            time.sleep(0.05)
-        raise RuntimeError("lock did not start within 15 s")
+        proc = self.proc
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"lock exited: {log_path.read_text()}")
+            return b"listening on" in log_path.read_bytes()[seen:]
+
+        wait_for(listening, 15, "the lock's 'listening on' line")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -98,6 +92,14 @@ class LockProcess:
     def mint(self, *args: str) -> Key:
         out = json.loads(cli(["mint", "--config", str(self.config), "--json", *args]))
         return Key(out["identity"], out["psk"], out["key_id"])
+
+    def mint_unchecked(self, **claims: int) -> Key:
+        """A key the CLI would refuse to mint (already expired, say), made in-process."""
+        from elock_common import mint_key
+        from lock_server.config import load_config
+
+        identity, key = mint_key(load_config(self.config).load_secret(), **claims)  # type: ignore[arg-type]
+        return Key(key.identity.decode(), key.psk.decode(), identity.key_id_hex)
 
     def status(self) -> dict:  # type: ignore[type-arg]
         return json.loads(cli(["status", "--config", str(self.config), "--json"]))  # type: ignore[no-any-return]
@@ -142,6 +144,6 @@ def coap(
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env

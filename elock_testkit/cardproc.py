@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from tests.lock_server.lockproc import Key
-from tests.pcsc import READER, Pcscd, wait_for_card
+from elock_testkit.lockproc import Key
+from elock_testkit.pcsc import READER, Pcscd, wait_for_card
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ELOCK_SE = [sys.executable, "-m", "firmware.virtual.cli"]
 COAP_OPEN = [sys.executable, "-m", "key_client.cli"]
 
@@ -21,8 +21,9 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def elock_se(*args: str) -> str:
-    done = subprocess.run([*ELOCK_SE, *args], capture_output=True, text=True, env=env(), timeout=30)
+def elock_se(*args: str, extra_env: dict[str, str] | None = None) -> str:
+    done = subprocess.run([*ELOCK_SE, *args], capture_output=True, text=True,
+                          env={**env(), **(extra_env or {})}, timeout=30)  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"elock-se {args[0]} failed: {done.stderr}")
     return done.stdout
@@ -31,7 +32,8 @@ def elock_se(*args: str) -> str:
 def make_card(directory: Path, keys: list[tuple[str, str, Key]], *, pin: str | None = None) -> Path:
     """A personalized card file holding (label, uri, key) containers; with a PIN, they need it."""
     card = directory / "card.json"
-    elock_se("personalize", "--card", str(card), *(["--pin", pin] if pin else []))
+    elock_se("personalize", "--card", str(card), *(["--pin-env", "CARD_PIN"] if pin else []),
+             extra_env={"CARD_PIN": pin} if pin else None)  # fmt: skip
     for label, uri, key in keys:
         elock_se("install", "--card", str(card), "--label", label, "--uri", uri,
                  "--identity", key.identity, f"--psk={key.psk}",  # a PSK may start with "-"
@@ -39,11 +41,15 @@ def make_card(directory: Path, keys: list[tuple[str, str, Key]], *, pin: str | N
     return card
 
 
-def coap_open(*args: str, timeout: float = 60) -> tuple[int, dict[str, object], float]:
-    """Run ``coap-open --json``; (exit status, its JSON, seconds)."""
+def coap_open(
+    *args: str, timeout: float = 60, pin: str | None = None
+) -> tuple[int, dict[str, object], float]:
+    """Run ``coap-open --json``; (exit status, its JSON, seconds). ``pin`` goes through
+    the environment (``--pin-env``), never the command line."""
     began = time.monotonic()
-    done = subprocess.run([*COAP_OPEN, "--json", *args], capture_output=True, text=True,
-                          env=env(), timeout=timeout)  # fmt: skip
+    pin_args, extra = (["--pin-env", "TEST_PIN"], {"TEST_PIN": pin}) if pin else ([], {})
+    done = subprocess.run([*COAP_OPEN, "--json", *pin_args, *args], capture_output=True,
+                          text=True, env={**env(), **extra}, timeout=timeout)  # fmt: skip
     elapsed = time.monotonic() - began
     try:
         body = json.loads(done.stdout.strip().splitlines()[-1])

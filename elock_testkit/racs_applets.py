@@ -1,11 +1,14 @@
 """A tiny test applet that makes a RACS server walk every branch of the APDU algorithm.
 
 It answers like a T=0 card would: ``6C xx`` when Le is wrong, ``61 xx`` and GET
-RESPONSE for long answers, plus an echo, a CPLC for card serials and a
-command that never stops saying ``61 01`` (to test the server's bound).
+RESPONSE for long answers; it selects by a partial AID as Java Card does; plus an
+echo, a CPLC for card serials and a command that never stops saying ``61 01``
+(to test the server's bound).
 """
 
 from __future__ import annotations
+
+import threading
 
 ELOCK_AID = bytes.fromhex("A000000620454C4F434B01")
 OTHER_AID = bytes.fromhex("A0000000041010")
@@ -40,8 +43,10 @@ class TestApplet:
         cla, ins, p1, p2 = apdu[:4]
         if ins == 0xA4 and p1 == 0x04:
             aid = apdu[5 : 5 + apdu[4]] if len(apdu) > 5 else b""
-            if aid in self.aids:
-                self.selected = aid
+            # As Java Card: the AID in full, or a leading part of 5 bytes or more.
+            found = [a for a in self.aids if a == aid or (len(aid) >= 5 and a.startswith(aid))]
+            if found:
+                self.selected = found[0]
                 return SW_OK
             return b"\x6a\x82"
         if ins == 0x01:  # echo the data field
@@ -73,5 +78,24 @@ class TestApplet:
 
 
 def factory() -> TestApplet:
-    """For racs.toml: ``applet = "tests.racs.applets:factory"``."""
+    """For racs.toml: ``applet = "elock_testkit.racs_applets:factory"``."""
     return TestApplet()
+
+
+class SlowApplet(TestApplet):
+    """A card that takes as long as the test wants: ``process`` waits for ``go``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.go = threading.Event(), threading.Event()
+
+    def process(self, apdu: bytes) -> bytes:
+        self.started.set()
+        if not self.go.wait(30):  # bounded: a test that forgets to release cannot hang
+            return b"\x6f\x00"
+        return super().process(apdu)
+
+
+def slow_factory() -> SlowApplet:
+    """For racs.toml: ``applet = "elock_testkit.racs_applets:slow_factory"``."""
+    return SlowApplet()

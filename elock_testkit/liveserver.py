@@ -6,18 +6,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from elock_testkit.ports import free_tcp_port
+from elock_testkit.waiting import wait_for
 from key_provisioner.core.crypto import MasterKey
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FAST_WORKER = (
     "poll_seconds = 0.5\ncoap_timeout = 2\nretry_base = 0.3\nretry_max = 1.5\naudit_seconds = 1\n"
 )
@@ -35,21 +33,6 @@ def run_module(*args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -72,7 +55,7 @@ class Process:
             assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
             return self.ready.encode() in self.log.read_bytes()[seen:]
 
-        wait(ready, 20, f"{self.args[0]} start")
+        wait_for(ready, 20, f"{self.args[0]} start")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

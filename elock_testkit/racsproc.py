@@ -8,8 +8,8 @@ from pathlib import Path
 
 from elock_common import pki
 from elock_demo import setup
-from tests.key_client.cardproc import env
-from tests.pcsc import READER
+from elock_testkit.cardproc import env
+from elock_testkit.pcsc import READER
 
 
 class RacsProcess:

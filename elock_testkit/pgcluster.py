@@ -12,13 +12,14 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from elock_testkit.ports import free_tcp_port
 
 PREFIX = "elock-pg-"
 
@@ -30,12 +31,6 @@ def find_bin(name: str) -> str | None:
         key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
     )
     return found[-1] if found else shutil.which(name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -62,7 +57,7 @@ class PgCluster:
         (directory / "owner.pid").write_text(str(os.getpid()))
         if os.geteuid() == 0:
             shutil.chown(directory, "postgres", "postgres")
-        cluster = cls(directory, _free_port(), str(Path(initdb).with_name("pg_ctl")))
+        cluster = cls(directory, free_tcp_port(), str(Path(initdb).with_name("pg_ctl")))
         _run(
             _as_postgres(
                 [

@@ -1,0 +1,60 @@
+"""A misbehaving RACS server never stalls a push silently: the key stays pending, with why.
+
+The key server's worker only records a ``PushError``; the RACS client's parse
+failures and a RACS server that speaks only TLS 1.0 must reach it as one
+(issues 15 and 20), so the key shows ``last_error`` and is retried.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elock_common import pki
+from tests.key_provisioner import test_push_e2e as e2e
+from tests.key_provisioner.conftest import Api
+from tests.key_provisioner.test_push_e2e import RacsThread, push_of, register, wait_for
+from tests.push.racs_peers import POWERED_ON, GarbageRacs, tls10_only_server
+
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
+SEID = "card-0001"
+# The key server with push settings and a worker, as the push end-to-end tests run it.
+se_pki, settings, worker_settings = e2e.se_pki, e2e.settings, e2e.worker_settings
+racs_thread = e2e.racs_thread
+
+
+def pending_with_error(admin: Api, key: dict[str, Any]) -> dict[str, Any]:
+    def tried() -> dict[str, Any] | None:
+        push = push_of(admin, key)
+        return push if push["attempts"] >= 1 and push["last_error"] else None
+
+    push: dict[str, Any] = wait_for(tried, 15, "a failed try with last_error")
+    assert push["state"] == "pending" and push["next_attempt_at"] is not None
+    return push
+
+
+def test_a_racs_server_that_answers_garbage_leaves_the_key_pending_with_why(
+    admin: Api, racs_thread: RacsThread, se_pki: pki.PkiPaths
+) -> None:
+    garbage = GarbageRacs(se_pki, [POWERED_ON, b"BEGIN\r\n+006 001 not hex\r\nEND\r\n"])
+    racs_thread.run(garbage.start())
+    try:
+        se = register(admin, SEID, garbage.port)
+        key = admin.issue(admin.enrol("garbage-door")["lock"]["id"], se["id"])
+        push = pending_with_error(admin, key)
+        assert "the RACS server answered outside the protocol" in push["last_error"]
+    finally:
+        racs_thread.run(garbage.close())
+
+
+def test_a_tls10_only_racs_server_leaves_the_key_pending_with_why(
+    admin: Api, se_pki: pki.PkiPaths, tmp_path: Path
+) -> None:
+    with tls10_only_server(tmp_path) as port:
+        se = register(admin, SEID, port)
+        key = admin.issue(admin.enrol("old-racs-door")["lock"]["id"], se["id"])
+        push = pending_with_error(admin, key)
+    assert f"RACS server 127.0.0.1:{port} offers only TLS 1.0" in push["last_error"]
+    assert "eLock requires TLS 1.2 or later" in push["last_error"]
