@@ -11,7 +11,7 @@ through a file descriptor (--pin-fd 3 3<pinfile, or a pipe) or an environment
 variable you name (--pin-env VAR). Never on the command line: ps shows that.
 
 Exit status: 0 opened, 3 refused by the lock, 4 lock unreachable, 5 card
-problem (missing, blocked, wrong PIN), 6 no such key, 7 sync failed (key
+problem (missing, blocked, wrong PIN), 6 no such key, 8 sync failed (key
 server unreachable, refused, or some keys failed), 2 bad usage.
 """
 
@@ -144,7 +144,7 @@ def _choose(keys: list[KeyInfo], target: str | None) -> KeyInfo:
 
 
 def _status(exc: KeyHostError) -> str:
-    return {3: "refused", 4: "unreachable", 5: "card", 6: "no-such-key", 7: "sync"}.get(
+    return {3: "refused", 4: "unreachable", 5: "card", 6: "no-such-key", 8: "sync"}.get(
         exc.exit_status, "error"
     )
 

@@ -73,4 +73,4 @@ class SyncError(KeyHostError):
     all, and the next sync finishes the job.
     """
 
-    exit_status = 7
+    exit_status = 8  # 7 is taken: an Open whose outcome is unknown

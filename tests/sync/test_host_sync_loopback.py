@@ -76,7 +76,7 @@ def test_unknown_and_foreign_cards_learn_nothing(
     other = pki.init_pki(tmp_path / "other-pki")
     foreign = personalize_card(tmp_path / "other-pki", other, "phone-0002", api.url)
     code, out = coap_open(HERE, "--sync", "--card", str(foreign))
-    assert code == 7 and "not accepted" in out["message"], out
+    assert code == 8 and "not accepted" in out["message"], out
 
 
 def test_a_flood_is_refused_early(procs: Procs, paths: pki.PkiPaths, tmp_path: Path) -> None:
@@ -105,4 +105,4 @@ def test_a_flood_is_refused_early(procs: Procs, paths: pki.PkiPaths, tmp_path: P
     assert int(done.stdout) >= 30  # the bucket holds 6
     # A host refused for it is told why, not that the server is unreachable.
     code, out = coap_open(HERE, "--sync", "--card", str(card))
-    assert code == 7 and "too many syncs" in out["message"], out
+    assert code == 8 and "too many syncs" in out["message"], out

@@ -177,7 +177,7 @@ def test_a_sync_cut_in_the_middle_is_finished_by_the_next(field: Field) -> None:
     card = ["--card", str(field.card)]
     key = _issue(field, "Zq7 back door")
     code, out = _sync(field, card)  # the tap drops the card's answer to the install and cuts
-    assert code == 7 and out["status"] == "sync", out
+    assert code == 8 and out["status"] == "sync", out
     push = _push(field, key)
     assert push["state"] == "pending" and "host sync" in push["last_error"], push
     # The card applied the install whole; the server did not hear it: the next sync finishes.
