@@ -34,6 +34,9 @@ INS_OPEN = 0x32
 INS_DATAGRAMS = 0x34
 INS_TIMER = 0x36
 INS_CLOSE = 0x38
+INS_TLS_RECORDS = 0xD8  # TLS#2 records (docs/tls-endpoint.md)
+INS_GET_DATA = 0xCA
+INS_KEY_SERVER = 0x3A  # the key server's URL, public (docs/apdu.md)
 INS_PUT_CONTAINER = 0xE2
 INS_DELETE_CONTAINER = 0xE4
 INS_SET_PIN = 0xE8
@@ -71,6 +74,8 @@ TAG_ALERT = 0x99  # 1 byte, the DTLS alert description that ended the Open, if a
 TAG_RETRANSMIT_MS = 0x9A  # 2 bytes (OPEN, optional): the first DTLS retransmission timeout, ms
 TAG_PROGRESS = 0x9B  # 1 byte, every Open step: PROGRESS_*
 TAG_FAILURE = 0x9C  # 1 byte, when failed: FAILURE_*
+
+MAX_KEY_SERVER_URL = 200  # bytes of the URL KEY SERVER returns
 
 # Limits of the Open exchange (docs/apdu.md, DATAGRAMS).
 MAX_DATAGRAMS_IN = 8

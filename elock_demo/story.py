@@ -5,6 +5,10 @@ Every part is the real program: ``elock pki init``, ``elock-keyserver``, ``elock
 server's worker puts the key into the card through the RACS server inside a
 TLS session that ends in the card (TLS#2); the demo then reads the RACS
 server's APDU log to show that nothing of the key crossed it in clear.
+
+Then the other path: a card in a "phone" that nothing can dial (carrier NAT).
+It names its key server; ``coap-open --sync`` dials there and relays TLS#2
+while the key server installs the phone's key, and after a revoke deletes it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from elock_demo.services import (
 )
 
 SEID = "demo-card-1"
+PHONE_SEID = "demo-phone-1"
 
 
 class Teller(Protocol):
@@ -55,6 +60,9 @@ class Demo:
         self.work, self.services, self.detach = work, services, detach
         self.ks_dir, self.lock_dir = work / "keyserver", work / "lock"
         self.racs_dir, self.card, self.pki_dir = work / "racs", work / "card.json", work / "pki"
+        self.phone_card = work / "phone-card.json"
+        self.phone_se: dict[str, Any] = {}
+        self.phone_key: dict[str, Any] = {}
         self.api = KeyServerApi(f"http://127.0.0.1:{free_port(1)}", "")
         self.lock: dict[str, Any] = {}
         self.se: dict[str, Any] = {}
@@ -76,6 +84,12 @@ class Demo:
             ("Revoke the key through the API", self.revoke),
             ("Try the revoked key", self.refused),
             ("Read the lock's audit log", self.audit),
+            ("Personalize a card for a phone behind NAT; it names its key server", self.phone),
+            ("Issue a key for the phone: it waits for the phone to dial in", self.phone_issue),
+            ("The phone syncs (coap-open --sync): TLS#2 over the phone's own connection",
+             self.phone_sync),
+            ("Open the door from the phone", self.phone_open),
+            ("Revoke the phone's key; its next sync deletes the container", self.phone_revoke),
         ]
         if self.detach:
             told.append(("Issue another key for you to try (--keep)", self.spare_key))
@@ -216,6 +230,53 @@ class Demo:
         status = json.loads(run("lock_server.cli", "status", "--config", config_file, "--json"))
         rows = [r for r in status["recent_audit"] if r["action"] == "open"]
         return "the lock's audit log: " + "; ".join(f"{r['outcome']} ({r['reason']})" for r in rows)
+
+    def phone(self) -> str:
+        pki_dir = self.pki_dir
+        run("firmware.virtual.cli", "personalize", "--card", str(self.phone_card),
+            "--seid", PHONE_SEID, "--issuer-cert", str(pki_dir / "se-issuer-ca.pem"),
+            "--issuer-key", str(pki_dir / "se-issuer-ca.key"),
+            "--key-server-ca", str(pki_dir / "key-server-ca.pem"),
+            "--key-server", self.api.url)  # fmt: skip
+        body = {"seid": PHONE_SEID, "label": "demo phone behind NAT"}  # no RACS server
+        self.phone_se = self.api.call("POST", "/secure-elements", body)
+        return (f"card {PHONE_SEID} knows {self.api.url}; registered with delivery "
+                f"{self.phone_se['delivery']!r} (no RACS server)")  # fmt: skip
+
+    def phone_issue(self) -> str:
+        body = {"lock_id": self.lock["id"], "secure_element_id": self.phone_se["id"],
+                "label": "Phone door"}  # fmt: skip
+        self.phone_key = self.api.call("POST", "/keys", body)
+        push = self.api.call("GET", f"/keys/{self.phone_key['id']}")["push"]
+        key_id = self.phone_key["key_id"]
+        return f"key {key_id} issued; push {push['state']!r} until the phone syncs"
+
+    def _sync(self, expect: str) -> dict[str, Any]:
+        status, out = run_status("key_client.cli", "--sync", "--card", str(self.phone_card),
+                                 "--json")  # fmt: skip
+        push = self.api.call("GET", f"/keys/{self.phone_key['id']}")["push"]
+        if status != 0 or push["state"] != expect:
+            raise StoryBrokenError(f"the sync did not leave the key {expect}: {out}, {push}")
+        return out
+
+    def phone_sync(self) -> str:
+        out = self._sync("installed")
+        return (f"{out['message']}; the key server checked the card and ran TLS#2 through the "
+                "phone, which saw ciphertext only: push 'installed'")  # fmt: skip
+
+    def phone_open(self) -> str:
+        card = str(self.phone_card)
+        status, out = run_status("key_client.cli", "--card", card, "--json", "Phone door")
+        if status != 0 or out.get("status") != "opened":
+            raise StoryBrokenError(f"the phone's key did not open: {out}")
+        return f"opened in {out['elapsed_ms']} ms with the key the phone took by itself"
+
+    def phone_revoke(self) -> str:
+        key_id = self.phone_key["id"]
+        self.api.call("POST", f"/keys/{key_id}/revoke", {"reason": "phone replaced"})
+        waiting = self.api.call("GET", f"/keys/{key_id}")["push"]["state"]
+        out = self._sync("removed")
+        return f"push {waiting!r} until the phone synced: {out['message']}; push 'removed'"
 
     def spare_key(self) -> str:
         key = self.issue_and_push("Back door")

@@ -1,8 +1,11 @@
-"""Provisioning KeyContainers into a card through RACS inside TLS#2 (DESIGN.md, "double TLS").
+"""Provisioning KeyContainers into a card inside TLS#2 (DESIGN.md, "double TLS").
 
-The key server imports ``SecureElementPush``; see ``elock_push.push``.
+Two deliveries, one push: ``SecureElementPush`` dials a RACS server that hosts
+the card; ``RelayLink`` carries the same ``CardSession`` over a connection the
+card's host opened (a phone behind NAT). See ``elock_push.channel``.
 """
 
+from elock_push.channel import CardChannel
 from elock_push.errors import (
     CardBusyError,
     CardError,
@@ -13,30 +16,40 @@ from elock_push.errors import (
     UntrustedCardError,
 )
 from elock_push.push import (
+    CardSession,
     Delete,
     Install,
+    Operation,
     Outcome,
     PushReport,
     PushResult,
     Replace,
     SecureElementPush,
+    read_certificate,
 )
+from elock_push.relay import HostConnection, RelayLink
 from elock_push.tls2 import tls2_context
 
 __all__ = [
     "CardBusyError",
+    "CardChannel",
     "CardError",
+    "CardSession",
     "Delete",
+    "HostConnection",
     "Install",
+    "Operation",
     "Outcome",
     "PushError",
     "PushReport",
     "PushResult",
     "RacsProtocolError",
+    "RelayLink",
     "Replace",
     "SecureElementPush",
     "TlsSessionError",
     "TransportError",
     "UntrustedCardError",
+    "read_certificate",
     "tls2_context",
 ]

@@ -1,10 +1,8 @@
 """The card as the key server reaches it: one RACS session, one SEID, the eLock applet.
 
-TLS#2's records travel in TLS RECORDS APDUs (``00 D8``, ``docs/tls-endpoint.md``):
-blocks of ``block`` bytes (240, as draft-urien-tls-se's host sends), P2 bit 0 on
-the first and bit 1 on the last. Every block of one flight goes in ONE RACS
-request (``APDU ... APPEND`` lines, one round trip). The last block's status
-is the card's session state: 9000 handshaking, 9001 open, 9002 ended.
+The applet's APDUs (SELECT, GET DATA, TLS RECORDS) are ``apdu_link.ApduLink``'s;
+this module says how a script of them crosses RACS: every APDU of one flight
+in ONE RACS request (``APDU ... APPEND`` lines, one round trip).
 
 Long answers: a card answers at most 256 bytes and ``61xx`` ("xx more").
 draft-urien-core-racs lets the client ask the server to fetch the rest with
@@ -22,9 +20,18 @@ import contextlib
 import ssl
 from collections.abc import Iterator
 
-from elock_common import card_protocol as c
 from elock_common.apdu import ResponseChain
-from elock_push.errors import CardBusyError, CardError, RacsProtocolError, TransportError
+from elock_push.apdu_link import (
+    BLOCK,
+    GET_CERTIFICATE,
+    RESET_TLS,
+    SW_OK,
+    SW_TLS_END,
+    SW_TLS_OPEN,
+    ApduLink,
+    tls_record_apdus,
+)
+from elock_push.errors import CardBusyError, RacsProtocolError, TransportError
 from racs.client import (
     RacsClient,
     RemoteProtocolError,
@@ -32,27 +39,11 @@ from racs.client import (
     SecureElementBusyError,
 )
 
-SW_OK, SW_TLS_OPEN, SW_TLS_END = 0x9000, 0x9001, 0x9002
-RESET_TLS = bytes.fromhex("00D8000000")
-GET_CERTIFICATE = bytes.fromhex("00CA7F2100")
-BLOCK = 240
+__all__ = [  # what the push code and the tests import from here
+    "BLOCK", "GET_CERTIFICATE", "RESET_TLS", "SW_OK", "SW_TLS_END", "SW_TLS_OPEN", "CardLink",
+    "racs_errors", "tls_record_apdus",
+]  # fmt: skip
 _TRANSPORT = (OSError, EOFError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError)
-
-
-def tls_record_apdus(records: bytes, block: int = BLOCK) -> list[bytes]:
-    """The TLS RECORDS APDUs carrying *records* (none for no bytes)."""
-    blocks = [records[i : i + block] for i in range(0, len(records), block)]
-    apdus = []
-    for i, chunk in enumerate(blocks):
-        p2 = (0x01 if i == 0 else 0) | (0x02 if i == len(blocks) - 1 else 0)
-        apdus.append(bytes([0x00, 0xD8, 0x00, p2, len(chunk)]) + chunk + b"\x00")
-    return apdus
-
-
-def _split(response: bytes) -> tuple[bytes, int]:
-    if len(response) < 2:
-        raise CardError("response without a status word", 0x6F00)
-    return response[:-2], int.from_bytes(response[-2:], "big")
 
 
 @contextlib.contextmanager
@@ -70,7 +61,7 @@ def racs_errors(seid: str, refused: str) -> Iterator[None]:
         raise TransportError(f"RACS connection lost: {type(exc).__name__}") from exc
 
 
-class CardLink:
+class CardLink(ApduLink):
     """APDUs to one SEID over an open ``RacsClient``; counts what it sends."""
 
     def __init__(
@@ -111,36 +102,10 @@ class CardLink:
         assert chain.sw is not None
         return [*responses[:-1], chain.data + chain.sw.to_bytes(2, "big")]
 
-    async def power_on_and_select(self) -> None:
+    async def _power_on(self) -> None:
         self.round_trips += 1
         with racs_errors(self.seid, f"RACS refused POWERON {self.seid}"):
             await self.racs.power_on(self.seid)
-        select = bytes([0x00, c.INS_SELECT, c.P1_SELECT_BY_NAME, 0x00, len(c.AID)]) + c.AID
-        _, sw = _split((await self._script([select]))[0])
-        if sw != SW_OK:
-            raise CardError("SELECT eLock", sw)
-
-    async def certificate(self) -> bytes:
-        data, sw = _split((await self._script([GET_CERTIFICATE]))[0])
-        if sw != SW_OK:
-            raise CardError("GET DATA (card certificate)", sw)
-        return data
-
-    async def tls(self, records: bytes, *, reset: bool = False) -> tuple[bytes, int]:
-        """Send a flight (after RESET TLS if *reset*); the card's answer and session status."""
-        apdus = [RESET_TLS] if reset else []
-        apdus += tls_record_apdus(records, self.block)
-        if not apdus:
-            return b"", SW_OK
-        responses = await self._script(apdus)
-        for response in responses[:-1]:
-            _, sw = _split(response)
-            if sw != SW_OK:
-                raise CardError("TLS RECORDS", sw)
-        answer, sw = _split(responses[-1])
-        if sw not in (SW_OK, SW_TLS_OPEN, SW_TLS_END):
-            raise CardError("TLS RECORDS", sw)
-        return answer, sw
 
     async def shutdown(self) -> None:
         try:

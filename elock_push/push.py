@@ -20,10 +20,11 @@ Commands are idempotent by container id, so a push that failed with a
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -44,6 +45,7 @@ from elock_common.provisioning_wire import (
     encode_replace,
 )
 from elock_push.card_link import SW_TLS_END, SW_TLS_OPEN, CardLink
+from elock_push.channel import CardChannel
 from elock_push.errors import PushError, TlsSessionError, TransportError, UntrustedCardError
 from elock_push.tls2 import Tls2Client
 from racs.client import RacsClient, TlsVersionError
@@ -134,7 +136,81 @@ def _encode(op: Operation) -> bytes:
     return encode_delete(op.container_id)
 
 
+class CardSession:
+    """One TLS#2 session with a card over any ``CardChannel``: check, handshake, commands.
+
+    ``open`` does steps 1-3 of the module's story, ``run`` sends one flight of
+    commands (call it more than once: LIST, then the writes), ``close`` ends
+    TLS#2 and the carrier's session. Both deliveries (RACS, a host's relay) use
+    this one class, so what holds for one holds for the other.
+    """
+
+    def __init__(
+        self,
+        link: CardChannel,
+        seid: str,
+        *,
+        tls2: ssl.SSLContext,
+        se_issuer_ca: x509.Certificate,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.link, self.seid = link, seid
+        self.tls2, self.se_issuer_ca, self.now = tls2, se_issuer_ca, now
+        self._tls: Tls2Client | None = None
+
+    def __repr__(self) -> str:
+        return f"CardSession({self.seid!r}, open={self._tls is not None})"
+
+    async def open(self, certificate: bytes | None = None) -> None:
+        """SELECT, check the card's certificate, TLS#2 handshake.
+
+        With *certificate*, the caller has selected the applet and checked that
+        certificate already (``read_certificate``): only the handshake is left.
+        """
+        if certificate is None:
+            await self.link.power_on_and_select()
+            certificate = await read_certificate(self.link, self.seid, self.se_issuer_ca, self.now)
+        self._tls = await _handshake(self.link, self.tls2, certificate)
+
+    async def run(
+        self, operations: Sequence[Operation], *, list_after: bool = False
+    ) -> tuple[list[PushResult], list[KeyContainer]]:
+        assert self._tls is not None, "open() first"
+        return await _commands(self.link, self._tls, operations, list_after)
+
+    async def list_containers(self) -> list[KeyContainer]:
+        return (await self.run([], list_after=True))[1]
+
+    async def close(self) -> None:
+        """close_notify, then the carrier's session; a failure here changes nothing on the card."""
+        if self._tls is not None:
+            tls, self._tls = self._tls, None
+            try:
+                await self.link.tls(tls.close())
+            except PushError:
+                pass  # the commands are done and answered; the card drops the session anyway
+        await self.link.shutdown()
+
+
+async def read_certificate(
+    link: CardChannel, seid: str, issuer_ca: x509.Certificate, now: Callable[[], float]
+) -> bytes:
+    """The card's certificate, once it chains to *issuer_ca* and names *seid*."""
+    der = await link.certificate()
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise UntrustedCardError(seid, SeCertificateError("not a certificate")) from None
+    try:
+        verify_se_certificate(cert, issuer_ca, seid, now())
+    except SeCertificateError as exc:
+        raise UntrustedCardError(seid, exc) from exc
+    return der
+
+
 class SecureElementPush:
+    """Pushes through RACS: one RACS session (TLS#1) and one TLS#2 session per push."""
+
     def __init__(
         self,
         *,
@@ -179,6 +255,23 @@ class SecureElementPush:
             return PushResult(_command(op)[1], Outcome.FAILED, exc.reason, exc)
         return result
 
+    @contextlib.asynccontextmanager
+    async def session(self, seid: str) -> AsyncIterator[CardSession]:
+        """A RACS session to *seid* and a ``CardSession`` (not yet opened) over it."""
+        try:
+            racs = await RacsClient.connect(
+                self.racs_host, self.racs_port, self.racs_tls,
+                server_hostname=self.server_hostname, timeout=self.timeout,
+            )  # fmt: skip
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
+        link = CardLink(racs, seid, block=self.block)
+        try:
+            yield CardSession(link, seid, tls2=self.tls2, se_issuer_ca=self.se_issuer_ca,
+                              now=self.now)  # fmt: skip
+        finally:
+            await racs.close()
+
     async def push(
         self, seid: str, operations: Sequence[Operation], *, list_after: bool = False
     ) -> PushReport:
@@ -195,77 +288,64 @@ class SecureElementPush:
             raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
         link = CardLink(racs, seid, block=self.block, ask_server_to_fetch=self.ask_server_to_fetch)
         report = PushReport(seid)
+        session = CardSession(link, seid, tls2=self.tls2, se_issuer_ca=self.se_issuer_ca,
+                              now=self.now)  # fmt: skip
         try:
-            await link.power_on_and_select()
-            certificate = await self._check_card(link, seid)
-            tls = await self._handshake(link, certificate)
-            report.results, report.containers = await self._commands(
-                link, tls, operations, list_after
-            )
-            await link.tls(tls.close())
-            await link.shutdown()
+            await session.open()
+            report.results, report.containers = await session.run(operations, list_after=list_after)
+            await session.close()
         finally:
             await racs.close()
             report.apdus, report.round_trips = link.apdus, link.round_trips
             report.seconds = time.monotonic() - started
         return report
 
-    async def _check_card(self, link: CardLink, seid: str) -> bytes:
-        der = await link.certificate()
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError:
-            raise UntrustedCardError(seid, SeCertificateError("not a certificate")) from None
-        try:
-            verify_se_certificate(cert, self.se_issuer_ca, seid, self.now())
-        except SeCertificateError as exc:
-            raise UntrustedCardError(seid, exc) from exc
-        return der
 
-    async def _handshake(self, link: CardLink, certificate: bytes) -> Tls2Client:
-        tls = Tls2Client(self.tls2)
-        tls.handshake_step()
-        answer, sw = await link.tls(tls.data_to_send(), reset=True)
-        for _ in range(MAX_HANDSHAKE_FLIGHTS):
-            tls.receive(answer)
-            try:
-                done = tls.handshake_step()
-            except ssl.SSLError as exc:
-                raise TlsSessionError(f"TLS#2 handshake failed: {exc.reason}") from exc
-            if done:
-                break
-            if sw == SW_TLS_END:
-                raise TlsSessionError("the card ended the TLS#2 handshake")
-            answer, sw = await link.tls(tls.data_to_send())
-        else:
-            raise TlsSessionError("TLS#2 handshake did not finish")
-        if tls.peer_certificate() != certificate:
-            raise TlsSessionError("the card presented another certificate in TLS#2")
-        answer, sw = await link.tls(tls.data_to_send())  # our Finished: did the card accept us?
-        if sw != SW_TLS_OPEN:
-            tls.receive(answer)
-            raise TlsSessionError(f"the card refused the key server: {_alert(tls)}")
-        return tls
-
-    async def _commands(
-        self, link: CardLink, tls: Tls2Client, ops: Sequence[Operation], list_after: bool
-    ) -> tuple[list[PushResult], list[KeyContainer]]:
-        messages = [_encode(op) for op in ops] + ([encode_list()] if list_after else [])
-        if not messages:
-            return [], []
-        tls.send(b"".join(messages))
-        answer, sw = await link.tls(tls.data_to_send())
+async def _handshake(link: CardChannel, ctx: ssl.SSLContext, certificate: bytes) -> Tls2Client:
+    tls = Tls2Client(ctx)
+    tls.handshake_step()
+    answer, sw = await link.tls(tls.data_to_send(), reset=True)
+    for _ in range(MAX_HANDSHAKE_FLIGHTS):
         tls.receive(answer)
         try:
-            data = tls.read()
+            done = tls.handshake_step()
         except ssl.SSLError as exc:
-            raise TlsSessionError(f"TLS#2 failed: {exc.reason}") from exc
-        responses, containers = read_answers(data, list_after=list_after)
-        if len(responses) != len(messages):
-            why = "the card ended TLS#2" if sw == SW_TLS_END else "answers missing"
-            raise TlsSessionError(f"{why}: {len(responses)} of {len(messages)} answers")
-        results = [_result(op, r) for op, r in zip(ops, responses, strict=False)]
-        return results, containers
+            raise TlsSessionError(f"TLS#2 handshake failed: {exc.reason}") from exc
+        if done:
+            break
+        if sw == SW_TLS_END:
+            raise TlsSessionError("the card ended the TLS#2 handshake")
+        answer, sw = await link.tls(tls.data_to_send())
+    else:
+        raise TlsSessionError("TLS#2 handshake did not finish")
+    if tls.peer_certificate() != certificate:
+        raise TlsSessionError("the card presented another certificate in TLS#2")
+    answer, sw = await link.tls(tls.data_to_send())  # our Finished: did the card accept us?
+    if sw != SW_TLS_OPEN:
+        tls.receive(answer)
+        raise TlsSessionError(f"the card refused the key server: {_alert(tls)}")
+    return tls
+
+
+async def _commands(
+    link: CardChannel, tls: Tls2Client, ops: Sequence[Operation], list_after: bool
+) -> tuple[list[PushResult], list[KeyContainer]]:
+    messages = [_encode(op) for op in ops] + ([encode_list()] if list_after else [])
+    if not messages:
+        return [], []
+    tls.send(b"".join(messages))
+    answer, sw = await link.tls(tls.data_to_send())
+    tls.receive(answer)
+    try:
+        data = tls.read()
+    except ssl.SSLError as exc:
+        raise TlsSessionError(f"TLS#2 failed: {exc.reason}") from exc
+    responses, containers = read_answers(data, list_after=list_after)
+    if len(responses) != len(messages):
+        why = "the card ended TLS#2" if sw == SW_TLS_END else "answers missing"
+        raise TlsSessionError(f"{why}: {len(responses)} of {len(messages)} answers")
+    results = [_result(op, r) for op, r in zip(ops, responses, strict=False)]
+    return results, containers
 
 
 def read_answers(data: bytes, *, list_after: bool) -> tuple[list[Response], list[KeyContainer]]:

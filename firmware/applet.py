@@ -46,6 +46,7 @@ from firmware.errors import (
     WrongLengthError,
 )
 from firmware.identity import CardIdentity, CertificateCommand
+from firmware.key_server import KeyServerCommand
 from firmware.keyring import Keyring
 from firmware.opening import Opener, Rng, SessionFactory, default_session_factory
 from firmware.personalization import Personalizer
@@ -97,6 +98,7 @@ class Applet:
         for entry in (
             *self._routes(),
             *CertificateCommand(store).routes(),
+            *KeyServerCommand(store).routes(),
             *self.pin.routes(),
             *self.opener.routes(),
             *self.personalizer.routes(),

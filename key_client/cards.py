@@ -29,6 +29,7 @@ from key_client.errors import (
 
 Transmit = Callable[[bytes], bytes]
 EXTENDED_LE = 65536  # every eLock answer in one exchange (docs/apdu.md)
+SW_NO_DATA = 0x6A88  # referenced data not found
 
 
 class AppletChannel:
@@ -40,6 +41,38 @@ class AppletChannel:
         self._closed = False
         self._started = time.monotonic()
         self._exchange(c.CLA_ISO, c.INS_SELECT, c.AID, p1=c.P1_SELECT_BY_NAME, what="SELECT")
+
+    def __enter__(self) -> AppletChannel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let the card go (a PC/SC connection, a card file's lock); safe to call twice."""
+        close, self._close = self._close, lambda: None
+        close()
+
+    def key_server(self) -> str:
+        """The URL of the key server this card syncs with (``docs/apdu.md``, KEY SERVER)."""
+        apdu = encode_command(c.CLA_PROPRIETARY, c.INS_KEY_SERVER, 0, 0, b"", le=EXTENDED_LE)
+        data, sw = exchange(self._transmit, apdu)
+        if sw == SW_NO_DATA:
+            raise CardError("the card names no key server (personalize --key-server)")
+        if sw != 0x9000:
+            raise _card_error(sw, "KEY SERVER")
+        text = data.decode("ascii", "replace")
+        if not text.startswith(("https://", "http://")) or not text.isprintable():
+            raise CardError("the card's key server URL is malformed")
+        return text
+
+    def relay(self, apdu: bytes) -> bytes:
+        """One APDU exactly as given, its response as the card gave it (the sync relay).
+
+        Whoever calls this checks the command first (``key_client.sync``): the
+        channel itself is the card's transport and has no policy of its own.
+        """
+        return self._transmit(apdu)
 
     def keys(self) -> list[KeyInfo]:
         data = self._exchange(c.CLA_PROPRIETARY, c.INS_LIST, what="LIST")

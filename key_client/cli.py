@@ -4,6 +4,7 @@
     coap-open "Front door"       a key by label
     coap-open coaps://door/lock  a key by lock URI
     coap-open --list             the keys in the card (never a PSK)
+    coap-open --sync             take new keys from the card's key server, drop revoked ones
 
 A key that needs the PIN asks for it on the terminal; without one, give it
 through a file descriptor (--pin-fd 3 3<pinfile, or a pipe) or an environment
@@ -12,7 +13,8 @@ variable you name (--pin-env VAR). Never on the command line: ps shows that.
 Exit status: 0 opened, 3 refused by the lock, 4 lock unreachable (the door
 did not open), 7 unknown (the request went out, no answer came: the door may
 be open; check before trying again), 5 card problem (missing, blocked, wrong
-PIN), 6 no such key, 2 bad usage.
+PIN), 6 no such key, 8 sync failed (key server unreachable, refused, or some
+keys failed), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import sys
 from pathlib import Path
 
 from elock_common.pin_input import PIN_IN_ARGV, PinInputError, add_pin_options, read_pin
-from key_client.cards import connect
+from key_client.cards import AppletChannel, connect
 from key_client.carrier import DEFAULT_RETRANSMIT, DEFAULT_TIMEOUT, open_door
 from key_client.channel import KeyInfo
-from key_client.errors import KeyHostError, NoSuchKeyError, PinRequiredError
+from key_client.errors import KeyHostError, NoSuchKeyError, PinRequiredError, SyncError
+from key_client.sync import sync_card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("target", nargs="?", help="key label or lock URI")
     parser.add_argument("--list", action="store_true", help="list the keys in the card")
+    parser.add_argument(
+        "--sync", action="store_true", help="dial the card's key server and take its keys"
+    )
     parser.add_argument(
         "--reader", help="PC/SC reader name (default: the first with the eLock applet)"
     )
@@ -71,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    channel = connect(reader=args.reader, card_file=args.card)
+    if args.sync:
+        return _sync(args)
+    with connect(reader=args.reader, card_file=args.card) as channel:  # closed after use
+        return _use(args, channel)
+
+
+def _use(args: argparse.Namespace, channel: AppletChannel) -> int:
     keys = channel.keys()
     if args.list:
         if args.json:
@@ -111,6 +123,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(args: argparse.Namespace) -> int:
+    """Dial the key server the card names; it installs and deletes through TLS#2."""
+    with connect(reader=args.reader, card_file=args.card) as channel:
+        key_server = channel.key_server()
+        spinner = _Spinner(enabled=sys.stderr.isatty() and not args.json)
+        try:
+            result = asyncio.run(
+                sync_card(channel.relay, key_server, timeout=args.timeout, progress=spinner.stage)
+            )
+        finally:
+            spinner.stop()
+    _report(args, {"status": "synced", "key_server": key_server, "message": result.message,
+                   **vars(result)})  # fmt: skip
+    return 0 if not result.failed else SyncError.exit_status
+
+
 def _pin_for(key: KeyInfo, args: argparse.Namespace) -> str:
     try:
         pin = read_pin(fd=args.pin_fd, env_var=args.pin_env, prompt=f"PIN for {key.label}: ")
@@ -135,9 +163,9 @@ def _choose(keys: list[KeyInfo], target: str | None) -> KeyInfo:
 
 
 def _status(exc: KeyHostError) -> str:
-    return {3: "refused", 4: "unreachable", 5: "card", 6: "no-such-key", 7: "unknown"}.get(
-        exc.exit_status, "error"
-    )
+    statuses = {3: "refused", 4: "unreachable", 5: "card", 6: "no-such-key", 7: "unknown"}
+    statuses[8] = "sync"
+    return statuses.get(exc.exit_status, "error")
 
 
 def _report(args: argparse.Namespace, result: dict[str, object]) -> None:
@@ -145,6 +173,8 @@ def _report(args: argparse.Namespace, result: dict[str, object]) -> None:
         print(json.dumps(result))
     elif result["status"] == "opened":
         print(f"opened {result['label']} ({result['elapsed_ms']} ms)")
+    elif result["status"] == "synced":
+        print(f"synced with {result['key_server']}: {result['message']}")
     else:
         print(f"coap-open: {result['message']}", file=sys.stderr)
 

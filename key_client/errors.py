@@ -78,3 +78,13 @@ class NoSuchKeyError(KeyHostError):
     """The card holds no key matching what was asked for."""
 
     exit_status = 6
+
+
+class SyncError(KeyHostError):
+    """A sync with the key server did not finish: unreachable, refused, cut, or misbehaving.
+
+    Nothing is lost: each container is installed or deleted whole or not at
+    all, and the next sync finishes the job.
+    """
+
+    exit_status = 8  # 7 is taken: an Open whose outcome is unknown

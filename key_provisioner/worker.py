@@ -1,5 +1,6 @@
 """The background worker: pushes revocations to locks, pulls their audit logs, and
-installs and deletes key containers in secure elements through RACS.
+installs and deletes key containers in secure elements through RACS (cards
+reached through their host are synced when the host dials: ``api.card_sync``).
 
 It runs as an asyncio task inside each server process. Work is found in the
 database, not in memory: a revoke makes a push due and ``kick()`` only wakes
@@ -19,19 +20,18 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from elock_push import Delete, Install, Outcome, PushError, PushResult
+from elock_push import PushError
 from key_provisioner.core.config import WorkerSettings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.db.base import utcnow
 from key_provisioner.lock_admin import AdminSession, LockAdminError
 from key_provisioner.observability import metrics
 from key_provisioner.se_push import PushClients, Verdict, verdict
+from key_provisioner.se_visit import CardWork, visit
 from key_provisioner.services import audit, provisioning, revocations
 from key_provisioner.services.audit import AuditJob
 from key_provisioner.services.provisioning import SePushJob
 from key_provisioner.services.revocations import PushJob
-
-_DONE = {Outcome.INSTALLED, Outcome.ALREADY_PRESENT, Outcome.DELETED, Outcome.NOT_FOUND}
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Worker:
             se_jobs = await asyncio.to_thread(self._claim_se, now)
         cards: dict[tuple[str, str], list[SePushJob]] = {}
         for se_job in se_jobs:  # one RACS session per card for all its due keys
-            cards.setdefault((se_job.racs_server, se_job.seid), []).append(se_job)
+            cards.setdefault((se_job.racs_server or "", se_job.seid), []).append(se_job)
         await asyncio.gather(
             *(self._push(job) for job in pushes),
             *(self._pull(job) for job in pulls),
@@ -133,44 +133,27 @@ class Worker:
     async def _se_visit(self, jobs: list[SePushJob]) -> None:
         """Install and delete the due containers of one card, in one TLS#2 session."""
         assert self._push_clients is not None
-        pusher = self._push_clients.for_server(jobs[0].racs_server)
-        seid = jobs[0].seid
-        open_jobs = list(jobs)
+        racs_server, seid = jobs[0].racs_server, jobs[0].seid
+        assert racs_server is not None  # the worker claims RACS cards only
+        pusher = self._push_clients.for_server(racs_server)
         try:
-            deletes = [job for job in jobs if not job.install]
-            if deletes:
-                # Delete only what is ours: a container id may hold another key
-                # (written by hand, or ours never landed and the id was reused).
-                on_card = {c.container_id: c.identity for c in await pusher.list_containers(seid)}
-                for job in deletes:
-                    held = on_card.get(job.container_id)
-                    if held is None or held != job.identity:
-                        note = (
-                            ""
-                            if held is None
-                            else (f"container {job.container_id} holds another key; left alone")
-                        )
-                        await self._se_record(job, provisioning.record_done, note)
-                        open_jobs.remove(job)
-            ops = [
-                Install(job.container) if job.container is not None else Delete(job.container_id)
-                for job in open_jobs
-            ]
-            results: list[PushResult] = (await pusher.push(seid, ops)).results if ops else []
-        except PushError as exc:
-            record = self._se_record_for(verdict(exc), f"card {seid} via {pusher}", exc.reason)
-            for job in open_jobs:
-                await self._se_record(job, record, exc.reason)
-            return
-        for job, result in zip(open_jobs, results, strict=True):
-            what = "install" if job.install else "delete"
-            log.info("card %s: %s of container %d: %s %s", seid, what, job.container_id,
-                     result.outcome.value, result.detail)  # fmt: skip
-            if result.outcome in _DONE:
-                await self._se_record(job, provisioning.record_done, "")
-            else:
-                why = f"the card refused the {what}: {result.detail or result.outcome.value}"
-                await self._se_record(job, provisioning.record_failed, why)
+            async with pusher.session(seid) as card:
+                work = await visit(card, jobs)
+        except PushError as exc:  # RACS unreachable: nothing was tried
+            work = CardWork(open=list(jobs), error=exc)
+        for settled in (*work.done, *work.refused):
+            job = settled.job
+            log.info("card %s: %s of container %d: %s %s", seid,
+                     "install" if job.install else "delete", job.container_id,
+                     settled.outcome, settled.text)  # fmt: skip
+            done = settled in work.done
+            action = provisioning.record_done if done else provisioning.record_failed
+            await self._se_record(job, action, settled.text)
+        if work.error is not None and work.open:
+            error = work.error
+            record = self._se_record_for(verdict(error), f"card {seid} via {pusher}", error.reason)
+            for job in work.open:
+                await self._se_record(job, record, error.reason)
 
     def _se_record_for(self, kind: Verdict, where: str, why: str) -> Callable[..., object]:
         """How to record a push that failed: see ``se_push.verdict``."""

@@ -32,6 +32,11 @@ STEPS = (
     "confirmed revocation list",
     "deleted the container from the card",
     "4.01 key revoked",
+    "delivery 'host' (no RACS server)",
+    "push 'pending' until the phone syncs",
+    "1 key(s) added, 0 removed",
+    "with the key the phone took by itself",
+    "0 key(s) added, 1 removed; push 'removed'",
 )
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
@@ -85,6 +90,7 @@ def test_keep_leaves_a_working_system_and_says_how_to_use_it(tmp_path: Path) -> 
         assert {k["label"]: k["push"]["state"] for k in keys} == {
             "Front door": "removed",
             "Back door": "installed",
+            "Phone door": "removed",
         }
         assert "elock-phone --reader 'Virtual PCD 00 00'" in done.stdout
         listed = subprocess.run(

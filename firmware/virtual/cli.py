@@ -5,8 +5,9 @@ transport key, an optional PIN and, with ``--seid``, the card's TLS#2
 identity: a P-256 key made in the card's store (only its public key comes
 out), its certificate from the secure-element issuer CA (CN = SEID), and the
 key-server CA as trust anchor; such a card takes containers only through
-TLS#2. ``certificate`` prints the card's certificate (PEM); ``serve`` puts
-it in pcscd's vpcd reader;
+TLS#2. ``--key-server URL`` stores where its host dials to sync (public).
+``certificate`` prints the card's certificate (PEM); ``serve`` puts it in
+pcscd's vpcd reader;
 ``list``, ``install`` and ``delete`` talk APDUs to it, in process on the card
 file or, with ``--reader``, through PC/SC to a served card. ``install`` and
 ``delete`` go through the sealed personalization APDUs, so the CLI exercises
@@ -36,7 +37,7 @@ from elock_common import pki
 from elock_common.container import NO_NOT_AFTER, Flags, KeyContainer
 from elock_common.errors import FormatError
 from elock_common.pin_input import PIN_IN_ARGV, PinInputError, add_pin_options, read_pin
-from firmware import identity
+from firmware import identity, key_server
 from firmware.applet import Applet
 from firmware.errors import SwError
 from firmware.personalization import CELL_TRANSPORT_KEY, KEY_BYTES
@@ -75,6 +76,8 @@ def cmd_personalize(args: argparse.Namespace) -> None:
     card: Path = args.card
     if card.exists() and not args.force:
         raise CliError(f"{card} exists; pass --force to replace it")
+    if args.key_server is not None:
+        key_server.check_url(args.key_server)
     tk_file: Path | None = args.transport_key_file
     if tk_file is not None and tk_file.exists():
         transport_key = read_transport_key(tk_file)
@@ -91,8 +94,11 @@ def cmd_personalize(args: argparse.Namespace) -> None:
         if pin is not None:
             CardPin(store).set(pin.encode("ascii"), args.pin_tries)
         seid = _personalize_identity(args, store)
+        if args.key_server is not None:
+            key_server.store_url(store, args.key_server)
         cardfile.save(card, store.eeprom)
     extra = (" with a PIN" if pin else "") + (f" as SEID {seid}" if seid else "")
+    extra += f", key server {args.key_server}" if args.key_server else ""
     print(f"personalized {card}{extra}")
 
 
@@ -265,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issuer-cert", type=Path, help="the secure-element issuer CA (PEM)")
     p.add_argument("--issuer-key", type=Path, help="its private key (PEM)")
     p.add_argument("--key-server-ca", type=Path, help="trust anchor for TLS#2 client certs")
+    p.add_argument(
+        "--key-server", help="URL the card's host dials to sync (https://...; readable by anyone)"
+    )
     p.set_defaults(func=cmd_personalize)
 
     p = card_cmd("serve", "put the card in pcscd's vpcd reader", reader=False)
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except (
         CliError, cardfile.CardFileError, host.CardError, FormatError, OSError,
-        identity.IdentityError,
+        identity.IdentityError, key_server.KeyServerUrlError,
     ) as exc:  # fmt: skip
         print(f"elock-se: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,10 @@ a loopback port, so two guards stand before every route:
   origin can read that) and sends it as ``X-ELock`` on every API call. A
   cross-site request can neither read it nor add the header without a CORS
   preflight, which this app never grants.
+
+"Update keys" (and the page's start) runs the same sync as ``coap-open
+--sync``: ``POST /api/sync`` does it, ``GET /api/sync`` tells its stage while
+it runs; the card is reached in a thread and its channel closed after the sync.
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ from key_client.errors import (
     OutcomeUnknownError,
     PinRequiredError,
     RefusedError,
+    SyncError,
     UnreachableError,
     WrongPinError,
 )
+from key_client.sync import SyncChannel, sync_card
 
 STATIC = resources.files("key_client.phone") / "static"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -58,6 +64,42 @@ _FILES = {
     "/icon-192.png": ("icon-192.png", "image/png"),
     "/icon-512.png": ("icon-512.png", "image/png"),
 }
+
+
+class SyncProgress:
+    """The sync in progress (if any) and the last one's outcome, for the page to poll."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.stage = ""
+        self.last: dict[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"running": self.running, "stage": self.stage, "last": self.last}
+
+
+async def run_sync(
+    connect: Callable[[], object], progress: SyncProgress, timeout: float
+) -> dict[str, Any]:
+    """One sync of the card with its key server; every card call in a thread."""
+
+    def stage(name: str) -> None:
+        progress.stage = name
+
+    channel = None
+    try:
+        stage("reading the card")
+        channel = await asyncio.to_thread(connect)
+        if not isinstance(channel, SyncChannel):
+            raise SyncError("this card channel cannot sync")
+        key_server = await asyncio.to_thread(channel.key_server)
+        result = await sync_card(channel.relay, key_server, timeout=timeout, progress=stage)
+    except KeyHostError as exc:
+        return {"status": "sync-failed", "message": str(exc)}
+    finally:
+        if isinstance(channel, SyncChannel):
+            await asyncio.to_thread(channel.close)
+    return {"status": "synced", "message": result.message, **vars(result)}
 
 
 class OpenRequest(BaseModel):
@@ -122,6 +164,7 @@ def create_app(
     connect: Callable[[], OpenChannel],
     *,
     timeout: float = 20.0,
+    sync_timeout: float = 60.0,
     served: Iterable[str] = serving_names("127.0.0.1", 8480),
     session: str | None = None,
 ) -> FastAPI:
@@ -132,6 +175,7 @@ def create_app(
     app.add_middleware(HostGuard, served=served)
     one_at_a_time = asyncio.Lock()
     token = session or secrets.token_urlsafe(32)
+    progress = SyncProgress()
 
     def guard(request: Request, marker: str | None) -> None:
         if marker is None or not hmac.compare_digest(marker.encode(), token.encode()):
@@ -174,6 +218,23 @@ def create_app(
             "code": outcome.code,
             "elapsed_ms": round(outcome.elapsed * 1000),
         }
+
+    @app.get("/api/sync")
+    async def sync_state(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
+        guard(request, x_elock)
+        return progress.as_json()
+
+    @app.post("/api/sync")
+    async def sync(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
+        """Update keys: the card's host dials its key server (``key_client.sync``)."""
+        guard(request, x_elock)
+        async with one_at_a_time:
+            progress.running, progress.stage = True, "starting"
+            try:
+                progress.last = await run_sync(connect, progress, sync_timeout)
+            finally:
+                progress.running = False
+        return progress.last
 
     return app
 

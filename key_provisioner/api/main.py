@@ -16,7 +16,15 @@ from fastapi import FastAPI
 
 from key_provisioner import observability
 from key_provisioner.api import auth, docs, problems
-from key_provisioner.api.routes import admin_audit, audit, keys, locks, secure_elements, tokens
+from key_provisioner.api.routes import (
+    admin_audit,
+    audit,
+    card_sync,
+    keys,
+    locks,
+    secure_elements,
+    tokens,
+)
 from key_provisioner.api.state import AppState
 from key_provisioner.core.config import Settings, load_settings
 from key_provisioner.core.crypto import SecretBox
@@ -105,8 +113,9 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.elock = state
-    routers = (locks.router, secure_elements.router, keys.router, audit.router, admin_audit.router)
-    for router in (*routers, tokens.router):
+    routers = (locks.router, secure_elements.router, keys.router, audit.router, admin_audit.router,
+               card_sync.router, tokens.router)  # fmt: skip
+    for router in routers:
         app.include_router(router)
     problems.install(app)
     docs.install(app)

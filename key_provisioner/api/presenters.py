@@ -66,6 +66,8 @@ def secure_element_public(element: SecureElement) -> SecureElementPublic:
         id=element.id,
         seid=element.seid,
         racs_server=element.racs_server,
+        delivery="racs" if element.racs_server else "host",
+        synced_at=element.synced_at,
         label=element.label,
         registered_at=element.registered_at,
         certificate=certificate,

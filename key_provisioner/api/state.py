@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from key_provisioner.core.config import PUSH_NOT_CONFIGURED, Settings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.se_push import PushClients
+from key_provisioner.services.sync_gate import SyncGate
 from key_provisioner.worker import Worker
 
 
@@ -21,6 +22,7 @@ class AppState:
     box: SecretBox
     push_clients: PushClients | None = None
     worker: Worker | None = None
+    sync_gate: SyncGate | None = None  # card syncs dialled in (``routes.card_sync``)
 
     @property
     def push_note(self) -> str | None:

@@ -75,6 +75,10 @@ class PushSettings:
     se_issuer_ca: Path
     timeout: float = 30.0  # one push: RACS connection, TLS#2 and the commands
     racs_server_name: str | None = None  # TLS#1 server name, if not the registered host
+    # Card syncs that hosts dial in (``api.card_sync``): at most this many per client
+    # address per minute, and at most this many at once in one server process.
+    sync_per_minute: int = 30
+    sync_concurrent: int = 16
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,10 @@ _WORKER_FIELDS: dict[str, Any] = {
     "batch": int,
     "admin_key_seconds": int,
 }
-_PUSH_OPTIONS: dict[str, Any] = {"timeout": (int, float), "racs_server_name": str}
+_PUSH_OPTIONS: dict[str, Any] = {
+    "timeout": (int, float), "racs_server_name": str, "sync_per_minute": int,
+    "sync_concurrent": int,
+}
 _PUSH_FIELDS: dict[str, Any] = {name: str for name in PUSH_FILES} | _PUSH_OPTIONS
 
 
@@ -270,5 +277,9 @@ def _push(values: dict[str, Any], base: Path) -> PushSettings | None:
         paths[name] = path
     timeout = _ranged("push.timeout", values.get("timeout", 30.0), 1, 600)
     return PushSettings(
-        **paths, timeout=float(timeout), racs_server_name=values.get("racs_server_name") or None
-    )
+        **paths, timeout=float(timeout), racs_server_name=values.get("racs_server_name") or None,
+        sync_per_minute=_ranged("push.sync_per_minute", values.get("sync_per_minute", 30), 1,
+                                10_000),
+        sync_concurrent=_ranged("push.sync_concurrent", values.get("sync_concurrent", 16), 1,
+                                1000),
+    )  # fmt: skip

@@ -75,7 +75,10 @@ class SecureElement(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     seid: Mapped[str] = mapped_column(String(64), unique=True)
-    racs_server: Mapped[str] = mapped_column(String(260))
+    # host:port of the RACS server that hosts the card; None: the card's host dials
+    # the key server and relays TLS#2 (``api/card_sync.py``), as a phone behind NAT does.
+    racs_server: Mapped[str | None] = mapped_column(String(260))
+    synced_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)  # last host sync
     certificate_pem: Mapped[str | None] = mapped_column(Text)
     label: Mapped[str] = mapped_column(String(100), default="")
     registered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -33,7 +33,8 @@ class PushState(enum.StrEnum):
 
 
 class KeyPush(BaseModel):
-    """Delivery of the key's container into its secure element, through RACS."""
+    """Delivery of the key's container into its secure element: through RACS, or the card's
+    host's sync (the secure element's ``delivery``); the states mean the same for both."""
 
     state: PushState
     container_id: int | None = Field(

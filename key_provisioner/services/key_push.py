@@ -1,7 +1,8 @@
 """A key's push state as an admin changes it: revoke, lock retired, retry.
 
-The worker's own transitions (claim, done, retry later, failed) are in
-``services.provisioning``; these are the ones a request causes. Each runs
+The worker's and a host sync's transitions (done, retry later, failed) are in
+``services.provisioning``; these are the ones a request causes. Both go
+through the one table in ``push_lifecycle``. Each runs
 with the key's row locked, inside the caller's transaction.
 """
 
@@ -20,6 +21,7 @@ from key_provisioner.schemas.admin_audit import Action
 from key_provisioner.schemas.keys import PushState
 from key_provisioner.services import admin_audit
 from key_provisioner.services.admin_audit import Actor
+from key_provisioner.services.push_lifecycle import PushEvent, next_state
 
 HELD = (PushState.PENDING, PushState.INSTALLED, PushState.REMOVING)  # see CONTAINER_HELD
 
@@ -67,17 +69,17 @@ def on_revoke(key: Key, now: dt.datetime) -> None:
     if key.push_state in (PushState.REMOVING, PushState.REMOVED):
         return
     if key.push_state == PushState.FAILED:  # nothing of it reached the card
-        key.push_state = PushState.REMOVED
+        key.push_state = next_state(key.push_state, PushEvent.DROPPED)
         key.removed_at = now
         return
     if key.container_id is None:
-        key.push_state = PushState.REMOVED
+        key.push_state = next_state(key.push_state, PushEvent.DROPPED)
         key.removed_at = now
         key.push_due_at = None
         key.push_error = None
         return
     in_flight = key.push_state == PushState.PENDING and key.push_due_at is not None
-    key.push_state = PushState.REMOVING
+    key.push_state = next_state(key.push_state, PushEvent.REVOKED)
     key.push_due_at = max(now, key.push_due_at) if in_flight and key.push_due_at else now
     key.push_attempts = 0
     key.push_error = None
@@ -103,7 +105,7 @@ def retry(session: Session, key_uuid: uuid.UUID, *, actor: Actor, now: dt.dateti
     if key.revoked_at is not None and state is PushState.FAILED and key.container_id is not None:
         # A revoked key can only be failed by its delete: the container may still be on
         # the card. Retrying means deleting it again (checked against LIST first).
-        key.push_state = PushState.REMOVING
+        key.push_state = next_state(state, PushEvent.RETRY_DELETE)
         key.push_due_at = now
         key.push_attempts = 0
         key.push_error = None
@@ -128,7 +130,7 @@ def retry(session: Session, key_uuid: uuid.UUID, *, actor: Actor, now: dt.dateti
         session, key.secure_element_id
     ):
         key.container_id = None
-    key.push_state = PushState.PENDING
+    key.push_state = next_state(state, PushEvent.RETRY_INSTALL)
     key.push_due_at = now
     key.push_attempts = 0
     key.push_error = None

@@ -18,6 +18,10 @@ the RACS session outside any transaction. The PSK is derived again from the
 lock secret at each claim and kept in memory only; the server never stores it.
 A key gets a container id (1..16, lowest free on its card) at its first claim
 and keeps it, so every retry writes the same container (idempotent).
+Cards reached through their host (no RACS server) are never claimed by the
+worker: their host's sync claims them (``claim_for_card``), and a sync that
+broke off leaves them due for the next one (``record_released``). The states
+and their transitions are one table, ``push_lifecycle``.
 Transient failures (RACS unreachable, a cut connection) are retried with
 backoff; a card busy with another RACS session (another worker visiting it) is
 retried soon, without counting as a failed try; the rest are ``failed``. The
@@ -30,20 +34,20 @@ import datetime as dt
 import random
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from elock_common import MintedKey
 from elock_common.container import MAX_CONTAINERS, MAX_LABEL, KeyContainer
 from elock_common.errors import ContainerFormatError
 from key_provisioner.core.crypto import SecretBox
-from key_provisioner.core.errors import LockRetiredError, NotFoundError, SecretUnavailableError
-from key_provisioner.db.base import utcnow
+from key_provisioner.core.errors import LockRetiredError, SecretUnavailableError
 from key_provisioner.db.engine import is_postgresql
 from key_provisioner.db.models import Key, Lock, SecureElement
 from key_provisioner.schemas.keys import PushState
 from key_provisioner.services import key_push, locks
+from key_provisioner.services.push_lifecycle import PushEvent, next_state
 
 MAX_ERROR = 300
 
@@ -54,7 +58,7 @@ class SePushJob:
 
     key_uuid: uuid.UUID
     seid: str
-    racs_server: str
+    racs_server: str | None  # None: the card's host relays (a sync), no worker visit
     state: PushState  # what the claim saw: PENDING (install) or REMOVING (delete)
     container_id: int
     identity: bytes
@@ -68,20 +72,53 @@ class SePushJob:
 def claim_due(
     session: Session, box: SecretBox, *, now: dt.datetime, lease: float, limit: int
 ) -> list[SePushJob]:
+    """The worker's claim: due keys of cards behind a RACS server (hosts dial in themselves)."""
+    behind_racs = select(SecureElement.id).where(SecureElement.racs_server.is_not(None))
     query = (
         select(Key)
         .where(
             Key.push_state.in_([PushState.PENDING, PushState.REMOVING]),
             Key.push_due_at.is_not(None),
             Key.push_due_at <= now,
+            Key.secure_element_id.in_(behind_racs),
         )
         .order_by(Key.push_due_at)
         .limit(limit)
     )
+    return _claim(session, box, query, now=now, lease=lease)
+
+
+def claim_for_card(
+    session: Session, box: SecretBox, element: SecureElement, *, now: dt.datetime, lease: float
+) -> list[SePushJob]:
+    """A host sync's claim: every due key of this one card (all of them, in one session).
+
+    A key another sync of the same card holds (its lease not run out) is left
+    to that sync; at most ``MAX_CONTAINERS`` installs fit a card, and deletes
+    are as many as the card held, so the batch is bounded by the card itself.
+    """
+    query = (
+        select(Key)
+        .where(
+            Key.secure_element_id == element.id,
+            Key.push_state.in_([PushState.PENDING, PushState.REMOVING]),
+            Key.push_due_at.is_not(None),
+            Key.push_due_at <= now,
+        )
+        .order_by(Key.push_due_at)
+        .limit(4 * MAX_CONTAINERS)
+    )
+    return _claim(session, box, query, now=now, lease=lease)
+
+
+def _claim(
+    session: Session, box: SecretBox, query: Select[Any], *, now: dt.datetime, lease: float
+) -> list[SePushJob]:
     if is_postgresql(session):
         query = query.with_for_update(skip_locked=True)
     jobs: list[SePushJob] = []
-    for key in session.scalars(query).all():
+    keys: list[Key] = list(session.scalars(query).all())
+    for key in keys:
         key.push_due_at = now + dt.timedelta(seconds=lease)
         element = session.get(SecureElement, key.secure_element_id)
         assert element is not None  # a foreign key
@@ -167,7 +204,7 @@ def lock_uri(lock: Lock) -> str:
 
 
 def _fail(key: Key, why: str) -> None:
-    key.push_state = PushState.FAILED
+    key.push_state = next_state(key.push_state, PushEvent.REFUSED)
     key.push_error = why[:MAX_ERROR]
     key.push_due_at = None
     key.push_attempts += 1
@@ -196,10 +233,10 @@ def record_done(session: Session, job: SePushJob, note: str = "", *, now: dt.dat
     key = _locked_key(session, job.key_uuid)
     if not _moved_on(key, job, now):
         if job.install:
-            key.push_state = PushState.INSTALLED
+            key.push_state = next_state(key.push_state, PushEvent.LANDED)
             key.pushed_at = key.pushed_at or now
         else:
-            key.push_state = PushState.REMOVED
+            key.push_state = next_state(key.push_state, PushEvent.GONE)
             key.removed_at = now
         key.push_due_at = None
         key.push_attempts = 0
@@ -230,6 +267,7 @@ def record_retry(
     """A transient failure: retry after a delay doubling from ``base`` up to ``cap``, ±20%."""
     key = _locked_key(session, job.key_uuid)
     if not _moved_on(key, job, now):
+        key.push_state = next_state(key.push_state, PushEvent.TRY_AGAIN)
         key.push_attempts += 1
         key.push_error = why[:MAX_ERROR]
         delay = min(cap, base * 2 ** min(key.push_attempts - 1, 30))
@@ -262,51 +300,19 @@ def record_busy(
     return key
 
 
-@dataclass(frozen=True)
-class KeyToPush:
-    key: Key
-    secure_element: SecureElement
-    lock_uri: str
-    container: MintedKey  # identity and re-derived PSK: keep in memory only
+def record_released(session: Session, job: SePushJob, why: str, *, now: dt.datetime) -> Key:
+    """A host sync that broke off (link cut, host gone): due again at the card's next sync.
 
-
-def keys_awaiting_push(
-    session: Session, box: SecretBox, *, limit: int = 100, now: dt.datetime | None = None
-) -> list[KeyToPush]:
-    """Live keys of live locks that have not reached their secure element yet."""
-    now = now or utcnow()
-    rows = session.execute(
-        select(Key, Lock, SecureElement)
-        .join(Lock, Key.lock_id == Lock.id)
-        .join(SecureElement, Key.secure_element_id == SecureElement.id)
-        .where(
-            Key.pushed_at.is_(None),
-            Key.revoked_at.is_(None),
-            Key.not_after > int(now.timestamp()),
-            Lock.retired_at.is_(None),
-        )
-        .order_by(Key.issued_at)
-        .limit(limit)
-    ).all()
-    out = []
-    for key, lock, element in rows:
-        identity = key.identity.encode("ascii")
-        psk = locks.unseal(box, lock).derive_psk(identity)
-        out.append(KeyToPush(key, element, lock_uri(lock), MintedKey(identity=identity, psk=psk)))
-    return out
-
-
-def key_pushed(session: Session, key_uuid: uuid.UUID, *, at: dt.datetime | None = None) -> Key:
-    """Record that the container is in the secure element (idempotent)."""
-    key = session.get(Key, key_uuid)
-    if key is None:
-        raise NotFoundError(f"no key {key_uuid}")
-    if key.pushed_at is None:
-        key.pushed_at = at or utcnow()
-        if key.push_state == PushState.PENDING:
-            key.push_state = PushState.INSTALLED
-            key.push_due_at = None
-        session.commit()
+    No backoff: the server does not choose when a host dials, and every sync
+    of a card with nothing due is cheap. The try still counts and says why.
+    """
+    key = _locked_key(session, job.key_uuid)
+    if not _moved_on(key, job, now):
+        key.push_state = next_state(key.push_state, PushEvent.TRY_AGAIN)
+        key.push_attempts += 1
+        key.push_error = why[:MAX_ERROR]
+        key.push_due_at = now
+    session.commit()
     return key
 
 

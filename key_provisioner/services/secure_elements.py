@@ -1,4 +1,4 @@
-"""Secure elements: register (with an optional certificate), list, show."""
+"""Secure elements: register (with an optional certificate), list, show; find one by SEID."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from key_provisioner.services.pagination import Page, keyset, page_of
 @dataclass(frozen=True)
 class NewSecureElement:
     seid: str
-    racs_server: str
+    racs_server: str | None  # None: the card's host dials us (``api.card_sync``)
     label: str = ""
     certificate_pem: str | None = None
 
@@ -56,9 +56,10 @@ def register(
     session: Session, new: NewSecureElement, *, actor: Actor, now: dt.datetime | None = None
 ) -> SecureElement:
     pem = parse_certificate(new.certificate_pem).pem if new.certificate_pem else None
-    _, port = new.racs_server.rsplit(":", 1)
-    if not 1 <= int(port) <= 65535:
-        raise InvalidRequestError("racs_server port must be 1..65535")
+    if new.racs_server is not None:
+        _, port = new.racs_server.rsplit(":", 1)
+        if not 1 <= int(port) <= 65535:
+            raise InvalidRequestError("racs_server port must be 1..65535")
     element = SecureElement(
         id=uuid.uuid4(),
         seid=new.seid,
@@ -102,3 +103,12 @@ def list_elements(session: Session, *, cursor: str | None, limit: int) -> Page[S
     )
     rows = session.scalars(query).all()
     return page_of(rows, limit, lambda e: (e.registered_at, e.id))
+
+
+def host_delivered(session: Session, seid: str) -> SecureElement | None:
+    """The card registered as reached through its host, with this SEID (None otherwise)."""
+    return session.scalars(
+        select(SecureElement).where(
+            SecureElement.seid == seid, SecureElement.racs_server.is_(None)
+        )
+    ).one_or_none()

@@ -373,3 +373,19 @@ def test_each_failed_revocation_push_is_tried_once_and_counted_once(
     log = stack.keyserver_log.read_text()
     line = f"INFO key_provisioner.worker: revocation push v1 to lock {silent['id']} failed"
     assert line in log, log[-2000:]
+
+
+def test_the_card_sync_websocket_passes_through_the_shipped_site(stack: Stack) -> None:
+    """A phone dials ``wss://…/v1/card-sync`` through nginx: the upgrade reaches the key server.
+
+    This stack has no ``[push]`` credentials, so the key server refuses at once, before any
+    hello; that the refusal arrives, as a WebSocket frame over TLS, is what is checked.
+    """
+    from websockets.sync.client import connect
+
+    from elock_common import card_sync as wire
+
+    url = stack.url.replace("https://", "wss://") + wire.PATH
+    with connect(url, ssl=stack.ssl, server_hostname=SERVER_NAME, open_timeout=15) as ws:
+        answer = wire.decode_server_message(ws.recv(timeout=15))
+    assert answer == wire.Refused("this key server does not provision cards")

@@ -1,4 +1,4 @@
-// eLock phone app: list the card's keys, open with one tap.
+// eLock phone app: list the card's keys, open with one tap, update them from the key server.
 // The key host puts a per-launch secret in the page; every API call sends it back.
 const SESSION = document.querySelector('meta[name="elock-session"]').content;
 const api = (path, body) => fetch(path, {
@@ -61,6 +61,7 @@ async function load() {
   list.replaceChildren();
   if (!ok) { show(body.status || "card", body.message); return; }
   if (body.length === 0) { show("card", "There is no key in this card yet."); return; }
+  if ($("status").className === "card") $("status").hidden = true;
   for (const key of body) {
     const li = document.createElement("li");
     const b = document.createElement("button");
@@ -77,5 +78,42 @@ async function load() {
   }
 }
 
+// Update keys: the phone dials the key server the card names and relays its TLS session.
+// The key list is redrawn only when the card changed: a list redrawn under a finger mis-taps.
+async function sync() {
+  const button = $("sync"), line = $("sync-status");
+  let changed = false, done = false;
+  button.disabled = true;
+  line.className = "pending";
+  line.textContent = "Updating keys…";
+  const poll = setInterval(async () => {
+    const { body } = await api("/api/sync");
+    if (!done && body.running && body.stage) line.textContent = `Updating keys: ${body.stage}…`;
+  }, 250);
+  try {
+    const { body } = await api("/api/sync", {});
+    done = true;
+    if (body.status === "synced") {
+      changed = body.added + body.removed > 0;
+      line.className = body.failed ? "failed" : "synced";
+      line.textContent = body.failed
+        ? `Keys updated in part: ${body.message}`
+        : `Keys updated: ${body.added} added, ${body.removed} removed`;
+    } else {
+      line.className = "failed";
+      line.textContent = `Update failed: ${body.message || "no answer"}`;
+    }
+  } catch (e) {
+    done = true;
+    line.className = "failed";
+    line.textContent = "Update failed: the key host did not answer";
+  } finally {
+    clearInterval(poll);
+    button.disabled = false;
+  }
+  if (changed) await load();
+}
+
+$("sync").addEventListener("click", sync);
 if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
-load();
+load().then(sync);

@@ -32,7 +32,7 @@ SE_LINKS = {
     status_code=status.HTTP_201_CREATED,
     response_model=SecureElementPublic,
     responses={**problem_responses(400, 403, 409, 422), 201: {"links": SE_LINKS}},
-    summary="Register a secure element and the RACS server that hosts it",
+    summary="Register a secure element: behind a RACS server, or reached through its host",
 )
 def register_secure_element(
     body: SecureElementCreate, session: SessionDep, actor: ActorDep
