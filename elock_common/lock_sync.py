@@ -109,6 +109,7 @@ class Welcome:
     type: ClassVar[str] = "welcome"
     server_time: float
     audit_cursor: int  # the last row id of this audit log the server stored
+    revocation_version: int  # the list the lock should hold; a list follows unless it does
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+import urllib.parse
+import uuid
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,18 @@ class RelayConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """The lock's outbound connection to its key server (``[sync]``)."""
+
+    url: str  # ws:// or wss://, from the bundle
+    lock_id: str  # the lock's id at the key server, from the bundle
+    start_wait_seconds: float = 5.0  # on start, wait this long for the list before serving
+    ping_seconds: float = 20.0  # below the 30 s idle timeout of common NATs and proxies
+    max_clock_skew_seconds: float = 300.0  # beyond this, time-bounded keys are refused
+    reconnect_max_seconds: float = 60.0  # cap of the reconnect backoff
+
+
+@dataclass(frozen=True)
 class LockConfig:
     name: str
     secret_file: Path
@@ -37,6 +51,7 @@ class LockConfig:
     open_seconds: float = 5.0
     timezone: str = "UTC"
     relay: RelayConfig = RelayConfig()
+    sync: SyncConfig | None = None  # None: a standalone lock that syncs with nothing
 
     def load_secret(self) -> LockSecret:
         try:
@@ -65,7 +80,7 @@ def load_config(path: Path) -> LockConfig:
 
 
 def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
-    unknown = set(raw) - {"lock", "relay"}
+    unknown = set(raw) - {"lock", "relay", "sync"}
     if unknown:
         raise LockConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     lock = _section(
@@ -102,6 +117,7 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
         raise LockConfigError("relay.pin must be a BCM GPIO number 2..27")
     active_high = _get(relay, "relay.active_high", bool, True)
 
+    sync = _sync(raw)
     return LockConfig(
         name=name,
         secret_file=_path(base, _get(lock, "lock.secret_file", str, "lock.secret")),
@@ -111,7 +127,39 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
         open_seconds=open_seconds,
         timezone=timezone,
         relay=RelayConfig(backend=backend, pin=pin, active_high=active_high),
+        sync=sync,
     )
+
+
+_SYNC_BOUNDS = {
+    "start_wait_seconds": (0.0, 300.0),
+    "ping_seconds": (1.0, 300.0),
+    "max_clock_skew_seconds": (1.0, 86400.0),
+    "reconnect_max_seconds": (1.0, 3600.0),
+}
+
+
+def _sync(raw: dict[str, Any]) -> SyncConfig | None:
+    if "sync" not in raw:
+        return None
+    sync = _section(raw, "sync", {"url", "lock_id", *_SYNC_BOUNDS})
+    url = _get(sync, "sync.url", str, None)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise LockConfigError("sync.url must be a ws:// or wss:// URL with a host")
+    lock_id = _get(sync, "sync.lock_id", str, None)
+    try:
+        lock_id = str(uuid.UUID(lock_id))
+    except ValueError:
+        raise LockConfigError("sync.lock_id must be the lock's id (a UUID)") from None
+    numbers: dict[str, float] = {}
+    for name, (low, high) in _SYNC_BOUNDS.items():
+        default = getattr(SyncConfig, name)
+        value = float(_get(sync, f"sync.{name}", (int, float), default))
+        if not low <= value <= high:
+            raise LockConfigError(f"sync.{name} must be between {low:g} and {high:g}")
+        numbers[name] = value
+    return SyncConfig(url=url, lock_id=lock_id, **numbers)
 
 
 def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:

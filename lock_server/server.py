@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
 import aiocoap
 
+from elock_common import LockSecret
 from lock_server.config import LockConfig
 from lock_server.door import Door
 from lock_server.dtls_transport import KeyDerivingCredentials, LockDtlsServer
@@ -19,11 +21,43 @@ from lock_server.store import LockStore
 log = logging.getLogger(__name__)
 
 
+async def _start_sync(
+    config: LockConfig, secret: LockSecret, store: LockStore, service: LockService
+) -> asyncio.Task[None] | None:
+    """Dial the key server, and wait (a bounded time) for its list before serving.
+
+    A key revoked while the lock was off must not open the door in the first
+    seconds after a restart; a key server that is down must not keep the door
+    shut for good, so after ``start_wait_seconds`` the lock serves with the list
+    it has, and says so.
+    """
+    if config.sync is None:
+        log.warning("no [sync] in the config: this lock syncs with no key server")
+        return None
+    from lock_server.sync_client import SyncClient  # websockets only where it is needed
+
+    client = SyncClient(config.sync, secret, store, service, config.data_dir)
+    service.max_clock_skew = config.sync.max_clock_skew_seconds
+    service.audit_listener = client.nudge
+    task = asyncio.create_task(client.run(), name="elock-lock-sync")
+    try:
+        await asyncio.wait_for(client.in_sync.wait(), config.sync.start_wait_seconds)
+        log.warning("revocation list version %d from the key server", store.revocation_version)
+    except TimeoutError:
+        log.warning(
+            "key server not reached within %g s; serving offline with revocation list version %d",
+            config.sync.start_wait_seconds,
+            store.revocation_version,
+        )
+    return task
+
+
 async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> None:
     secret = config.load_secret()
     store = LockStore(config.data_dir / "lock.sqlite3")
     door = Door(make_relay(config.relay, config.data_dir), config.open_seconds)
     service = LockService(config=config, store=store, door=door)
+    sync_task = await _start_sync(config, secret, store, service)
     context = aiocoap.Context(serversite=build_site(service), server_credentials=None)
     credentials = KeyDerivingCredentials(secret)
 
@@ -51,6 +85,10 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
         await stop.wait()
     finally:
         door.shutdown()  # relay off before anything else can fail
+        if sync_task is not None:
+            sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync_task
         await context.shutdown()
         store.close()
         log.warning("lock %r stopped, relay released", config.name)

@@ -7,6 +7,7 @@ transport and every test.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ class LockService:
     store: LockStore
     door: Door
     clock: Callable[[], float] = time.time
+    # The key server's clock minus ours, from the sync channel (None: never measured).
+    clock_offset: float | None = None
+    max_clock_skew: float = math.inf
+    # Told after every audit row (the sync client uploads it).
+    audit_listener: Callable[[], None] | None = None
 
     def try_open(self, claims: KeyIdentity, peer: str) -> Refusal | None:
         """Open the door if the key may; the audit row is written either way."""
@@ -36,6 +42,8 @@ class LockService:
             now=self.clock(),
             zone=self.config.zone,
             revoked=self.store.is_revoked(key_id),
+            clock_offset=self.clock_offset,
+            max_clock_skew=self.max_clock_skew,
         )
         if (
             refusal is None
@@ -50,6 +58,7 @@ class LockService:
             granted=refusal is None,
             reason="opened" if refusal is None else refusal.reason,
         )
+        self._audited()
         if refusal is None:
             log.info("open granted to key %s from %s", key_id, peer)
             self.door.open()
@@ -65,13 +74,21 @@ class LockService:
             now=self.clock(),
             zone=self.config.zone,
             revoked=self.store.is_revoked(claims.key_id_hex),
+            clock_offset=self.clock_offset,
+            max_clock_skew=self.max_clock_skew,
         )
 
     def record_refusal(self, peer: str, key_id: str | None, action: str, reason: str) -> None:
         log.warning("%s refused to key %s from %s: %s", action, key_id, peer, reason)
         self.store.audit(key_id=key_id, peer=peer, action=action, granted=False, reason=reason)
+        self._audited()
 
     def record_admin(self, claims: KeyIdentity, peer: str, action: str, reason: str) -> None:
         self.store.audit(
             key_id=claims.key_id_hex, peer=peer, action=action, granted=True, reason=reason
         )
+        self._audited()
+
+    def _audited(self) -> None:
+        if self.audit_listener is not None:
+            self.audit_listener()

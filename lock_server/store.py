@@ -8,6 +8,7 @@ after a crash a key may have been spent without opening, never the reverse.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -154,6 +155,35 @@ class LockStore:
             (since, limit),
         ).fetchall()
         return [AuditRow(*row) for row in rows]
+
+    # -- delivery to the key server ---------------------------------------------
+
+    @property
+    def audit_log_id(self) -> int:
+        """A random id of this audit log, made with it: the key server sees a new one when
+        the lock's state was lost or replaced (its row ids then start again)."""
+        with self._transaction():
+            row = self._db.execute("SELECT value FROM meta WHERE name='audit_log'").fetchone()
+            if row is not None:
+                return int(row[0])
+            log_id = secrets.randbelow(2**53 - 1) + 1
+            self._db.execute("INSERT INTO meta (name, value) VALUES ('audit_log', ?)", (log_id,))
+            return log_id
+
+    def mark_audit_delivered(self, row_id: int) -> None:
+        """The key server has stored every row up to ``row_id``; it never moves back.
+
+        Pruning (when the log is kept bounded) must not delete rows above this mark.
+        """
+        self._db.execute(
+            "INSERT INTO meta (name, value) VALUES ('audit_delivered', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value=max(value, excluded.value)",
+            (row_id,),
+        )
+
+    def audit_delivered_through(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE name='audit_delivered'").fetchone()
+        return int(row[0]) if row else 0
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -61,6 +61,7 @@ class Synced:
     """Authenticated, and the server said where the audit upload resumes."""
 
     audit_cursor: int
+    revocation_version: int  # the server's; a list follows unless the lock holds it
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ class LockSyncSession:
             self._set_state(State.READY)
             self._audit_after = message.audit_cursor
             self._next_ping = now + self._ping_seconds
-            events: list[Event] = [Synced(message.audit_cursor)]
+            events: list[Event] = [Synced(message.audit_cursor, message.revocation_version)]
             return events + self._measured(message.server_time, self._hello_at, now)
         if isinstance(message, RevocationList):
             return [RevocationsReceived(message.version, message.revoked)]

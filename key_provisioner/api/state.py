@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from key_provisioner.core.config import PUSH_NOT_CONFIGURED, Settings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.se_push import PushClients
+from key_provisioner.sync.notify import Gate, LockNotifier
 from key_provisioner.worker import Worker
 
 
@@ -21,6 +22,8 @@ class AppState:
     box: SecretBox
     push_clients: PushClients | None = None
     worker: Worker | None = None
+    notifier: LockNotifier = field(default_factory=LockNotifier)
+    sync_gate: Gate = field(default_factory=Gate)
 
     @property
     def push_note(self) -> str | None:

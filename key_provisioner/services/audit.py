@@ -212,6 +212,23 @@ def _earlier_generations(
     return found
 
 
+def store_uploaded(session: Session, lock: Lock, rows: Sequence[LockAuditRow]) -> int:
+    """Rows the lock uploaded over its own connection, under its row lock: each stored
+    once (rows at or below the cursor were stored before), the cursor moved past them.
+    Returns how many were new."""
+    fresh = sorted((r for r in rows if r.id > lock.audit_cursor), key=lambda r: r.id)
+    earlier = _earlier_generations(session, lock, fresh)
+    stored = 0
+    for row in fresh:
+        if any(same_row(_as_row(entry), row) for entry in earlier.get(row.id, ())):
+            continue  # it came back with a restored backup of the lock's state
+        session.add(_entry(lock.id, row, lock.audit_generation))
+        stored += 1
+    if fresh:
+        lock.audit_cursor = fresh[-1].id
+    return stored
+
+
 def pull_done(session: Session, lock_id: uuid.UUID, *, next_at: dt.datetime) -> None:
     lock = session.get(Lock, lock_id)
     if lock is not None and lock.retired_at is None:

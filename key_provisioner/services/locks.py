@@ -113,6 +113,7 @@ def retire(session: Session, lock_id: uuid.UUID, *, now: dt.datetime | None = No
     lock.secret_sealed = None
     lock.push_due_at = None
     lock.audit_due_at = None
+    lock.sync_session = None  # its connection, if any, is refused from now on
     live_keys = (
         select(Key)
         .where(Key.lock_id == lock.id, Key.revoked_at.is_(None))

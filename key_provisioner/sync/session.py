@@ -112,8 +112,8 @@ class ServerSyncSession:
         self._out.append(encode(Challenge(self._nonce, proof)))
         self.state = State.AWAIT_PROOF
 
-    def welcome(self, server_time: float, audit_cursor: int) -> None:
-        self._send(Welcome(server_time, audit_cursor))
+    def welcome(self, server_time: float, audit_cursor: int, revocation_version: int) -> None:
+        self._send(Welcome(server_time, audit_cursor, revocation_version))
 
     def send_revocations(self, version: int, revoked: tuple[str, ...]) -> None:
         self._send(RevocationList(version, revoked))

@@ -65,7 +65,7 @@ def test_unsealed_round_trip(message: object) -> None:
 @pytest.mark.parametrize(
     ("message", "lock_sends"),
     [
-        (Welcome(1_700_000_000.0, 7), False),
+        (Welcome(1_700_000_000.0, 7, 3), False),
         (RevocationList(4, ("0123456789ab", "ba9876543210")), False),
         (RevocationsHeld(4), True),
         (AuditUpload((ROW, AuditRow(2, 1.0, None, "?", "handshake", "refused", "bad"))), True),
@@ -129,7 +129,10 @@ def test_sync_key_differs_from_every_psk_label() -> None:
         ('{"type":"proof","proof":"AAAA"}', "32 bytes"),
         ('{"type":"proof","proof":5}', "base64url"),
         ('{"type":"refused","reason":' + json.dumps("x" * 301) + "}", "at most 300"),
-        ('{"type":"welcome","server_time":1,"audit_cursor":0}', "must be sealed"),
+        (
+            '{"type":"welcome","server_time":1,"audit_cursor":0,"revocation_version":0}',
+            "must be sealed",
+        ),
         (
             '{"type":"hello","lock_id":"x","nonce":"","lock_time":1,"revocation_version":0,'
             '"audit_log":1,"protocol":"elock-lock-sync/1"}',

@@ -25,6 +25,7 @@ import stat
 import subprocess
 import sys
 import tomllib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,14 +177,24 @@ LOCK = Loader(
     name="lock.toml",
     heading="lock.toml (the lock)",
     keys={
-        "`[lock]`": _field_names(lock_config.LockConfig) - {"relay"},
+        "`[lock]`": _field_names(lock_config.LockConfig) - {"relay", "sync"},
         "`[relay]`": _field_names(lock_config.RelayConfig),
+        "`[sync]`": _field_names(lock_config.SyncConfig),
     },
     error=LockConfigError,
     load=_lock_load,
-    base=lambda directory, table, key: {"lock": {"name": "front-door"}},
-    value=lambda cfg, table, key: getattr(cfg.relay if table == "`[relay]`" else cfg, key),
-    checked_defaults={"`[lock]`", "`[relay]`"},
+    base=lambda directory, table, key: (
+        {"lock": {"name": "front-door"}}
+        | (
+            {"sync": {"url": "wss://keys.example.org/sync/lock", "lock_id": str(uuid.UUID(int=1))}}
+            if table == "`[sync]`"
+            else {}
+        )
+    ),
+    value=lambda cfg, table, key: getattr(
+        {"`[relay]`": cfg.relay, "`[sync]`": cfg.sync}.get(table, cfg), key
+    ),
+    checked_defaults={"`[lock]`", "`[relay]`", "`[sync]`"},
 )
 
 MASTER_KEY = MasterKey.generate().to_text()
@@ -206,7 +217,12 @@ def _keyserver_base(directory: Path, table: str, key: str) -> dict[str, dict[str
 
 
 def _keyserver_value(settings: Any, table: str, key: str) -> Any:
-    part = {"`[keyserver]`": settings, "`[worker]`": settings.worker, "`[push]`": settings.push}
+    part = {
+        "`[keyserver]`": settings,
+        "`[worker]`": settings.worker,
+        "`[push]`": settings.push,
+        "`[sync]`": settings.sync,
+    }
     return getattr(part[table], key)
 
 
@@ -217,12 +233,13 @@ KEYSERVER = Loader(
         "`[keyserver]`": set(keyserver_config._SERVER_FIELDS),
         "`[worker]`": set(keyserver_config._WORKER_FIELDS),
         "`[push]`": set(keyserver_config._PUSH_FIELDS),
+        "`[sync]`": set(keyserver_config._SYNC_FIELDS),
     },
     error=KeyServerConfigError,
     load=_keyserver_load,
     base=_keyserver_base,
     value=_keyserver_value,
-    checked_defaults={"`[keyserver]`", "`[worker]`", "`[push]`"},
+    checked_defaults={"`[keyserver]`", "`[worker]`", "`[push]`", "`[sync]`"},
 )
 
 

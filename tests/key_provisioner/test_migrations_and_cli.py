@@ -72,7 +72,10 @@ def test_cli_tokens_and_errors(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "no master key" in refused.stderr
     serve = _cli("serve", key=key, cwd=tmp_path)
     assert serve.returncode == 2 and "elock-keyserver migrate" in serve.stderr
-    assert _cli("migrate", key=key, cwd=tmp_path).stdout.strip() == "database at migration 0003"
+    assert (
+        _cli("migrate", key=key, cwd=tmp_path).stdout.strip()
+        == f"database at migration {head_revision()}"
+    )
     created = _cli("token", "create", "--role", "auditor", "--name", "dash", key=key, cwd=tmp_path)
     token = created.stdout.strip()
     assert created.returncode == 0 and token.startswith("elk_") and "\n" not in token
@@ -117,7 +120,7 @@ def test_migrate_works_from_the_installed_package_alone(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "database at migration 0003"
+    assert done.stdout.strip() == f"database at migration {head_revision()}"
     where = subprocess.run(
         [sys.executable, "-s", "-c", "import key_provisioner.migrations as m; print(m.__file__)"],
         capture_output=True,

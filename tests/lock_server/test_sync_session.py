@@ -50,10 +50,10 @@ def test_handshake_welcome_list_audit_and_ping() -> None:
     assert _flow(server, lock, 100.4) == []
     (auth,) = _flow(lock, server, 100.5)
     assert isinstance(auth, srv.Authenticated) and auth.hello.audit_log == 77
-    server.welcome(1000.0, 3)
+    server.welcome(1000.0, 3, 5)
     server.send_revocations(5, ("0123456789ab",))
     synced, clock, revs = _flow(server, lock, 100.6)
-    assert synced == lck.Synced(3)
+    assert synced == lck.Synced(3, 5)
     assert isinstance(clock, lck.ClockMeasured) and clock.offset == pytest.approx(899.7)
     assert revs == lck.RevocationsReceived(5, ("0123456789ab",))
     lock.confirm(5)
@@ -79,7 +79,7 @@ def test_missing_pong_closes_the_session() -> None:
     lock, server = _pair(secret)
     _flow(server, lock, 100.4)
     _flow(lock, server, 100.5)
-    server.welcome(100.5, 0)
+    server.welcome(100.5, 0, 2)
     _flow(server, lock, 100.6)
     lock.handle_timer(120.6)
     lock.data_to_send()  # the ping is lost

@@ -53,7 +53,9 @@ KeyIdQuery = Annotated[
         "The server keeps the secret sealed and never returns it again."
     ),
 )
-def enrol_lock(body: LockCreate, session: SessionDep, box: BoxDep, _: AdminDep) -> LockEnrolled:
+def enrol_lock(
+    body: LockCreate, session: SessionDep, box: BoxDep, state: StateDep, _: AdminDep
+) -> LockEnrolled:
     enrolment = locks.enrol(session, box, NewLock(body.name, body.host, body.port))
     lock = enrolment.lock
     bundle = LockBundle(
@@ -62,6 +64,7 @@ def enrol_lock(body: LockCreate, session: SessionDep, box: BoxDep, _: AdminDep) 
         secret=enrolment.secret.to_text(),
         host=lock.host,
         port=lock.port,
+        sync_url=state.settings.sync.url,
     )
     return LockEnrolled(lock=presenters.lock_public(lock), bundle=bundle)
 
