@@ -4,7 +4,7 @@
 No tinydtls in this process: the lock connects to us over TCP (through the same
 nginx as the admin API), so nothing here can take the API down. Bounded by
 design: at most ``max_handshakes`` unauthenticated connections at once and
-``max_connections`` in all (more are refused at once, so a flood costs a
+``max_connections`` in all (more are refused at once with HTTP 503, so a flood costs a
 refusal each and never slows the connected locks), hello and proof within
 ``handshake_timeout_seconds``, each frame at most ``MAX_MESSAGE`` bytes, and a
 lock silent for ``idle_timeout_seconds`` is gone. Database work runs in
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 
 from elock_common.lock_sync import MAX_MESSAGE
@@ -45,7 +46,6 @@ router = APIRouter()
 T = TypeVar("T")
 
 POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
 
 
 @router.websocket("/sync/lock")
@@ -53,7 +53,9 @@ async def sync_lock(ws: WebSocket) -> None:
     state: AppState = ws.app.state.elock
     settings, gate = state.settings.sync, state.sync_gate
     if gate.connections >= settings.max_connections or gate.handshakes >= settings.max_handshakes:
-        await ws.close(TRY_AGAIN_LATER, "key server busy; dial again later")
+        # refused before the upgrade, the cheapest answer: a lock backs off and dials again
+        busy = PlainTextResponse("key server busy; dial again later", 503, {"Retry-After": "5"})
+        await ws.send_denial_response(busy)
         return
     gate.connections += 1
     gate.handshakes += 1
@@ -157,7 +159,7 @@ class _Connection:
                 await self._db(lambda s: lock_sync.seen(
                     s, self._id, self.token, event.clock_offset, now=utcnow()))  # fmt: skip
             elif isinstance(event, Closed):
-                await self._end(event, refuse=False)
+                await self._end(event, refuse=not event.by_lock)
                 return False
         except SyncRefusedError as exc:
             await self._end(Closed(exc.reason), refuse=True)

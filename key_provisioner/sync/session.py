@@ -76,6 +76,7 @@ class PingReceived:
 @dataclass(frozen=True)
 class Closed:
     reason: str
+    by_lock: bool = False  # the lock ended it (rather than our refusal)
 
 
 Event = HelloReceived | Authenticated | HeldReported | AuditReceived | PingReceived | Closed
@@ -132,7 +133,7 @@ class ServerSyncSession:
     def _handle(self, message: Message, now: float) -> list[Event]:
         if isinstance(message, Refused):
             self.state = State.CLOSED
-            return [Closed(f"lock ended the session: {message.reason}")]
+            return [Closed(f"lock ended the session: {message.reason}", by_lock=True)]
         if self.state is State.AWAIT_HELLO and isinstance(message, Hello):
             self.hello = message
             self.state = State.LOOKUP

@@ -127,3 +127,56 @@ def test_issue_open_revoke_refuse_with_the_real_lock(
         )
     finally:
         lock.stop()
+
+
+def test_a_lock_two_days_off_refuses_time_bounded_keys_until_its_clock_is_right(
+    keyserver: httpx.Client, tmp_path: Path
+) -> None:
+    api = keyserver
+    port = free_udp_port()
+    enrolled = _ok(api.post("/locks", json={"name": "skewed", "host": "127.0.0.1", "port": port}), 201)
+    lock_id = enrolled["lock"]["id"]
+    config = install_lock(enrolled["bundle"], tmp_path / "lock")
+    skewed = [
+        "env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "DONT_FAKE_MONOTONIC=1",
+        require_tool("faketime"), "-f", "+2d",
+    ]  # fmt: skip
+    serve = ["lock_server.cli", "serve", "--config", str(config)]
+    lock = Process(serve, tmp_path / "lock.log", "listening on", wrapper=skewed)
+    uri = f"coaps://127.0.0.1:{port}/lock"
+    lock.start()
+    try:
+        shown = wait(
+            lambda: (s := _ok(api.get(f"/locks/{lock_id}")))["connected"] and s, 10, "connected"
+        )
+        assert abs(shown["clock_offset_seconds"] - 2 * 86400) < 60
+        se = _ok(api.post("/secure-elements", json={"seid": "skew-se", "racs_server": "h:1"}), 201)
+        now = time.time()
+        today = {
+            "lock_id": lock_id,
+            "secure_element_id": se["id"],
+            "not_before": _iso(now - 3600),
+            "not_after": _iso(now + 86400),
+        }
+        key = _ok(api.post("/keys", json=today), 201)
+        out = open_door(key, uri)
+        assert "4.03" in out and "lock clock is 2.0 days ahead of the key server's" in out, out
+        status = json.loads(
+            run_module("lock_server.cli", "status", "--config", str(config), "--json")
+        )
+        assert abs(status["sync"]["clock_offset"] + 2 * 86400) < 60
+
+        # The clock is set right (NTP came up): the next start measures it again.
+        lock.stop()
+        lock.wrapper = []
+        lock.start()
+        out = open_door(key, uri)
+        assert "opened" in out, out
+    finally:
+        lock.stop()
+
+
+def _iso(when: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(when, dt.UTC).isoformat()
