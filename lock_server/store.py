@@ -170,6 +170,23 @@ class LockStore:
             self._db.execute("INSERT INTO meta (name, value) VALUES ('audit_log', ?)", (log_id,))
             return log_id
 
+    def new_audit_log_id(self) -> int:
+        """Name this log anew: its rows are not the ones the key server holds (a restored
+        backup numbers new rows below the server's cursor). The server then takes the log
+        from its first row, as a new generation, storing no row twice."""
+        log_id = secrets.randbelow(2**53 - 1) + 1
+        self._db.execute(
+            "INSERT INTO meta (name, value) VALUES ('audit_log', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            (log_id,),
+        )
+        self._db.execute("DELETE FROM meta WHERE name='audit_delivered'")
+        return log_id
+
+    def last_audit_id(self) -> int:
+        row = self._db.execute("SELECT max(id) FROM audit").fetchone()
+        return int(row[0] or 0)
+
     def mark_audit_delivered(self, row_id: int) -> None:
         """The key server has stored every row up to ``row_id``; it never moves back.
 

@@ -163,6 +163,15 @@ class SyncClient:
             else:
                 events = session.receive(frame, self._clock())
             for event in events:
+                if isinstance(event, Synced) and event.audit_cursor > self._store.last_audit_id():
+                    # The server stored rows this log does not have: it was restored from
+                    # a backup (or its rows were renumbered). Name it anew and dial again,
+                    # so no new row hides below the server's cursor.
+                    self._audit_log = self._store.new_audit_log_id()
+                    log.warning("sync: the key server holds audit rows up to %d, this log ends"
+                                " at %d: it was restored; uploading it as a new log",
+                                event.audit_cursor, self._store.last_audit_id())  # fmt: skip
+                    return True
                 if isinstance(event, Closed):
                     with contextlib.suppress(WebSocketException, OSError):
                         await ws.send(encode(Refused(event.reason[:300])))

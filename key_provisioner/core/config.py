@@ -31,16 +31,21 @@ _DRIVERS = ("sqlite", "postgresql+psycopg")
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """The background worker that pushes revocations and pulls audit logs."""
+    """The background worker that pushes key containers into secure elements.
+
+    ``coap_timeout``, ``audit_seconds`` and ``admin_key_seconds`` were for visits to
+    locks, which dial the key server now; they are still accepted (and ignored) so
+    that existing files load.
+    """
 
     enabled: bool = True
     poll_seconds: float = 5.0  # how often to look for due work when not woken
-    coap_timeout: float = 5.0  # one CoAP exchange with a lock, handshake included
+    coap_timeout: float = 5.0  # ignored: locks dial in (was: one CoAP exchange with a lock)
     retry_base: float = 2.0  # first retry delay; doubles per failed attempt
     retry_max: float = 300.0  # cap of the retry delay
-    audit_seconds: float = 60.0  # how often each lock's audit log is pulled
+    audit_seconds: float = 60.0  # ignored: locks upload their audit rows as they write them
     batch: int = 20  # locks claimed per round
-    admin_key_seconds: int = 300  # lifetime of the admin key minted per session
+    admin_key_seconds: int = 300  # ignored: no admin key is minted for locks any more
 
 
 @dataclass(frozen=True)

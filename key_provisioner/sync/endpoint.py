@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.responses import PlainTextResponse
 from sqlalchemy.orm import Session
+from starlette.responses import PlainTextResponse
 
 from elock_common.lock_sync import MAX_MESSAGE
 from key_provisioner.api.state import AppState

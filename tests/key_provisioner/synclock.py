@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from ssl import SSLContext
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -40,7 +41,9 @@ class LightLock:
     arrivals: dict[int, float] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
 
-    async def connect(self, url: str, *, timeout: float = 10.0) -> None:
+    async def connect(
+        self, url: str, *, timeout: float = 10.0, ssl: SSLContext | None = None
+    ) -> None:
         """Dial, authenticate, and keep reading in the background."""
         self.synced.clear()
         self.closed = None
@@ -50,7 +53,12 @@ class LightLock:
             pong_timeout=max(2.0, self.ping_seconds / 2),
         )  # fmt: skip
         self.ws = await connect(
-            url, max_size=MAX_MESSAGE, ping_interval=None, open_timeout=timeout, close_timeout=1
+            url,
+            max_size=MAX_MESSAGE,
+            ping_interval=None,
+            open_timeout=timeout,
+            close_timeout=1,
+            ssl=ssl,
         )
         self.session.start(time.time())
         await self._flush()

@@ -134,7 +134,9 @@ def test_a_lock_two_days_off_refuses_time_bounded_keys_until_its_clock_is_right(
 ) -> None:
     api = keyserver
     port = free_udp_port()
-    enrolled = _ok(api.post("/locks", json={"name": "skewed", "host": "127.0.0.1", "port": port}), 201)
+    enrolled = _ok(
+        api.post("/locks", json={"name": "skewed", "host": "127.0.0.1", "port": port}), 201
+    )
     lock_id = enrolled["lock"]["id"]
     config = install_lock(enrolled["bundle"], tmp_path / "lock")
     skewed = [

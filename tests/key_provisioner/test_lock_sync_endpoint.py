@@ -290,3 +290,26 @@ def test_sync_settings_reach_the_bundle(server: Server) -> None:
     enrolled = server.ok("POST", "/locks", 201, json={"name": "b", "host": "192.0.2.8"})
     assert enrolled["bundle"]["sync_url"] == server.sync_url
     assert json.dumps(enrolled["bundle"])
+
+
+async def test_a_lock_whose_state_was_replaced_gets_the_servers_list(server: Server) -> None:
+    """A version from an earlier life: the server's list wins, numbered above the lock's.
+    A new audit log (state wiped or restored): a new generation, and the list again."""
+    lock_id, secret = server.enrol("reborn")
+    await asyncio.to_thread(server.revoke_new_key, lock_id)
+    lock = LightLock(lock_id, secret, held=50, audit_log=7)
+    await lock.connect(server.sync_url)
+    await lock.in_sync(51, 2.0)
+    wait(lambda: server.ok("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 2, "ack")
+    shown = server.ok("GET", f"/locks/{lock_id}")
+    assert shown["revocation"]["version"] == 51 == shown["revocation"]["confirmed_version"]
+    assert shown["audit_generation"] == 0
+    await lock.close()
+    wait(lambda: not server.ok("GET", f"/locks/{lock_id}")["connected"], 5, "disconnect")
+
+    wiped = LightLock(lock_id, secret, held=0, audit_log=8)
+    await wiped.connect(server.sync_url)
+    await wiped.in_sync(52, 2.0)
+    shown = server.ok("GET", f"/locks/{lock_id}")
+    assert shown["audit_generation"] == 1 and shown["audit_cursor"] == 0
+    await wiped.close()

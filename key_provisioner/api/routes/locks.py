@@ -18,7 +18,7 @@ from key_provisioner.api.deps import (
     StateDep,
 )
 from key_provisioner.db.base import utcnow
-from key_provisioner.schemas.audit import AuditPage, AuditPullQueued
+from key_provisioner.schemas.audit import AuditPage
 from key_provisioner.schemas.common import problem_responses
 from key_provisioner.schemas.locks import LockBundle, LockCreate, LockEnrolled, LockPage, LockPublic
 from key_provisioner.services import audit, locks, revocations
@@ -33,7 +33,6 @@ LOCK_LINKS = {
         ("RetireLock", "retire_lock"),
         ("PushRevocations", "push_revocations"),
         ("LockAudit", "lock_audit"),
-        ("PullAudit", "pull_audit"),
     ]
 }
 KeyIdQuery = Annotated[
@@ -125,16 +124,14 @@ def retire_lock(
     summary="Push the lock's full revocation list now, without a revoke",
     description=(
         "Raises the lock's revocation `version` (so the lock takes the list whatever version "
-        "it holds), makes the push due now and wakes the worker; `revocation` on the answer "
-        "shows it pending, `in_sync` comes back once the lock confirms. For a lock whose "
-        "state was lost or replaced. A retired lock answers 409."
+        "it holds) and sends the list over the lock's connection (at once if it is connected, "
+        "else when it dials in); `revocation` on the answer shows it pending, `in_sync` comes "
+        "back once the lock confirms. For a lock whose state was lost or replaced. A retired "
+        "lock answers 409."
     ),
 )
-def push_revocations(
-    lock_id: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
-) -> LockPublic:
+def push_revocations(lock_id: uuid.UUID, session: SessionDep, _: AdminDep) -> LockPublic:
     lock = revocations.push_full_list(session, lock_id, now=utcnow())
-    state.kick_worker()
     return presenters.lock_public(lock)
 
 
@@ -142,7 +139,7 @@ def push_revocations(
     "/{lock_id}/audit",
     response_model=AuditPage,
     responses=problem_responses(404, 422),
-    summary="The lock's audit log as pulled so far, newest first",
+    summary="The lock's audit log as uploaded so far, newest first",
 )
 def lock_audit(
     lock_id: uuid.UUID,
@@ -157,19 +154,3 @@ def lock_audit(
     return AuditPage(
         items=[presenters.audit_public(e) for e in page.items], next_cursor=page.next_cursor
     )
-
-
-@router.post(
-    "/{lock_id}/audit/pull",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=AuditPullQueued,
-    responses=problem_responses(403, 404, 409, 422),
-    summary="Pull the lock's audit log now rather than at the next interval",
-)
-def pull_audit(
-    lock_id: uuid.UUID, session: SessionDep, state: StateDep, _: AdminDep
-) -> AuditPullQueued:
-    lock = audit.request_pull(session, lock_id, now=utcnow())
-    state.kick_worker()
-    assert lock.audit_due_at is not None
-    return AuditPullQueued(lock_id=lock.id, due_at=lock.audit_due_at)
