@@ -134,8 +134,10 @@ class LockNotifier:
                 with psycopg.connect(conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stop.is_set():
-                        ids = [n.payload for n in conn.notifies(timeout=0.5)]
-                        self.wake(ids)
+                        # each as it comes (the generator ends after 0.5 s of silence,
+                        # so a stop is seen in time)
+                        for notification in conn.notifies(timeout=0.5):
+                            self.wake([notification.payload])
             except psycopg.Error as exc:
                 log.warning("lock sync: LISTEN connection lost (%s); again in 1 s", exc)
                 self._stop.wait(1.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ssl import SSLContext
 
@@ -36,16 +37,19 @@ class LightLock:
     session: LockSyncSession | None = None
     ws: ClientConnection | None = None
     synced: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # the connection is over
     closed: str | None = None
     # version -> time.monotonic() when it arrived
     arrivals: dict[int, float] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
+    on_list: Callable[[int, float], None] | None = None  # (version, monotonic arrival time)
 
     async def connect(
         self, url: str, *, timeout: float = 10.0, ssl: SSLContext | None = None
     ) -> None:
         """Dial, authenticate, and keep reading in the background."""
         self.synced.clear()
+        self.ended.clear()
         self.closed = None
         self.session = LockSyncSession(
             self.lock_id, self.secret.derive_sync_key(), revocation_version=self.held,
@@ -102,13 +106,17 @@ class LightLock:
                     return
         except Exception as exc:  # the connection ended: say so, as the lock would
             self.closed = self.closed or f"{type(exc).__name__}: {exc}"
+        finally:
+            self.ended.set()
 
     def _apply(self, event: Event) -> None:
         assert self.session is not None
         if isinstance(event, Synced):
             self.synced.set()
         elif isinstance(event, RevocationsReceived):
-            self.arrivals.setdefault(event.version, time.monotonic())
+            arrived = self.arrivals.setdefault(event.version, time.monotonic())
+            if self.on_list is not None:
+                self.on_list(event.version, arrived)
             self.held = max(self.held, event.version)
             self.session.confirm(self.held)
         elif isinstance(event, Closed):
