@@ -64,7 +64,7 @@ def client_main(args: argparse.Namespace) -> None:
 
 async def _client(shares: list[list[Any]], urls: list[str]) -> None:
     out = sys.stdout
-    sem = asyncio.Semaphore(200)  # dials in flight from this process
+    sem = asyncio.Semaphore(32)  # dials in flight per process: about the servers' handshake room
 
     def report(**fields: Any) -> None:
         out.write(json.dumps(fields) + "\n")
@@ -142,11 +142,16 @@ class Clients:
             proc.wait(10)
 
 
-def _wait(condition: Any, timeout: float, what: str) -> float:
-    start = time.monotonic()
+def _wait(condition: Any, timeout: float, what: str, progress: Any = None) -> float:
+    start = last = time.monotonic()
     while not condition():
-        if time.monotonic() - start > timeout:
-            raise SystemExit(f"bench: {what} not within {timeout} s")
+        now = time.monotonic()
+        if now - start > timeout:
+            got = f" ({progress()})" if progress else ""
+            raise SystemExit(f"bench: {what} not within {timeout} s{got}")
+        if progress is not None and now - last > 30:
+            print(f"bench: {what}: {progress()} after {now - start:.0f} s", file=sys.stderr)
+            last = now
         time.sleep(0.05)
     return time.monotonic() - start
 
@@ -198,7 +203,8 @@ def _run(stack: Any, clients: Clients, args: argparse.Namespace, tmp: Path) -> d
         shares[i % args.clients].append([i, lock_id, secret])
     started = time.monotonic()
     clients.start(shares, stack.sync_urls(), tmp)
-    connect_s = _wait(lambda: len(clients.up) >= n, 600, "every lock connected")
+    connect_s = _wait(lambda: len(clients.up) >= n, 1200, "every lock connected",
+                      lambda: f"{len(clients.up)} connected")  # fmt: skip
     _wait(lambda: stack.connected() >= n, 60, "every lock shown connected")
     time.sleep(2)  # settle: let garbage from the connect storm be collected
     after = [_rss(pid) for pid in stack.pids()]
@@ -222,7 +228,8 @@ def _run(stack: Any, clients: Clients, args: argparse.Namespace, tmp: Path) -> d
     restart_at = time.time()
     stack.restart()
     ready = time.time()
-    back_s = _wait(lambda: len(clients.synced) >= n and len(clients.up) >= n, 600, "all back")
+    back_s = _wait(lambda: len(clients.synced) >= n and len(clients.up) >= n, 1200, "all back",
+                   lambda: f"{len(clients.synced)} back in sync")  # fmt: skip
     last = max(clients.synced.values())
     return {
         "locks": n,
