@@ -4,7 +4,10 @@ Every part is the real program: ``elock pki init``, ``elock-keyserver``, ``elock
 ``elock-se serve`` behind pcscd, ``racs-server`` and ``coap-open``. The key
 server's worker puts the key into the card through the RACS server inside a
 TLS session that ends in the card (TLS#2); the demo then reads the RACS
-server's APDU log to show that nothing of the key crossed it in clear.
+server's APDU log to show that nothing of the key crossed it in clear. The
+lock dials the key server (``/sync/lock``) and keeps that connection, as it
+would from behind a home router: the revocation, the time and the lock's audit
+rows all travel over it, and nothing ever connects to the lock but its users.
 """
 
 from __future__ import annotations
@@ -44,21 +47,60 @@ def _wait(condition: Callable[[], Any], timeout: float, failure: Callable[[], st
     return value
 
 
-def tell(story: Teller, work: Path, services: list[Running], *, detach: bool) -> dict[str, str]:
-    ks_dir, lock_dir, racs_dir = work / "keyserver", work / "lock", work / "racs"
-    card, pki_dir = work / "card.json", work / "pki"
-    api = KeyServerApi(f"http://127.0.0.1:{free_port(1)}", "")
-    state: dict[str, Any] = {}
+class Demo:
+    """The whole system on loopback, one method per step of the story.
 
-    def make_pki() -> str:
-        run("elock_demo.cli", "pki", "init", "--dir", str(pki_dir))
-        made = len(list(pki_dir.glob("*.pem")))
-        return f"{made} certificates (3 of them CAs) in {pki_dir}, P-256, private keys mode 0600"
+    Each step starts or drives real programs and returns the line the demo prints;
+    what a later step needs (the lock, the card, the key) is kept on ``self``.
+    """
 
-    story.step("Make the PKI with elock pki init", make_pki)
+    def __init__(self, work: Path, services: list[Running], *, detach: bool) -> None:
+        self.work, self.services, self.detach = work, services, detach
+        self.ks_dir, self.lock_dir = work / "keyserver", work / "lock"
+        self.racs_dir, self.card, self.pki_dir = work / "racs", work / "card.json", work / "pki"
+        self.api = KeyServerApi(f"http://127.0.0.1:{free_port(1)}", "")
+        self.lock: dict[str, Any] = {}
+        self.se: dict[str, Any] = {}
+        self.key: dict[str, Any] = {}
+        self.uri = ""
+        self.apdu_log = self.racs_dir / "apdus.log"
 
-    def start_keyserver() -> str:
-        config = setup.keyserver_config(ks_dir, pki_dir)
+    def steps(self) -> list[tuple[str, Callable[[], str]]]:
+        told = [
+            ("Make the PKI with elock pki init", self.make_pki),
+            ("Start the key server (FastAPI, SQLite, background worker)", self.start_keyserver),
+            ("Enrol a lock through the API and install its bundle", self.enrol),
+            ("Start the lock: it dials the key server and keeps the connection", self.start_lock),
+            ("Personalize a secure element and put it behind pcscd", self.card_behind_pcscd),
+            ("Start the RACS server and register the card with the key server", self.start_racs),
+            ("Issue a key; the key server pushes it into the card (RACS + TLS#2)", self.issue),
+            ("Check what the RACS server saw", self.nothing_in_clear),
+            ("Open the door with coap-open (card behind pcscd)", self.open_door),
+            (
+                "Revoke the key through the API: the list goes over the lock's connection",
+                self.revoke,
+            ),
+            ("Try the revoked key", self.refused),
+            ("Read the lock's audit log, on the lock and as it reached the key server", self.audit),
+        ]
+        if self.detach:
+            told.append(("Issue another key for you to try (--keep)", self.spare_key))
+        return told
+
+    def _service(self, service: Service) -> str:
+        self.services.append(service)
+        return service.start(detach=self.detach)
+
+    def make_pki(self) -> str:
+        run("elock_demo.cli", "pki", "init", "--dir", str(self.pki_dir))
+        made = len(list(self.pki_dir.glob("*.pem")))
+        return (f"{made} certificates (3 of them CAs) in {self.pki_dir}, P-256, "
+                "private keys mode 0600")  # fmt: skip
+
+    def start_keyserver(self) -> str:
+        api, ks_dir = self.api, self.ks_dir
+        sync_url = api.url.replace("http://", "ws://") + "/sync/lock"
+        config = setup.keyserver_config(ks_dir, self.pki_dir, sync_url)
         cli = ["key_provisioner.cli", "--config", str(config)]
         run(*cli, "migrate")
         api.token = run(*cli, "token", "create", "--role", "admin", "--name", "demo").strip()
@@ -68,66 +110,56 @@ def tell(story: Teller, work: Path, services: list[Running], *, detach: bool) ->
         # uvicorn logs "Application startup complete" before it binds; this line comes after
         service = Service("key server", [*cli, "serve", "--port", port], ks_dir / "keyserver.log",
                           "Uvicorn running on")  # fmt: skip
-        services.append(service)
-        return service.start(detach=detach) + f" on {api.url} (SQLite, worker, push credentials)"
+        return self._service(service) + f" on {api.url} (SQLite, worker, push credentials)"
 
-    story.step("Start the key server (FastAPI, SQLite, background worker)", start_keyserver)
-
-    def enrol() -> str:
+    def enrol(self) -> str:
         port = free_port()
-        enrolled = api.call(
-            "POST", "/locks", {"name": "front-door", "host": "127.0.0.1", "port": port}
-        )
-        state["lock"] = enrolled["lock"]
-        setup.install_lock(lock_dir, enrolled["bundle"], work / "bundle.json")
-        state["uri"] = f"coaps://127.0.0.1:{port}/lock"
-        return f"lock {state['lock']['id'][:8]}... enrolled; bundle installed with elock-lock init"
+        body = {"name": "front-door", "host": "127.0.0.1", "port": port}
+        enrolled = self.api.call("POST", "/locks", body)
+        self.lock = enrolled["lock"]
+        setup.install_lock(self.lock_dir, enrolled["bundle"], self.work / "bundle.json")
+        self.uri = f"coaps://127.0.0.1:{port}/lock"
+        return f"lock {self.lock['id'][:8]}... enrolled; bundle installed with elock-lock init"
 
-    story.step("Enrol a lock through the API and install its bundle", enrol)
+    def start_lock(self) -> str:
+        serve = ["lock_server.cli", "serve", "--config", str(self.lock_dir / "lock.toml")]
+        started = self._service(Service("lock", serve, self.lock_dir / "lock.log", "listening on"))
+        lock_id = self.lock["id"]
+        shown = _wait(lambda: (s := self.api.call("GET", f"/locks/{lock_id}"))["connected"] and s,
+                      10, lambda: "the lock did not connect to the key server")  # fmt: skip
+        return (started + f", {self.uri} (DTLS 1.2 PSK, simulated relay); connected to the key"
+                f" server's /sync/lock, clock {shown['clock_offset_seconds']:+.3f} s off it,"
+                " no port opened for the key server")  # fmt: skip
 
-    def start_lock() -> str:
-        serve = ["lock_server.cli", "serve", "--config", str(lock_dir / "lock.toml")]
-        service = Service("lock", serve, lock_dir / "lock.log", "listening on")
-        services.append(service)
-        return service.start(detach=detach) + f", {state['uri']} (DTLS 1.2 PSK, simulated relay)"
-
-    story.step("Start the lock", start_lock)
-
-    def card_step() -> str:
-        run("firmware.virtual.cli", "personalize", "--card", str(card), "--seid", SEID,
+    def card_behind_pcscd(self) -> str:
+        pki_dir = self.pki_dir
+        run("firmware.virtual.cli", "personalize", "--card", str(self.card), "--seid", SEID,
             "--issuer-cert", str(pki_dir / "se-issuer-ca.pem"),
             "--issuer-key", str(pki_dir / "se-issuer-ca.key"),
             "--key-server-ca", str(pki_dir / "key-server-ca.pem"))  # fmt: skip
         daemon = setup.start_pcscd()
-        services.append(daemon)
-        serve = ["firmware.virtual.cli", "serve", "--card", str(card)]
-        service = Service("virtual card", serve, work / "card.log", "serving")
-        services.append(service)
-        service.start(detach=detach)
+        self.services.append(daemon)
+        serve = ["firmware.virtual.cli", "serve", "--card", str(self.card)]
+        self._service(Service("virtual card", serve, self.work / "card.log", "serving"))
         setup.wait_for_reader()
         return (f"key pair made in the card, certified for {SEID}; in {VPCD_READER!r} of "
                 f"{daemon.describe()}")  # fmt: skip
 
-    story.step("Personalize a secure element and put it behind pcscd", card_step)
-
-    def start_racs() -> str:
+    def start_racs(self) -> str:
         port = free_port(1)
-        config = setup.racs_config(racs_dir, pki_dir, SEID, VPCD_READER, port)
-        state["apdu_log"] = racs_dir / "apdus.log"
-        args = ["racs.cli", "--config", str(config), "--log-apdus", str(state["apdu_log"]),
+        config = setup.racs_config(self.racs_dir, self.pki_dir, SEID, VPCD_READER, port)
+        args = ["racs.cli", "--config", str(config), "--log-apdus", str(self.apdu_log),
                 "--ready-line", "racs-server ready on {port}"]  # fmt: skip
-        service = Service("RACS server", args, racs_dir / "racs.log", "racs-server ready")
-        services.append(service)
-        started = service.start(detach=detach)
+        started = self._service(
+            Service("RACS server", args, self.racs_dir / "racs.log", "racs-server ready")
+        )
         body = {"seid": SEID, "racs_server": f"127.0.0.1:{port}", "label": "demo phone"}
-        state["se"] = api.call("POST", "/secure-elements", body)
+        self.se = self.api.call("POST", "/secure-elements", body)
         return f"{started} on 127.0.0.1:{port} (TLS#1, client certificates); card registered"
 
-    story.step("Start the RACS server and register the card with the key server", start_racs)
-
-    def issue_and_push(label: str) -> Any:
-        body = {"lock_id": state["lock"]["id"], "secure_element_id": state["se"]["id"],
-                "label": label}  # fmt: skip
+    def issue_and_push(self, label: str) -> Any:
+        api = self.api
+        body = {"lock_id": self.lock["id"], "secure_element_id": self.se["id"], "label": label}
         key = api.call("POST", "/keys", body)
 
         def installed() -> Any:
@@ -140,37 +172,31 @@ def tell(story: Teller, work: Path, services: list[Running], *, detach: bool) ->
         _wait(installed, 30, why)
         return key
 
-    def issue() -> str:
+    def issue(self) -> str:
         began = time.monotonic()
-        key = state["key"] = issue_and_push("Front door")
+        key = self.key = self.issue_and_push("Front door")
         took = (time.monotonic() - began) * 1000
-        records = setup.tls2_apdus(state["apdu_log"])
+        records = setup.tls2_apdus(self.apdu_log)
         return (f"key {key['key_id']} issued and installed in the card {took:.0f} ms later: "
                 f"{records} TLS#2 APDUs through RACS")  # fmt: skip
 
-    story.step("Issue a key; the key server pushes it into the card (RACS + TLS#2)", issue)
-
-    def nothing_in_clear() -> str:
-        key = state["key"]
+    def nothing_in_clear(self) -> str:
+        key = self.key
         fields = {"the PSK": key["psk"], "the identity": key["identity"], "the label": "Front door"}
-        leaked = setup.clear_in_log(state["apdu_log"], fields)
+        leaked = setup.clear_in_log(self.apdu_log, fields)
         if leaked:
             raise StoryBrokenError(f"the RACS APDU log shows {', '.join(leaked)} in clear")
         return "the RACS server's APDU log holds no byte of the PSK, identity or label in clear"
 
-    story.step("Check what the RACS server saw", nothing_in_clear)
-
-    def open_door() -> str:
+    def open_door(self) -> str:
         status, out = run_status("key_client.cli", "--reader", VPCD_READER, "--json", "Front door")
         if status != 0 or out.get("status") != "opened":
             raise StoryBrokenError(f"the lock did not open: {out}")
         return (f"opened in {out['elapsed_ms']} ms, {out['apdu_exchanges']} APDU exchanges: "
                 "the card ran DTLS and CoAP, the host only carried datagrams")  # fmt: skip
 
-    story.step("Open the door with coap-open (card behind pcscd)", open_door)
-
-    def revoke() -> str:
-        key_id, lock_id = state["key"]["id"], state["lock"]["id"]
+    def revoke(self) -> str:
+        api, key_id, lock_id = self.api, self.key["id"], self.lock["id"]
         api.call("POST", f"/keys/{key_id}/revoke", {"reason": "phone lost"})
 
         def done() -> Any:
@@ -184,35 +210,42 @@ def tell(story: Teller, work: Path, services: list[Running], *, detach: bool) ->
 
         lock = _wait(done, 15, why)
         version = lock["revocation"]["confirmed_version"]
-        return (f"the lock confirmed revocation list version {version}; "
-                "the key server deleted the container from the card")  # fmt: skip
+        return (f"the lock confirmed revocation list version {version}, sent over the connection"
+                " it dialled; the key server deleted the container from the card")  # fmt: skip
 
-    story.step("Revoke the key through the API", revoke)
-
-    def refused() -> str:
+    def refused(self) -> str:
         status, out = run_status("key_client.cli", "--reader", VPCD_READER, "--json", "Front door")
         if status != 6:
             raise StoryBrokenError(f"the card still has the key: {out}")
-        answer = setup.open_with_copy(state["key"])
+        answer = setup.open_with_copy(self.key)
         if "key revoked" not in answer:
             raise StoryBrokenError(f"the lock did not refuse a copy of the key: {answer}")
         return (f"coap-open exits 6 ({out['message']}); a copy of the key (identity and PSK) is "
                 f"refused by the lock: {answer.strip()}")  # fmt: skip
 
-    story.step("Try the revoked key", refused)
-
-    def audit() -> str:
-        config_file = str(lock_dir / "lock.toml")
+    def audit(self) -> str:
+        config_file = str(self.lock_dir / "lock.toml")
         status = json.loads(run("lock_server.cli", "status", "--config", config_file, "--json"))
         rows = [r for r in status["recent_audit"] if r["action"] == "open"]
-        return "the lock's audit log: " + "; ".join(f"{r['outcome']} ({r['reason']})" for r in rows)
+        lock_id = self.lock["id"]
 
-    story.step("Read the lock's audit log", audit)
-    if detach:
+        def uploaded() -> Any:
+            items = self.api.call("GET", f"/locks/{lock_id}/audit")["items"]
+            opens = [r for r in items if r["action"] == "open"]
+            return opens if len(opens) >= len(rows) else None
 
-        def spare_key() -> str:
-            key = issue_and_push("Back door")
-            return f"key {key['key_id']} 'Back door' is in the card for the phone app"
+        opens = _wait(uploaded, 10, lambda: "the lock's audit rows did not reach the key server")
+        told = "; ".join(f"{r['outcome']} ({r['reason']})" for r in rows)
+        return f"the lock's audit log: {told}; the key server has the {len(opens)} it uploaded"
 
-        story.step("Issue another key for you to try (--keep)", spare_key)
-    return {"api": api.url, "token_file": str(ks_dir / "admin.token"), "reader": VPCD_READER}
+    def spare_key(self) -> str:
+        key = self.issue_and_push("Back door")
+        return f"key {key['key_id']} 'Back door' is in the card for the phone app"
+
+
+def tell(story: Teller, work: Path, services: list[Running], *, detach: bool) -> dict[str, str]:
+    demo = Demo(work, services, detach=detach)
+    for title, step in demo.steps():
+        story.step(title, step)
+    return {"api": demo.api.url, "token_file": str(demo.ks_dir / "admin.token"),
+            "reader": VPCD_READER}  # fmt: skip

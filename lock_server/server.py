@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import aiocoap
 
@@ -18,12 +18,15 @@ from lock_server.resources import build_site
 from lock_server.service import LockService
 from lock_server.store import LockStore
 
+if TYPE_CHECKING:
+    from lock_server.sync_client import SyncClient  # websockets only where it is needed
+
 log = logging.getLogger(__name__)
 
 
 async def _start_sync(
     config: LockConfig, secret: LockSecret, store: LockStore, service: LockService
-) -> asyncio.Task[None] | None:
+) -> tuple[SyncClient, asyncio.Task[None]] | None:
     """Dial the key server, and wait (a bounded time) for its list before serving.
 
     A key revoked while the lock was off must not open the door in the first
@@ -34,7 +37,7 @@ async def _start_sync(
     if config.sync is None:
         log.warning("no [sync] in the config: this lock syncs with no key server")
         return None
-    from lock_server.sync_client import SyncClient  # websockets only where it is needed
+    from lock_server.sync_client import SyncClient
 
     client = SyncClient(config.sync, secret, store, service, config.data_dir)
     service.max_clock_skew = config.sync.max_clock_skew_seconds
@@ -49,7 +52,7 @@ async def _start_sync(
             config.sync.start_wait_seconds,
             store.revocation_version,
         )
-    return task
+    return client, task
 
 
 async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> None:
@@ -57,7 +60,7 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
     store = LockStore(config.data_dir / "lock.sqlite3")
     door = Door(make_relay(config.relay, config.data_dir), config.open_seconds)
     service = LockService(config=config, store=store, door=door)
-    sync_task = await _start_sync(config, secret, store, service)
+    sync = await _start_sync(config, secret, store, service)
     context = aiocoap.Context(serversite=build_site(service), server_credentials=None)
     credentials = KeyDerivingCredentials(secret)
 
@@ -85,10 +88,11 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
         await stop.wait()
     finally:
         door.shutdown()  # relay off before anything else can fail
-        if sync_task is not None:
-            sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sync_task
+        if sync is not None:
+            client, task = sync
+            client.stop()
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
         await context.shutdown()
         store.close()
         log.warning("lock %r stopped, relay released", config.name)

@@ -102,6 +102,8 @@ class SyncClient:
         self._audit_log = store.audit_log_id
         self.in_sync = asyncio.Event()  # set once the lock holds the server's list
         self._nudge = asyncio.Event()
+        self._stopped = False
+        self._ws: ClientConnection | None = None
         self.status = SyncStatus(config.url, revocation_version=store.revocation_version)
         self.status.audit_delivered_through = store.audit_delivered_through()
         self._save()
@@ -110,10 +112,18 @@ class SyncClient:
         """A new audit row: upload it now (safe from the event loop's thread only)."""
         self._nudge.set()
 
+    def stop(self) -> None:
+        """End the connection and the dialling, without relying on cancellation alone
+        (Python 3.11's ``wait_for`` can swallow a cancel that races an answer)."""
+        self._stopped = True
+        self._nudge.set()
+        if self._ws is not None:
+            self._ws.transport.abort()
+
     async def run(self) -> None:
-        """Dial, sync, and dial again when the connection ends; until cancelled."""
+        """Dial, sync, and dial again when the connection ends; until stopped."""
         failures = 0
-        while True:
+        while not self._stopped:
             authenticated = False
             try:
                 authenticated = await self._connection()
@@ -132,7 +142,7 @@ class SyncClient:
             revocation_version=self._store.revocation_version,
             audit_log=self._audit_log,
             ping_seconds=self._config.ping_seconds,
-            pong_timeout=max(2.0, self._config.ping_seconds / 2),
+            pong_timeout=max(2.0, self._config.ping_seconds),
         )
         async with connect(
             self._config.url,
@@ -141,19 +151,23 @@ class SyncClient:
             open_timeout=CONNECT_TIMEOUT,
             close_timeout=2,
         ) as ws:
+            self._ws = ws
+            if self._stopped:
+                return False
             session.start(self._clock())
             await self._flush(ws, session)
             uploader = asyncio.create_task(self._uploads(ws, session))
             try:
                 return await self._receive(ws, session)
             finally:
+                self._ws = None
                 uploader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await uploader
 
     async def _receive(self, ws: ClientConnection, session: LockSyncSession) -> bool:
         authenticated = False
-        while True:
+        while not self._stopped:
             timer = session.get_timer()
             timeout = None if timer is None else max(0.0, timer - self._clock())
             try:
@@ -180,6 +194,7 @@ class SyncClient:
                 authenticated |= isinstance(event, Synced)
                 self._apply(event, session)
             await self._flush(ws, session)
+        return authenticated
 
     def _apply(self, event: Event, session: LockSyncSession) -> None:
         status = self.status

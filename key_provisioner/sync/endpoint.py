@@ -169,15 +169,15 @@ class _Connection:
         return True
 
     def _worth_recording(self, ping: PingReceived) -> bool:
-        """A ping is written when ``last_seen_at`` would otherwise age past a third of the
-        idle timeout (other processes judge liveness by it), or the clock moved by 1 s:
-        10,000 locks pinging every 20 s would otherwise be 500 writes a second."""
+        """A ping is written when ``last_seen_at`` would otherwise age past half the idle
+        timeout (other processes judge liveness by it), or the clock moved by 1 s: 10,000
+        locks pinging every 20 s would otherwise be 500 writes a second."""
         now = time.monotonic()
         offset = ping.clock_offset
         moved = (offset is None) != (self.offset is None) or (
             offset is not None and self.offset is not None and abs(offset - self.offset) >= 1
         )
-        if not moved and now - self.recorded < self.state.settings.sync.idle_timeout_seconds / 3:
+        if not moved and now - self.recorded < self.state.settings.sync.idle_timeout_seconds / 2:
             return False
         self.recorded, self.offset = now, offset
         return True

@@ -54,7 +54,7 @@ class LightLock:
         self.session = LockSyncSession(
             self.lock_id, self.secret.derive_sync_key(), revocation_version=self.held,
             audit_log=self.audit_log, ping_seconds=self.ping_seconds,
-            pong_timeout=max(2.0, self.ping_seconds / 2),
+            pong_timeout=max(2.0, self.ping_seconds),
         )  # fmt: skip
         self.ws = await connect(
             url,
