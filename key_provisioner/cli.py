@@ -112,6 +112,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level="debug" if args.verbose else "info",
         log_config=_log_config(args.verbose),
+        # Locks ping on /sync/lock themselves (and measure the clock with it); uvicorn's own
+        # protocol pings would close a busy lock's connection after 20 s without a pong.
+        ws_ping_interval=None,
     )
     return 0
 
