@@ -134,7 +134,9 @@ class _Connection:
 
     async def _handle(self, frame: str) -> bool:
         """Handle one frame; False when the connection is over."""
-        for event in self.session.receive(frame, time.time()):
+        events = self.session.receive(frame, time.time())
+        await self._flush()  # a pong leaves now, not after the database work below
+        for event in events:
             if not await self._event(event):
                 return False
         await self._flush()
