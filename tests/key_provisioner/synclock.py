@@ -8,7 +8,6 @@ in one process. It holds whatever list it is sent and confirms it, as a lock doe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,13 +77,13 @@ class LightLock:
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:
+        """Drop the connection first, then the reader: Python 3.11's ``wait_for`` can
+        swallow a cancel that races an answer, so a cancel alone may not end it."""
+        if self.ws is not None:
+            self.ws.transport.abort()
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await self.ws.close()
+            await asyncio.wait({self._reader}, timeout=5)
         self.ws = None
 
     async def _read(self) -> None:
