@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install the eLock lock on a Raspberry Pi (Raspberry Pi OS / Debian): the lock
 # and its optional GPIO dependency only, a hardened systemd unit, the config
-# for the relay, and the lock secret from a key-server bundle.
+# for the relay, and the lock secret and key-server address from a bundle.
+# The lock dials its key server (the bundle's sync_url) and keeps that
+# connection: nothing here opens, forwards or asks for an inbound port. Its
+# CoAP port is for key holders on the same network.
 #
 #   sudo deploy/pi-setup.sh --bundle front-door.json [--host 192.0.2.10] [--pin 17]
 #        [--active-low] [--open-seconds 5] [--timezone Europe/Paris]
@@ -47,19 +50,27 @@ if [ -z "$HOST" ]; then
   [ -n "$HOST" ] || die "cannot find this machine's address; pass --host"
 fi
 # Read the bundle with the system Python: nothing of ours is installed yet.
-IFS=$'\t' read -r NAME SECRET PORT < <(python3 - "$BUNDLE" <<'PY'
-import json, sys
+IFS=$'\t' read -r NAME SECRET PORT SYNC_URL LOCK_ID < <(python3 - "$BUNDLE" <<'PY'
+import json, re, sys, uuid
 try:
     b = json.load(open(sys.argv[1], encoding="utf-8"))
     assert b["format"] == "elock-lock-bundle/1"
     name, secret, port = b["name"], b["secret"], int(b.get("port", 5684))
     assert 0 < len(name) <= 64 and name.isprintable() and '"' not in name and "\\" not in name
     assert secret.replace("-", "").replace("_", "").isalnum() and 0 < port < 65536
+    url, lock_id = b.get("sync_url") or "-", str(uuid.UUID(str(b["lock_id"])))
+    assert url == "-" or re.fullmatch(r"wss?://[A-Za-z0-9.\-\[\]:]+(/[\w./-]*)?", url)
 except Exception as exc:
     sys.exit(f"pi-setup: {sys.argv[1]} is not a valid lock bundle ({exc.__class__.__name__})")
-print(name, secret, port, sep="\t")
+print(name, secret, port, url, lock_id, sep="\t")
 PY
 )
+SYNC_TABLE=""
+if [ "$SYNC_URL" != "-" ]; then
+  SYNC_TABLE=$(printf '\n[sync]\n# the lock dials its key server; no inbound port is opened for it\nurl = "%s"\nlock_id = "%s"\n' "$SYNC_URL" "$LOCK_ID")
+else
+  echo "pi-setup: the bundle names no key server (its sync.url is unset): this lock will sync with nothing" >&2
+fi
 
 system() {  # a command that changes the system outside $ROOT
   if [ "$DRY" = 1 ] || [ -n "$ROOT" ]; then echo "would run: $*"; else echo "+ $*"; "$@"; fi
@@ -99,6 +110,7 @@ timezone = "$TZ_NAME"
 backend = "rpi"
 pin = $PIN
 active_high = $ACTIVE_HIGH
+$SYNC_TABLE
 EOF2
 put 0644 root:root /etc/systemd/system/elock-lock.service <"$SRC/deploy/systemd/elock-lock.service"
 

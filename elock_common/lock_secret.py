@@ -23,6 +23,7 @@ SECRET_BYTES = 32
 PSK_BYTES = 12  # 96 bits; 16 base64url characters (tinydtls caps PSKs at 16 bytes)
 _PSK_LABEL = b"elock/v1/psk\x00"
 _TAG_LABEL = b"elock/v1/lock-tag\x00"
+_SYNC_LABEL = b"elock lock-sync v1\x00"
 
 
 class LockSecret:
@@ -65,6 +66,14 @@ class LockSecret:
         """The PSK, as printable ASCII bytes, for the identity a client presented."""
         digest = hmac.digest(self._key, _PSK_LABEL + bytes(identity), hashlib.sha256)
         return base64.urlsafe_b64encode(digest[:PSK_BYTES])
+
+    def derive_sync_key(self) -> bytes:
+        """The key of the lock's outbound sync channel (``elock_common.lock_sync``).
+
+        Its own label keeps it apart from every PSK: knowing the sync key opens no
+        door, and no key holder can compute it.
+        """
+        return hmac.digest(self._key, _SYNC_LABEL, hashlib.sha256)
 
     def __repr__(self) -> str:
         return "LockSecret(<hidden>)"

@@ -20,8 +20,9 @@ from elock_demo.services import StoryBrokenError, run
 FAST_WORKER = "poll_seconds = 0.2\ncoap_timeout = 2\nretry_base = 0.3\nretry_max = 2\n"
 
 
-def keyserver_config(directory: Path, pki_dir: Path) -> Path:
-    """keyserver.toml on SQLite with a fresh master key and the PKI's push credentials."""
+def keyserver_config(directory: Path, pki_dir: Path, sync_url: str | None = None) -> Path:
+    """keyserver.toml on SQLite with a fresh master key and the PKI's push credentials;
+    ``sync_url`` is what the lock dials (it goes into the lock's bundle)."""
     directory.mkdir(parents=True, exist_ok=True)
     master = directory / "master.key"
     master.write_text(run("key_provisioner.cli", "master-key").strip() + "\n")
@@ -35,6 +36,7 @@ def keyserver_config(directory: Path, pki_dir: Path) -> Path:
         f'racs_ca = "{pki_dir}/racs-ca.pem"\n'
         f'tls2_cert = "{pki_dir}/key-server.pem"\ntls2_key = "{pki_dir}/key-server.key"\n'
         f'se_issuer_ca = "{pki_dir}/se-issuer-ca.pem"\n'
+        + (f'\n[sync]\nurl = "{sync_url}"\n' if sync_url else "")
     )
     return config
 

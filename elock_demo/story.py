@@ -4,7 +4,10 @@ Every part is the real program: ``elock pki init``, ``elock-keyserver``, ``elock
 ``elock-se serve`` behind pcscd, ``racs-server`` and ``coap-open``. The key
 server's worker puts the key into the card through the RACS server inside a
 TLS session that ends in the card (TLS#2); the demo then reads the RACS
-server's APDU log to show that nothing of the key crossed it in clear.
+server's APDU log to show that nothing of the key crossed it in clear. The
+lock dials the key server (``/sync/lock``) and keeps that connection, as it
+would from behind a home router: the revocation, the time and the lock's audit
+rows all travel over it, and nothing ever connects to the lock but its users.
 
 Then the other path: a card in a "phone" that nothing can dial (carrier NAT).
 It names its key server; ``coap-open --sync`` dials there and relays TLS#2
@@ -75,15 +78,18 @@ class Demo:
             ("Make the PKI with elock pki init", self.make_pki),
             ("Start the key server (FastAPI, SQLite, background worker)", self.start_keyserver),
             ("Enrol a lock through the API and install its bundle", self.enrol),
-            ("Start the lock", self.start_lock),
+            ("Start the lock: it dials the key server and keeps the connection", self.start_lock),
             ("Personalize a secure element and put it behind pcscd", self.card_behind_pcscd),
             ("Start the RACS server and register the card with the key server", self.start_racs),
             ("Issue a key; the key server pushes it into the card (RACS + TLS#2)", self.issue),
             ("Check what the RACS server saw", self.nothing_in_clear),
             ("Open the door with coap-open (card behind pcscd)", self.open_door),
-            ("Revoke the key through the API", self.revoke),
+            (
+                "Revoke the key through the API: the list goes over the lock's connection",
+                self.revoke,
+            ),
             ("Try the revoked key", self.refused),
-            ("Read the lock's audit log", self.audit),
+            ("Read the lock's audit log, on the lock and as it reached the key server", self.audit),
             ("Personalize a card for a phone behind NAT; it names its key server", self.phone),
             ("Issue a key for the phone: it waits for the phone to dial in", self.phone_issue),
             ("The phone syncs (coap-open --sync): TLS#2 over the phone's own connection",
@@ -107,7 +113,8 @@ class Demo:
 
     def start_keyserver(self) -> str:
         api, ks_dir = self.api, self.ks_dir
-        config = setup.keyserver_config(ks_dir, self.pki_dir)
+        sync_url = api.url.replace("http://", "ws://") + "/sync/lock"
+        config = setup.keyserver_config(ks_dir, self.pki_dir, sync_url)
         cli = ["key_provisioner.cli", "--config", str(config)]
         run(*cli, "migrate")
         api.token = run(*cli, "token", "create", "--role", "admin", "--name", "demo").strip()
@@ -131,7 +138,12 @@ class Demo:
     def start_lock(self) -> str:
         serve = ["lock_server.cli", "serve", "--config", str(self.lock_dir / "lock.toml")]
         started = self._service(Service("lock", serve, self.lock_dir / "lock.log", "listening on"))
-        return started + f", {self.uri} (DTLS 1.2 PSK, simulated relay)"
+        lock_id = self.lock["id"]
+        shown = _wait(lambda: (s := self.api.call("GET", f"/locks/{lock_id}"))["connected"] and s,
+                      10, lambda: "the lock did not connect to the key server")  # fmt: skip
+        return (started + f", {self.uri} (DTLS 1.2 PSK, simulated relay); connected to the key"
+                f" server's /sync/lock, clock {shown['clock_offset_seconds']:+.3f} s off it,"
+                " no port opened for the key server")  # fmt: skip
 
     def card_behind_pcscd(self) -> str:
         pki_dir = self.pki_dir
@@ -212,8 +224,8 @@ class Demo:
 
         lock = _wait(done, 15, why)
         version = lock["revocation"]["confirmed_version"]
-        return (f"the lock confirmed revocation list version {version}; "
-                "the key server deleted the container from the card")  # fmt: skip
+        return (f"the lock confirmed revocation list version {version}, sent over the connection"
+                " it dialled; the key server deleted the container from the card")  # fmt: skip
 
     def refused(self) -> str:
         status, out = run_status("key_client.cli", "--reader", VPCD_READER, "--json", "Front door")
@@ -229,7 +241,16 @@ class Demo:
         config_file = str(self.lock_dir / "lock.toml")
         status = json.loads(run("lock_server.cli", "status", "--config", config_file, "--json"))
         rows = [r for r in status["recent_audit"] if r["action"] == "open"]
-        return "the lock's audit log: " + "; ".join(f"{r['outcome']} ({r['reason']})" for r in rows)
+        lock_id = self.lock["id"]
+
+        def uploaded() -> Any:
+            items = self.api.call("GET", f"/locks/{lock_id}/audit")["items"]
+            opens = [r for r in items if r["action"] == "open"]
+            return opens if len(opens) >= len(rows) else None
+
+        opens = _wait(uploaded, 10, lambda: "the lock's audit rows did not reach the key server")
+        told = "; ".join(f"{r['outcome']} ({r['reason']})" for r in rows)
+        return f"the lock's audit log: {told}; the key server has the {len(opens)} it uploaded"
 
     def phone(self) -> str:
         pki_dir = self.pki_dir

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from elock_testkit.ports import free_tcp_port
@@ -43,12 +43,17 @@ class Process:
     log: Path
     ready: str
     proc: subprocess.Popen[bytes] | None = None
+    wrapper: list[str] = field(default_factory=list)  # e.g. ip netns exec NAME
 
     def start(self) -> None:
         seen = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", *self.args], stdout=out, stderr=subprocess.STDOUT, env=env()
+                [*self.wrapper, sys.executable, "-m", *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env(),
+                start_new_session=True,  # stop() signals the group: a wrapper forks
             )
 
         def ready() -> bool:
@@ -57,9 +62,9 @@ class Process:
 
         wait_for(ready, 20, f"{self.args[0]} start")
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            os.killpg(self.proc.pid, sig)
             self.proc.wait(15)
         self.proc = None
 
@@ -71,24 +76,38 @@ class LiveKeyServer:
     process: Process
 
 
-def start_keyserver(directory: Path, database_url: str, *, worker: bool) -> LiveKeyServer:
-    """Migrate, make an admin token and serve, exactly as an operator would."""
+def start_keyserver(
+    directory: Path,
+    database_url: str,
+    *,
+    worker: bool,
+    sync: str = "",
+    host: str = "127.0.0.1",
+    wrapper: list[str] | None = None,
+) -> LiveKeyServer:
+    """Migrate, make an admin token and serve, exactly as an operator would.
+
+    ``sync``: extra lines of the ``[sync]`` table; its ``url`` (what locks dial) is
+    this server's own ``/sync/lock``. ``wrapper`` runs ``serve`` inside something
+    (a network namespace)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "master.key").write_text(MasterKey.generate().to_text())
     config = directory / "keyserver.toml"
     worker_table = FAST_WORKER if worker else "enabled = false\n"
+    port = free_tcp_port()
     config.write_text(
         f"[keyserver]\ndatabase_url = {json.dumps(database_url)}\n"
         f'master_key_file = "master.key"\n\n[worker]\n{worker_table}'
+        f'\n[sync]\nurl = "ws://{host}:{port}/sync/lock"\n{sync}'
     )
     cli = ["key_provisioner.cli", "--config", str(config)]
     assert "database at migration" in run_module(*cli, "migrate")
     token = run_module(*cli, "token", "create", "--role", "admin", "--name", "tests").strip()
-    port = free_tcp_port()
     process = Process(
-        [*cli, "serve", "--port", str(port)],
+        [*cli, "serve", "--host", host, "--port", str(port)],
         directory / "keyserver.log",
         "Uvicorn running on",  # after the bind; "Application startup complete" comes before it
+        wrapper=wrapper or [],
     )
     process.start()
-    return LiveKeyServer(f"http://127.0.0.1:{port}", token, process)
+    return LiveKeyServer(f"http://{host}:{port}", token, process)

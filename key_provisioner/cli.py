@@ -170,6 +170,9 @@ def _run_server(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level="debug" if args.verbose else "info",
         log_config=_log_config(args.verbose, args.log_format),
+        # Locks ping on /sync/lock themselves (and measure the clock with it); uvicorn's own
+        # protocol pings would close a busy lock's connection after 20 s without a pong.
+        ws_ping_interval=None,
     )
     return 0
 

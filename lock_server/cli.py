@@ -119,6 +119,7 @@ def _init(args: argparse.Namespace) -> int:
     if secret_path.exists() and not args.force:
         raise LockError(f"{secret_path} exists; pass --force to replace this lock's secret")
     name, host, port = args.name, args.host, args.port
+    sync_table = ""
     if args.bundle:
         try:
             bundle = json.loads(args.bundle.read_text(encoding="utf-8"))
@@ -130,6 +131,7 @@ def _init(args: argparse.Namespace) -> int:
                 bundle.get("host", host),
                 bundle.get("port", port),
             )
+            sync_table = _sync_table(bundle)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LockError(f"cannot use bundle {args.bundle}: {exc.__class__.__name__}") from None
     else:
@@ -138,7 +140,8 @@ def _init(args: argparse.Namespace) -> int:
     config_path.write_text(
         f'[lock]\nname = {json.dumps(name)}\nsecret_file = "lock.secret"\ndata_dir = "var"\n'
         f'host = {json.dumps(host)}\nport = {int(port)}\nopen_seconds = 5.0\ntimezone = "UTC"\n\n'
-        '[relay]\nbackend = "simulated"  # "rpi" on a Raspberry Pi\npin = 17\nactive_high = true\n',
+        '[relay]\nbackend = "simulated"  # "rpi" on a Raspberry Pi\npin = 17\nactive_high = true\n'
+        + sync_table,
         encoding="utf-8",
     )
     load_config(config_path)  # what we wrote must be what serve accepts
@@ -162,6 +165,17 @@ def _write_secret(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+def _sync_table(bundle: dict[str, Any]) -> str:
+    """The ``[sync]`` table for a bundle that names its key server's sync URL."""
+    url = bundle.get("sync_url")
+    if not url:
+        return ""
+    lock_id = str(bundle["lock_id"])
+    return (
+        f"\n[sync]\n# the lock dials its key server here; it opens no port for it\n"
+        f"url = {json.dumps(str(url))}\nlock_id = {json.dumps(lock_id)}\n"
+        "start_wait_seconds = 5.0\nping_seconds = 20.0\nmax_clock_skew_seconds = 300.0\n"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -287,6 +301,7 @@ def _status(args: argparse.Namespace) -> int:
             "audit_rows": store.audit_row_count(),
             "audit_delivered_through": store.audit_delivered_through(),
             "recent_audit": [r.as_json() for r in recent],
+            "sync": _sync_info(config, store),
         }
     finally:
         store.close()
@@ -301,12 +316,45 @@ def _status(args: argparse.Namespace) -> int:
         "audit_delivered_through",
     ):  # fmt: skip
         print(f"{name.replace('_', ' ')}: {info[name]}")
+    print(f"sync: {_sync_line(info['sync'])}")
     for row in recent:
         when = dt.datetime.fromtimestamp(row.ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         print(f"  {when} {row.outcome:8} {row.action:10} key {row.key_id} {row.peer}: {row.reason}")
     for problem in info["problems"]:
         print(f"problem: {problem}")
     return status
+
+
+def _sync_info(config: LockConfig, store: LockStore) -> dict[str, Any] | None:
+    if config.sync is None:
+        return None
+    from lock_server.sync_client import read_status
+
+    info: dict[str, Any] = {"url": config.sync.url, "connected": False, "last_sync_at": None,
+                            "clock_offset": None, "last_error": None}  # fmt: skip
+    info |= read_status(config.data_dir) or {}
+    info["revocation_version"] = store.revocation_version
+    info["audit_delivered_through"] = store.audit_delivered_through()
+    return info
+
+
+def _sync_line(sync: dict[str, Any] | None) -> str:
+    if sync is None:
+        return "none (no [sync] in the config)"
+    when = sync.get("last_sync_at")
+    last = (
+        "never"
+        if not isinstance(when, int | float)
+        else dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
+    state = "connected" if sync.get("connected") else "OFFLINE, working with the last list"
+    offset = sync.get("clock_offset")
+    clock = "unknown" if offset is None else f"{offset:+.3f} s (key server minus lock)"
+    error = f"; last error: {sync['last_error']}" if sync.get("last_error") else ""
+    return (
+        f"{state} to {sync['url']}; last sync {last}; revocation version"
+        f" {sync['revocation_version']}; clock offset {clock}{error}"
+    )
 
 
 def _hostport(config: LockConfig) -> str:

@@ -10,6 +10,8 @@ import ipaddress
 import os
 import stat
 import tomllib
+import urllib.parse
+import uuid
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,18 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """The lock's outbound connection to its key server (``[sync]``)."""
+
+    url: str  # ws:// or wss://, from the bundle
+    lock_id: str  # the lock's id at the key server, from the bundle
+    start_wait_seconds: float = 5.0  # on start, wait this long for the list before serving
+    ping_seconds: float = 20.0  # below the 30 s idle timeout of common NATs and proxies
+    max_clock_skew_seconds: float = 300.0  # beyond this, time-bounded keys are refused
+    reconnect_max_seconds: float = 60.0  # cap of the reconnect backoff
+
+
+@dataclass(frozen=True)
 class LockConfig:
     name: str
     secret_file: Path
@@ -56,6 +70,7 @@ class LockConfig:
     relay: RelayConfig = RelayConfig()
     audit: AuditConfig = AuditConfig()
     metrics: MetricsConfig = MetricsConfig()
+    sync: SyncConfig | None = None  # None: a standalone lock that syncs with nothing
 
     def load_secret(self) -> LockSecret:
         try:
@@ -102,7 +117,7 @@ def load_config(path: Path) -> LockConfig:
 
 
 def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
-    unknown = set(raw) - {"lock", "relay", "audit", "metrics"}
+    unknown = set(raw) - {"lock", "relay", "audit", "metrics", "sync"}
     if unknown:
         raise LockConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     lock = _section(
@@ -140,6 +155,7 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
     active_high = _get(relay, "relay.active_high", bool, True)
     audit = _audit(_section(raw, "audit", {"max_rows", "aggregate_seconds"}))
 
+    sync = _sync(raw)
     return LockConfig(
         name=name,
         secret_file=_path(base, _get(lock, "lock.secret_file", str, "lock.secret")),
@@ -151,6 +167,7 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
         relay=RelayConfig(backend=backend, pin=pin, active_high=active_high),
         audit=audit,
         metrics=_metrics(_section(raw, "metrics", {"enabled", "host", "port"})),
+        sync=sync,
     )
 
 
@@ -174,6 +191,37 @@ def _metrics(section: dict[str, Any]) -> MetricsConfig:
     if not 1 <= port <= 65535:
         raise LockConfigError("metrics.port must be 1..65535")
     return MetricsConfig(_get(section, "metrics.enabled", bool, False), host, port)
+
+
+_SYNC_BOUNDS = {
+    "start_wait_seconds": (0.0, 300.0),
+    "ping_seconds": (1.0, 300.0),
+    "max_clock_skew_seconds": (1.0, 86400.0),
+    "reconnect_max_seconds": (1.0, 3600.0),
+}
+
+
+def _sync(raw: dict[str, Any]) -> SyncConfig | None:
+    if "sync" not in raw:
+        return None
+    sync = _section(raw, "sync", {"url", "lock_id", *_SYNC_BOUNDS})
+    url = _get(sync, "sync.url", str, None)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise LockConfigError("sync.url must be a ws:// or wss:// URL with a host")
+    lock_id = _get(sync, "sync.lock_id", str, None)
+    try:
+        lock_id = str(uuid.UUID(lock_id))
+    except ValueError:
+        raise LockConfigError("sync.lock_id must be the lock's id (a UUID)") from None
+    numbers: dict[str, float] = {}
+    for name, (low, high) in _SYNC_BOUNDS.items():
+        default = getattr(SyncConfig, name)
+        value = float(_get(sync, f"sync.{name}", (int, float), default))
+        if not low <= value <= high:
+            raise LockConfigError(f"sync.{name} must be between {low:g} and {high:g}")
+        numbers[name] = value
+    return SyncConfig(url=url, lock_id=lock_id, **numbers)
 
 
 def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 from dataclasses import dataclass
 
 from elock_common import KeyIdentity, Rights
@@ -39,8 +40,14 @@ def check_key(
     now: float,
     zone: dt.tzinfo,
     revoked: bool,
+    clock_offset: float | None = None,
+    max_clock_skew: float = math.inf,
 ) -> Refusal | None:
-    """Everything but use counts: return why the key is refused, or None."""
+    """Everything but use counts: return why the key is refused, or None.
+
+    ``clock_offset`` is the key server's clock minus ours, as last measured (None:
+    never measured); beyond ``max_clock_skew`` our clock cannot judge a time bound.
+    """
     if revoked:
         return Refusal(Code.UNAUTHORIZED, "key revoked")
     if not claims.rights & need:
@@ -51,6 +58,9 @@ def check_key(
     ) != (0, MINUTES_PER_DAY)
     if (claims.time_bounded or scheduled) and now < EARLIEST_TRUSTED_TIME:
         return Refusal(Code.FORBIDDEN, "lock clock not set; time-bounded keys refused")
+    if (claims.time_bounded or scheduled) and clock_offset is not None:
+        if abs(clock_offset) > max_clock_skew:
+            return Refusal(Code.FORBIDDEN, clock_off_reason(clock_offset))
     if now < claims.not_before:
         return Refusal(Code.UNAUTHORIZED, "key not yet valid")
     if now >= claims.not_after:
@@ -63,6 +73,18 @@ def check_key(
         if not claims.window_start <= minute < claims.window_end:
             return Refusal(Code.FORBIDDEN, "outside the key's daily time window")
     return None
+
+
+def clock_off_reason(offset: float) -> str:
+    """Says how far off, in units a person reads at a glance."""
+    size = abs(offset)
+    amount = (
+        f"{size / 86400:.1f} days" if size >= 86400
+        else f"{size / 3600:.1f} hours" if size >= 3600
+        else f"{size:.0f} s"
+    )  # fmt: skip
+    way = "behind" if offset > 0 else "ahead of"
+    return f"lock clock is {amount} {way} the key server's; time-bounded keys refused"
 
 
 def uses_exhausted(claims: KeyIdentity) -> Refusal:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import aiocoap
 
+from elock_common import LockSecret
 from lock_server import metrics
 from lock_server.audit_writer import AuditWriter
 from lock_server.config import LockConfig
@@ -20,9 +22,43 @@ from lock_server.sd_notify import Notifier
 from lock_server.service import LockService
 from lock_server.store import LockStore
 
+if TYPE_CHECKING:
+    from lock_server.sync_client import SyncClient  # websockets only where it is needed
+
 log = logging.getLogger(__name__)
 
 PRUNE_SECONDS = 600.0  # how often the audit table is brought back to audit.max_rows
+
+
+async def _start_sync(
+    config: LockConfig, secret: LockSecret, store: LockStore, service: LockService
+) -> tuple[SyncClient, asyncio.Task[None]] | None:
+    """Dial the key server, and wait (a bounded time) for its list before serving.
+
+    A key revoked while the lock was off must not open the door in the first
+    seconds after a restart; a key server that is down must not keep the door
+    shut for good, so after ``start_wait_seconds`` the lock serves with the list
+    it has, and says so.
+    """
+    if config.sync is None:
+        log.warning("no [sync] in the config: this lock syncs with no key server")
+        return None
+    from lock_server.sync_client import SyncClient
+
+    client = SyncClient(config.sync, secret, store, service, config.data_dir)
+    service.max_clock_skew = config.sync.max_clock_skew_seconds
+    service.audit_listener = client.nudge
+    task = asyncio.create_task(client.run(), name="elock-lock-sync")
+    try:
+        await asyncio.wait_for(client.in_sync.wait(), config.sync.start_wait_seconds)
+        log.warning("revocation list version %d from the key server", store.revocation_version)
+    except TimeoutError:
+        log.warning(
+            "key server not reached within %g s; serving offline with revocation list version %d",
+            config.sync.start_wait_seconds,
+            store.revocation_version,
+        )
+    return client, task
 
 
 async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> None:
@@ -38,6 +74,7 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
         audit=writer,
         refusals=RefusalDigest(config.audit.aggregate_seconds),
     )
+    sync = await _start_sync(config, secret, store, service)
     context = aiocoap.Context(serversite=build_site(service), server_credentials=None)
     credentials = KeyDerivingCredentials(secret)
     exporter: metrics.Exporter | None = None
@@ -85,6 +122,11 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
         notifier.stopping()
         for handle in housekeeping:
             handle.cancel()
+        if sync is not None:
+            client, task = sync
+            client.stop()
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
         await context.shutdown()
         service.flush_refusals(force=True)
         writer.close()

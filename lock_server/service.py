@@ -9,6 +9,7 @@ which writes a few and counts the rest (see ``lock_server.refusals``).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,11 @@ class LockService:
     monotonic: Callable[[], float] = time.monotonic
     # key id -> when its last granted open began; only while the door is open.
     _opened_at: dict[str, float] = field(default_factory=dict, repr=False)
+    # The key server's clock minus ours, from the sync channel (None: never measured).
+    clock_offset: float | None = None
+    max_clock_skew: float = math.inf
+    # Told after every audit row (the sync client uploads it).
+    audit_listener: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.audit is None:
@@ -91,6 +97,8 @@ class LockService:
             now=self.clock(),
             zone=self.config.zone,
             revoked=self.store.is_revoked(key_id),
+            clock_offset=self.clock_offset,
+            max_clock_skew=self.max_clock_skew,
         )
         if refusal is None and self._repeat(key_id):
             log.info("open repeated by key %s from %s within the open time", key_id, peer)
@@ -110,6 +118,7 @@ class LockService:
             reason="opened" if refusal is None else refusal.reason,
         )
         metrics.open_decided(refusal)
+        self._audited()
         if refusal is None:
             log.info("open granted to key %s from %s", key_id, peer, extra=self._fields(
                 key_id, "open", "granted", "opened"))  # fmt: skip
@@ -139,6 +148,8 @@ class LockService:
             now=self.clock(),
             zone=self.config.zone,
             revoked=self.store.is_revoked(claims.key_id_hex),
+            clock_offset=self.clock_offset,
+            max_clock_skew=self.max_clock_skew,
         )
 
     async def record_refusal(self, peer: str, key_id: str | None, action: str, reason: str) -> None:
@@ -150,6 +161,7 @@ class LockService:
         await self.audit.commit(
             key_id=key_id, peer=peer, action=action, granted=False, reason=reason
         )
+        self._audited()
 
     def record_unauthenticated(
         self, peer: str, key_id: str | None, action: str, reason: str
@@ -179,6 +191,7 @@ class LockService:
         await self.audit.commit(
             key_id=claims.key_id_hex, peer=peer, action=action, granted=True, reason=reason
         )
+        self._audited()
 
     def _audit(
         self, *, key_id: str | None, peer: str, action: str, granted: bool, reason: str,
@@ -187,3 +200,7 @@ class LockService:
         assert self.audit is not None  # set in __post_init__
         self.audit.audit(key_id=key_id, peer=peer, action=action, granted=granted, reason=reason,
                          ts=ts)  # fmt: skip
+
+    def _audited(self) -> None:
+        if self.audit_listener is not None:
+            self.audit_listener()

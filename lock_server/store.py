@@ -19,6 +19,7 @@ server has not confirmed. That contract is the *delivery watermark*:
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -240,6 +241,36 @@ class LockStore:
             above = "SELECT count(*) FROM audit WHERE id > ?"
             undelivered = int(self._db.execute(above, (watermark,)).fetchone()[0])
         return AuditPrune(deleted=deleted, kept=kept, undelivered=undelivered, limit=max_rows)
+
+
+    @property
+    def audit_log_id(self) -> int:
+        """A random id of this audit log, made with it: the key server sees a new one when
+        the lock's state was lost or replaced (its row ids then start again)."""
+        with self._transaction():
+            row = self._db.execute("SELECT value FROM meta WHERE name='audit_log'").fetchone()
+            if row is not None:
+                return int(row[0])
+            log_id = secrets.randbelow(2**53 - 1) + 1
+            self._db.execute("INSERT INTO meta (name, value) VALUES ('audit_log', ?)", (log_id,))
+            return log_id
+
+    def new_audit_log_id(self) -> int:
+        """Name this log anew: its rows are not the ones the key server holds (a restored
+        backup numbers new rows below the server's cursor). The server then takes the log
+        from its first row, as a new generation, storing no row twice."""
+        log_id = secrets.randbelow(2**53 - 1) + 1
+        self._db.execute(
+            "INSERT INTO meta (name, value) VALUES ('audit_log', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+            (log_id,),
+        )
+        self._db.execute("DELETE FROM meta WHERE name='audit_delivered'")
+        return log_id
+
+    def last_audit_id(self) -> int:
+        row = self._db.execute("SELECT max(id) FROM audit").fetchone()
+        return int(row[0] or 0)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -26,6 +26,7 @@ inside /work/isolate.sh here, as root in CI.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import signal
@@ -128,6 +129,28 @@ class NatNetwork:
         for proc in self.processes:
             stop_group(proc)
         self.processes.clear()
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def inside(host: Host) -> Iterator[None]:
+    """Run this thread's new sockets in ``host`` (setns), and come back on any exit.
+
+    For a test's own client calls (an admin in the cloud calling the API); processes
+    still go through ``Host.exec_args``.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net", "rb") as home_ns:
+        with open(f"/run/netns/{host.name}", "rb") as target:
+            if libc.setns(target.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {host.name} failed")
+        try:
+            yield
+        finally:
+            if libc.setns(home_ns.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back failed")
 
 
 def stop_group(proc: subprocess.Popen[Any], timeout: float = 10) -> None:

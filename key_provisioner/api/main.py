@@ -31,6 +31,7 @@ from key_provisioner.core.crypto import SecretBox
 from key_provisioner.db.engine import make_engine, make_sessions
 from key_provisioner.db.migrate import require_current
 from key_provisioner.se_push import PushClients
+from key_provisioner.sync import endpoint as sync_endpoint
 from key_provisioner.worker import Worker
 
 DESCRIPTION = """\
@@ -68,13 +69,15 @@ def build_state(settings: Settings, *, check_migrations: bool = True) -> AppStat
     except BaseException:
         engine.dispose()
         raise
-    return AppState(
+    state = AppState(
         settings=settings,
         engine=engine,
         sessions=make_sessions(engine),
         box=box,
         push_clients=push_clients,
     )
+    state.notifier.install(state.sessions)
+    return state
 
 
 def check_settings(settings: Settings) -> None:
@@ -88,6 +91,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.notifier.start(state.engine)
         if settings.worker.enabled:
             state.worker = Worker(
                 state.sessions, state.box, settings.worker, push_clients=state.push_clients
@@ -99,6 +103,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
             if state.worker is not None:
                 await state.worker.stop()
                 state.worker = None
+            state.notifier.stop()
             state.engine.dispose()
 
     app = FastAPI(
@@ -117,6 +122,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
                card_sync.router, tokens.router)  # fmt: skip
     for router in routers:
         app.include_router(router)
+    app.include_router(sync_endpoint.router)
     problems.install(app)
     docs.install(app)
     auth.install(app)

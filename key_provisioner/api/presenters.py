@@ -38,6 +38,8 @@ def lock_public(lock: Lock) -> LockPublic:
         enrolled_at=lock.enrolled_at,
         retired_at=lock.retired_at,
         last_seen_at=lock.last_seen_at,
+        connected=lock.sync_session is not None and lock.retired_at is None,
+        clock_offset_seconds=lock.clock_offset,
         audit_cursor=lock.audit_cursor,
         audit_generation=lock.audit_generation,
         revocation=RevocationStatus(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,6 +11,7 @@ from key_provisioner.core.config import PUSH_NOT_CONFIGURED, Settings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.se_push import PushClients
 from key_provisioner.services.sync_gate import SyncGate
+from key_provisioner.sync.notify import Gate, LockNotifier
 from key_provisioner.worker import Worker
 
 
@@ -22,7 +23,9 @@ class AppState:
     box: SecretBox
     push_clients: PushClients | None = None
     worker: Worker | None = None
-    sync_gate: SyncGate | None = None  # card syncs dialled in (``routes.card_sync``)
+    card_sync_gate: SyncGate | None = None  # card syncs dialled in (``routes.card_sync``)
+    notifier: LockNotifier = field(default_factory=LockNotifier)
+    lock_sync_gate: Gate = field(default_factory=Gate)  # locks dialled in (``sync.endpoint``)
 
     @property
     def push_note(self) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +31,32 @@ _DRIVERS = ("sqlite", "postgresql+psycopg")
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """The background worker that pushes revocations and pulls audit logs."""
+    """The background worker that pushes key containers into secure elements.
+
+    ``coap_timeout``, ``audit_seconds`` and ``admin_key_seconds`` were for visits to
+    locks, which dial the key server now; they are still accepted (and ignored) so
+    that existing files load.
+    """
 
     enabled: bool = True
     poll_seconds: float = 5.0  # how often to look for due work when not woken
-    coap_timeout: float = 5.0  # one CoAP exchange with a lock, handshake included
+    coap_timeout: float = 5.0  # ignored: locks dial in (was: one CoAP exchange with a lock)
     retry_base: float = 2.0  # first retry delay; doubles per failed attempt
     retry_max: float = 300.0  # cap of the retry delay
-    audit_seconds: float = 60.0  # how often each lock's audit log is pulled
+    audit_seconds: float = 60.0  # ignored: locks upload their audit rows as they write them
     batch: int = 20  # locks claimed per round
-    admin_key_seconds: int = 300  # lifetime of the admin key minted per session
+    admin_key_seconds: int = 300  # ignored: no admin key is minted for locks any more
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """The locks' own connections to the key server (``/sync/lock``)."""
+
+    url: str | None = None  # what locks dial (wss://.../sync/lock); goes into every bundle
+    idle_timeout_seconds: float = 60.0  # a lock silent this long is gone (it pings every 20 s)
+    handshake_timeout_seconds: float = 5.0  # hello and proof must come within this
+    max_connections: int = 20_000  # per process; more are refused at once
+    max_handshakes: int = 64  # per process, at the same time; more are refused at once
 
 
 PUSH_FILES = (
@@ -89,6 +106,7 @@ class Settings:
     port: int = 8080
     worker: WorkerSettings = WorkerSettings()
     push: PushSettings | None = None  # None: pushing is disabled (keys stay pending)
+    sync: SyncSettings = SyncSettings()
 
 
 _SERVER_FIELDS: dict[str, Any] = {
@@ -107,6 +125,13 @@ _WORKER_FIELDS: dict[str, Any] = {
     "batch": int,
     "admin_key_seconds": int,
 }
+_SYNC_FIELDS: dict[str, Any] = {
+    "url": str,
+    "idle_timeout_seconds": (int, float),
+    "handshake_timeout_seconds": (int, float),
+    "max_connections": int,
+    "max_handshakes": int,
+}
 _PUSH_OPTIONS: dict[str, Any] = {
     "timeout": (int, float), "racs_server_name": str, "sync_per_minute": int,
     "sync_concurrent": int,
@@ -124,12 +149,13 @@ def load_settings(
     base = Path.cwd()
     if config_file is not None:
         raw, base = _read_toml(config_file), config_file.parent
-    unknown = set(raw) - {"keyserver", "worker", "push"}
+    unknown = set(raw) - {"keyserver", "worker", "push", "sync"}
     if unknown:
         raise ConfigError(f"{config_file}: unknown section(s) {', '.join(sorted(unknown))}")
     server = _merge("keyserver", raw.get("keyserver", {}), _SERVER_FIELDS, env, ENV_PREFIX)
     worker = _merge("worker", raw.get("worker", {}), _WORKER_FIELDS, env, ENV_PREFIX + "WORKER_")
     push = _merge("push", raw.get("push", {}), _PUSH_FIELDS, env, ENV_PREFIX + "PUSH_")
+    sync = _merge("sync", raw.get("sync", {}), _SYNC_FIELDS, env, ENV_PREFIX + "SYNC_")
     return Settings(
         master_key=_master_key(server.get("master_key_file"), env, base),
         database_url=_database_url(server.get("database_url", DEFAULT_DATABASE_URL), base),
@@ -137,6 +163,7 @@ def load_settings(
         port=_ranged("keyserver.port", server.get("port", 8080), 1, 65535),
         worker=_worker(worker),
         push=_push(push, base),
+        sync=_sync(sync),
     )
 
 
@@ -243,6 +270,27 @@ def _worker(values: dict[str, Any]) -> WorkerSettings:
     if settings.retry_max < settings.retry_base:
         raise ConfigError("worker.retry_max must not be below worker.retry_base")
     return settings
+
+
+def _sync(values: dict[str, Any]) -> SyncSettings:
+    checks = {
+        "idle_timeout_seconds": (2, 3600),
+        "handshake_timeout_seconds": (0.5, 60),
+        "max_connections": (1, 1_000_000),
+        "max_handshakes": (1, 10_000),
+    }
+    for name, (low, high) in checks.items():
+        if name in values:
+            _ranged(f"sync.{name}", values[name], low, high)
+    url = values.pop("url", None) or None
+    if url is not None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ConfigError(
+                "sync.url must be the ws:// or wss:// URL locks dial, such as"
+                " wss://keys.example.org/sync/lock"
+            )
+    return SyncSettings(url=url, **values)
 
 
 def _push(values: dict[str, Any], base: Path) -> PushSettings | None:

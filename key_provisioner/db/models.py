@@ -14,6 +14,7 @@ import uuid
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     ForeignKey,
     Index,
     LargeBinary,
@@ -56,6 +57,13 @@ class Lock(Base):
     # the server finds that, the log is read again from the start as a new generation.
     audit_generation: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     audit_due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
+
+    # The lock's own connection (``services.lock_sync``): the token of the connection
+    # holding the lock, when it connected, its clock minus ours, its audit log's id.
+    sync_session: Mapped[str | None] = mapped_column(String(32))
+    sync_connected_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    clock_offset: Mapped[float | None] = mapped_column(Float)
+    audit_log_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         # Names are unique among locks in service; a retired lock frees its name.

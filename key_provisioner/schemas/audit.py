@@ -31,8 +31,3 @@ class AuditEntryPublic(BaseModel):
 
 class AuditPage(PageBase):
     items: list[AuditEntryPublic]
-
-
-class AuditPullQueued(BaseModel):
-    lock_id: uuid.UUID
-    due_at: dt.datetime = Field(description="When the worker will pull (now, unless busy).")

@@ -40,7 +40,11 @@ NewLockName = Annotated[
 class LockBase(BaseModel):
     name: LockName
     host: str = Field(
-        description="IP address or DNS name where the lock's CoAP server listens.",
+        description=(
+            "IP address or DNS name where the lock's CoAP server listens, as key holders "
+            "reach it (the URI in their keys). The key server never connects to it: the "
+            "lock dials the key server."
+        ),
         examples=["192.0.2.10"],
         min_length=1,
         max_length=253,
@@ -102,7 +106,16 @@ class LockPublic(LockBase):
     enrolled_at: dt.datetime
     retired_at: dt.datetime | None
     last_seen_at: dt.datetime | None = Field(
-        description="Last time the lock answered the server over CoAP."
+        description="Last time the lock was heard on its sync connection."
+    )
+    connected: bool = Field(
+        description="The lock holds a sync connection to a key-server process now."
+    )
+    clock_offset_seconds: float | None = Field(
+        description=(
+            "The lock's clock minus the key server's, as last measured (positive: the lock "
+            "is ahead); null before its first connection."
+        )
     )
     revocation: RevocationStatus
     audit_cursor: int = Field(description="Id of the last audit row pulled from the lock.")
@@ -127,6 +140,12 @@ class LockBundle(BaseModel):
     secret: str = Field(description="K_lock, base64url. Shown once; never again.")
     host: str
     port: int
+    sync_url: str | None = Field(
+        description=(
+            "Where the lock dials its key server (the server's `sync.url`); null when the "
+            "server has none set, and the lock then syncs with nothing."
+        )
+    )
 
 
 class LockEnrolled(BaseModel):

@@ -125,6 +125,7 @@ def retire(
     lock.push_due_at = None
     lock.audit_due_at = None
     admin_audit.record(session, actor, Action.LOCK_RETIRE, now=now, lock_id=lock.id)
+    lock.sync_session = None  # its connection, if any, is refused from now on
     live_keys = (
         select(Key)
         .where(Key.lock_id == lock.id, Key.revoked_at.is_(None))

@@ -26,11 +26,12 @@ def _bundle(tmp_path: Path, **overrides: object) -> Path:
     secret = LockSecret.generate()
     body = {
         "format": "elock-lock-bundle/1",
-        "lock_id": "3f1c",
+        "lock_id": "3f1c2b7a-0d4e-4c5f-9a8b-7c6d5e4f3a2b",
         "name": "front door",
         "secret": secret.to_text(),
         "host": "127.0.0.1",
         "port": 5684,
+        "sync_url": "wss://keys.example.org/sync/lock",
         **overrides,
     }
     path = tmp_path / "bundle.json"
@@ -73,6 +74,12 @@ def test_setup_into_throwaway_root(tmp_path: Path) -> None:
     assert LockSecret.from_text(secret_path.read_text())  # the bundle's secret, intact
     assert stat.S_IMODE(secret_path.stat().st_mode) == 0o640
     assert stat.S_IMODE((root / "etc/elock").stat().st_mode) == 0o755  # elock-lock gets in
+    # the lock dials its key server; nothing opens or forwards a port for it
+    assert config.sync is not None and config.sync.url == "wss://keys.example.org/sync/lock"
+    assert config.sync.lock_id == "3f1c2b7a-0d4e-4c5f-9a8b-7c6d5e4f3a2b"
+    script = SETUP.read_text()
+    for opener in ("ufw ", "iptables", "nft ", "firewall-cmd", "upnpc", "natpmp"):
+        assert opener not in script and opener not in done.stdout, opener
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ touched. Clients speak HTTPS to nginx only, verified against a throwaway CA.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import itertools
 import os
 import re
 import shutil
@@ -31,13 +31,13 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from elock_common import LockSecret
 from elock_testkit.liveserver import free_tcp_port
 from elock_testkit.pgcluster import PgCluster, find_bin
+from elock_testkit.synclock import LightLock
 from elock_testkit.waiting import wait_for
-from key_provisioner.core.config import load_settings
 from tests.conftest import require_tool
 from tests.deploy import keyserver_stack as ks
-from tests.key_provisioner.fakelock import FakeLock
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -307,72 +307,40 @@ def test_both_uvicorn_workers_serve(stack: Stack) -> None:
     assert served == stack.workers
 
 
-def _attempts(api: httpx.Client, lock_id: str) -> int:
-    return int(_ok(api.get(f"/locks/{lock_id}"))["revocation"]["attempts"])
-
-
-def _changes(samples: list[tuple[float, int]]) -> list[tuple[float, int]]:
-    """(when first seen, value) for each value a counter took."""
-    return [s for i, s in enumerate(samples) if i == 0 or s[1] != samples[i - 1][1]]
-
-
-def test_each_failed_revocation_push_is_tried_once_and_counted_once(
-    stack: Stack, api: httpx.Client, tmp_path: Path
-) -> None:
-    """Two uvicorn processes run two background workers on one database. A lock that does not
-    answer, and one that answers nonsense (and notes every push it gets): each failure is
-    counted once, and retries keep the backoff, which they would not if both workers claimed
-    the same push."""
-    retry_base = load_settings(stack.config, env={}).worker.retry_base  # as the server runs
+def test_locks_dial_in_through_the_proxy(stack: Stack, api: httpx.Client) -> None:
+    """Locks dial ``wss://.../sync/lock`` through the shipped nginx site (its Upgrade headers)
+    and land on either uvicorn process; a revoke answered by one process reaches a lock on
+    the other within a second (PostgreSQL LISTEN/NOTIFY)."""
     se = _register_se(api)
-    silent = _enrol(api, _free_udp_port())["lock"]  # nothing listens on its port
-    answering = _enrol(api, _free_udp_port())
-    lock = FakeLock(answering["bundle"]["secret"], answering["lock"]["port"], tmp_path / "lock")
-    lock.set_mode("garbage")
-    key_ids = {}
-    try:
-        lock.start()
-        for target in (silent, answering["lock"]):
-            body = {"lock_id": target["id"], "secure_element_id": se["id"]}
-            key = _ok(api.post("/keys", json=body), 201)
-            key_ids[target["id"]] = key["key_id"]
-            _ok(api.post(f"/keys/{key['id']}/revoke"))
-        start = time.monotonic()
-        seen: dict[str, list[tuple[float, int]]] = {silent["id"]: [], "pushes": [], "counted": []}
-        while time.monotonic() - start < 60:
-            now = time.monotonic() - start
-            seen[silent["id"]].append((now, _attempts(api, silent["id"])))
-            seen["counted"].append((now, _attempts(api, answering["lock"]["id"])))
-            seen["pushes"].append((now, len(lock.state()["pushes"])))
-            # every push the lock got is counted; at most the one in flight is not yet
-            assert 0 <= seen["pushes"][-1][1] - seen["counted"][-1][1] <= 1, seen
-            if seen["counted"][-1][1] >= 3 and seen[silent["id"]][-1][1] >= 3:
-                break
-            time.sleep(0.05)
-        wait_for(lambda: len(lock.state()["pushes"]) == _attempts(api, answering["lock"]["id"]), 10,
-             "the last push counted")  # fmt: skip
-        pushes = lock.state()["pushes"]
-    finally:
-        lock.stop()
-    expected = {"version": 1, "revoked": [key_ids[answering["lock"]["id"]]]}
-    assert pushes and all(push == expected for push in pushes), pushes
-    for name in (silent["id"], "counted", "pushes"):
-        changes = _changes(seen[name])
-        values = [value for _, value in changes]
-        assert values == list(range(values[0], values[-1] + 1)) and values[-1] >= 3, changes
-        # after the n-th failure the next try waits at least retry_base * 2**(n-1), -20% jitter
-        # (less the time between two samples)
-        for (was, n), (then, _) in itertools.pairwise(changes):
-            if n:
-                assert then - was >= 0.8 * retry_base * 2 ** (n - 1) - 0.5, (name, changes)
-    silent_status = _ok(api.get(f"/locks/{silent['id']}"))["revocation"]
-    assert silent_status["last_error"] and not silent_status["in_sync"], silent_status
-    assert silent_status["next_attempt_at"] is not None
-    # The background workers' own log lines reach the service's log (uvicorn's worker
-    # processes configure logging themselves; basicConfig in the parent never reached them).
-    log = stack.keyserver_log.read_text()
-    line = f"INFO key_provisioner.worker: revocation push v1 to lock {silent['id']} failed"
-    assert line in log, log[-2000:]
+    url = stack.url.replace("https://", "wss://") + "/sync/lock"
+
+    def revoke_new_key(lock_id: str) -> None:
+        key = _ok(api.post("/keys", json={"lock_id": lock_id, "secure_element_id": se["id"]}), 201)
+        _ok(api.post(f"/keys/{key['id']}/revoke"))
+
+    async def run() -> None:
+        locks = []
+        for _ in range(6):  # enough that both processes hold some
+            enrolled = _enrol(api, _free_udp_port())
+            assert enrolled["bundle"]["sync_url"] == "wss://keys.example.org/sync/lock"
+            secret = LockSecret.from_text(enrolled["bundle"]["secret"])
+            lock = LightLock(enrolled["lock"]["id"], secret)
+            await lock.connect(url, ssl=stack.ssl)
+            locks.append(lock)
+        try:
+            await asyncio.gather(*(asyncio.wait_for(lock.synced.wait(), 10) for lock in locks))
+            holders = ks.connection_owners(stack.keyserver_port, stack.workers)
+            assert holders == stack.workers, holders
+            for lock in locks:
+                await asyncio.to_thread(revoke_new_key, lock.lock_id)
+                answered = time.monotonic()
+                await lock.in_sync(1, 1.0)
+                assert lock.arrivals[1] - answered < 1.0
+        finally:
+            for lock in locks:
+                await lock.close()
+
+    asyncio.run(run())
 
 
 def test_the_card_sync_websocket_passes_through_the_shipped_site(stack: Stack) -> None:

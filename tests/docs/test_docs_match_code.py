@@ -26,6 +26,7 @@ import stat
 import subprocess
 import sys
 import tomllib
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,21 +178,32 @@ LOCK = Loader(
     name="lock.toml",
     heading="lock.toml (the lock)",
     keys={
-        "`[lock]`": _field_names(lock_config.LockConfig) - {"relay", "audit", "metrics"},
+        "`[lock]`": _field_names(lock_config.LockConfig) - {"relay", "audit", "metrics", "sync"},
         "`[relay]`": _field_names(lock_config.RelayConfig),
         "`[audit]`": _field_names(lock_config.AuditConfig),
         "`[metrics]`": _field_names(lock_config.MetricsConfig),
+        "`[sync]`": _field_names(lock_config.SyncConfig),
     },
     error=LockConfigError,
     load=_lock_load,
-    base=lambda directory, table, key: {"lock": {"name": "front-door"}},
+    base=lambda directory, table, key: (
+        {"lock": {"name": "front-door"}}
+        | (
+            {"sync": {"url": "wss://keys.example.org/sync/lock", "lock_id": str(uuid.UUID(int=1))}}
+            if table == "`[sync]`"
+            else {}
+        )
+    ),
     value=lambda cfg, table, key: getattr(
-        {"`[relay]`": cfg.relay, "`[audit]`": cfg.audit, "`[metrics]`": cfg.metrics}.get(
-            table, cfg
-        ),
+        {
+            "`[relay]`": cfg.relay,
+            "`[audit]`": cfg.audit,
+            "`[metrics]`": cfg.metrics,
+            "`[sync]`": cfg.sync,
+        }.get(table, cfg),
         key,
     ),
-    checked_defaults={"`[lock]`", "`[relay]`", "`[audit]`", "`[metrics]`"},
+    checked_defaults={"`[lock]`", "`[relay]`", "`[audit]`", "`[metrics]`", "`[sync]`"},
 )
 
 MASTER_KEY = MasterKey.generate().to_text()
@@ -214,7 +226,12 @@ def _keyserver_base(directory: Path, table: str, key: str) -> dict[str, dict[str
 
 
 def _keyserver_value(settings: Any, table: str, key: str) -> Any:
-    part = {"`[keyserver]`": settings, "`[worker]`": settings.worker, "`[push]`": settings.push}
+    part = {
+        "`[keyserver]`": settings,
+        "`[worker]`": settings.worker,
+        "`[push]`": settings.push,
+        "`[sync]`": settings.sync,
+    }
     return getattr(part[table], key)
 
 
@@ -225,12 +242,13 @@ KEYSERVER = Loader(
         "`[keyserver]`": set(keyserver_config._SERVER_FIELDS),
         "`[worker]`": set(keyserver_config._WORKER_FIELDS),
         "`[push]`": set(keyserver_config._PUSH_FIELDS),
+        "`[sync]`": set(keyserver_config._SYNC_FIELDS),
     },
     error=KeyServerConfigError,
     load=_keyserver_load,
     base=_keyserver_base,
     value=_keyserver_value,
-    checked_defaults={"`[keyserver]`", "`[worker]`", "`[push]`"},
+    checked_defaults={"`[keyserver]`", "`[worker]`", "`[push]`", "`[sync]`"},
 )
 
 

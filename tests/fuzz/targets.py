@@ -271,9 +271,10 @@ def lock_payloads(data: bytes) -> None:
 
 def keyserver_answers(data: bytes) -> None:
     """What the key server reads: the card's TLS#2 answers, and the lock's admin JSON."""
+    from key_provisioner.lock_admin import LockAdminError, _audit_row, _version
+
     from elock_push.errors import TlsSessionError
     from elock_push.push import read_answers
-    from key_provisioner.lock_admin import LockAdminError, _audit_row, _version
 
     try:
         read_answers(data, list_after=True)

@@ -15,7 +15,7 @@ ROUTES = [
     ("GET", f"/locks/{uuid.uuid4()}"),
     ("POST", f"/locks/{uuid.uuid4()}/retire"),
     ("GET", f"/locks/{uuid.uuid4()}/audit"),
-    ("POST", f"/locks/{uuid.uuid4()}/audit/pull"),
+    ("POST", f"/locks/{uuid.uuid4()}/revocations/push"),
     ("GET", "/keys"),
     ("POST", "/keys"),
     ("GET", f"/keys/{uuid.uuid4()}"),
@@ -69,7 +69,7 @@ def test_auditor_reads_but_cannot_change(admin: Api, auditor: Api) -> None:
         auditor.post(f"/keys/{key['id']}/revoke"),
         auditor.post(f"/keys/{key['id']}/push/retry"),
         auditor.post(f"/locks/{lock['id']}/retire"),
-        auditor.post(f"/locks/{lock['id']}/audit/pull"),
+        auditor.post(f"/locks/{lock['id']}/revocations/push"),
     ]
     for response in forbidden:
         assert response.status_code == 403, response.text

@@ -7,7 +7,7 @@ import zoneinfo
 
 import pytest
 
-from elock_common import KeyIdentity, Rights
+from elock_common import KeyIdentity, LockSecret, Rights, mint_key
 from lock_server.policy import EARLIEST_TRUSTED_TIME, Code, check_key
 
 UTC = dt.UTC
@@ -96,3 +96,24 @@ def test_daily_window() -> None:
 @pytest.mark.parametrize("max_uses", [0, 1, 5])
 def test_use_counts_are_not_policy(max_uses: int) -> None:
     assert refusal(key(max_uses=max_uses)) is None  # counted by the store, atomically
+
+
+def test_a_clock_far_from_the_key_servers_refuses_time_bounded_keys_with_the_reason() -> None:
+    now = 1_800_000_000
+    claims, _ = mint_key(LockSecret.generate(), rights=Rights.OPEN, not_before=now - 60,
+                         not_after=now + 86400)  # fmt: skip
+    ahead = check_key(claims, need=Rights.OPEN, now=now, zone=dt.UTC, revoked=False,
+                      clock_offset=-2 * 86400, max_clock_skew=300)  # fmt: skip
+    assert ahead is not None and ahead.code is Code.FORBIDDEN
+    assert ahead.reason == (
+        "lock clock is 2.0 days ahead of the key server's; time-bounded keys refused"
+    )
+    behind = check_key(claims, need=Rights.OPEN, now=now, zone=dt.UTC, revoked=False,
+                       clock_offset=3 * 3600, max_clock_skew=300)  # fmt: skip
+    assert behind is not None and "3.0 hours behind" in behind.reason
+    fine = check_key(claims, need=Rights.OPEN, now=now, zone=dt.UTC, revoked=False,
+                     clock_offset=12.5, max_clock_skew=300)  # fmt: skip
+    assert fine is None
+    unbounded, _ = mint_key(LockSecret.generate(), rights=Rights.OPEN)
+    assert check_key(unbounded, need=Rights.OPEN, now=now, zone=dt.UTC, revoked=False,
+                     clock_offset=-2 * 86400, max_clock_skew=300) is None  # fmt: skip

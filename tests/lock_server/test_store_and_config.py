@@ -42,6 +42,7 @@ def test_audit_pages(tmp_path: Path) -> None:
     assert store.audit_rows(0, 10**9)[-1].id == ids[-1]
 
 
+SYNC_ID = 'lock_id = "0b7c3e4a-5d2f-4e61-9a8b-1c2d3e4f5a6b"\n'
 GOOD = '[lock]\nname = "door"\nport = 5684\n[relay]\nbackend = "simulated"\n'
 
 
@@ -60,6 +61,17 @@ GOOD = '[lock]\nname = "door"\nport = 5684\n[relay]\nbackend = "simulated"\n'
         ('[lock]\nname = "d"\n[relay]\nbackend = "x"\n', "relay.backend"),
         ('[lock]\nname = "d"\n[relay]\npin = 40\n', "relay.pin"),
         ('[lokc]\nname = "d"\n', "unknown section"),
+        ('[lock]\nname = "d"\n[sync]\nlock_id = "x"\n', "sync.url is required"),
+        ('[lock]\nname = "d"\n[sync]\nurl = "http://k/sync"\nlock_id = "x"\n', "ws:// or wss://"),
+        ('[lock]\nname = "d"\n[sync]\nurl = "wss://k/s"\nlock_id = "x"\n', "a UUID"),
+        (
+            '[lock]\nname = "d"\n[sync]\nurl = "wss://k/s"\n' + SYNC_ID + "ping_seconds = 0.1\n",
+            "sync.ping_seconds must be between 1 and 300",
+        ),
+        (
+            '[lock]\nname = "d"\n[sync]\nurl = "wss://k/s"\n' + SYNC_ID + "colour = 1\n",
+            "unknown key(s) in [sync]: colour",
+        ),
     ],
 )
 def test_bad_config_is_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
@@ -80,3 +92,24 @@ def test_good_config_and_secret(tmp_path: Path) -> None:
     (tmp_path / "lock.secret").chmod(0o600)  # a readable secret is refused before it is parsed
     with pytest.raises(LockConfigError, match=r"base64url|32 bytes"):
         config.load_secret()
+
+
+def test_audit_log_id_and_delivery_watermark(tmp_path: Path) -> None:
+    """The log's random id survives a restart; a new one when its rows are not the server's;
+    the watermark only moves forward."""
+    store = LockStore(tmp_path / "lock.sqlite3")
+    log_id = store.audit_log_id
+    assert log_id > 0 and store.audit_log_id == log_id
+    for n in range(3):
+        store.audit(key_id=None, peer="p", action="open", granted=False, reason=str(n))
+    assert store.last_audit_id() == 3
+    store.mark_audit_delivered(2)
+    store.mark_audit_delivered(1)
+    assert store.audit_delivered_through() == 2
+    store.close()
+    store = LockStore(tmp_path / "lock.sqlite3")
+    assert store.audit_log_id == log_id
+    renamed = store.new_audit_log_id()
+    assert renamed != log_id and store.audit_log_id == renamed
+    assert store.audit_delivered_through() == 0  # the server holds none of the new log yet
+    store.close()

@@ -81,11 +81,11 @@ class _Connection:
 def gate_of(state: AppState) -> SyncGate | None:
     if state.push_clients is None:
         return None
-    if state.sync_gate is None:
+    if state.card_sync_gate is None:
         push = state.push_clients.settings
-        state.sync_gate = SyncGate(per_minute=push.sync_per_minute,
+        state.card_sync_gate = SyncGate(per_minute=push.sync_per_minute,
                                    concurrent=push.sync_concurrent)  # fmt: skip
-    return state.sync_gate
+    return state.card_sync_gate
 
 
 @router.websocket(wire.PATH)

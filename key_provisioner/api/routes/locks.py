@@ -18,7 +18,7 @@ from key_provisioner.api.deps import (
     StateDep,
 )
 from key_provisioner.db.base import utcnow
-from key_provisioner.schemas.audit import AuditPage, AuditPullQueued
+from key_provisioner.schemas.audit import AuditPage
 from key_provisioner.schemas.common import problem_responses
 from key_provisioner.schemas.locks import LockBundle, LockCreate, LockEnrolled, LockPage, LockPublic
 from key_provisioner.services import audit, locks, revocations
@@ -33,7 +33,6 @@ LOCK_LINKS = {
         ("RetireLock", "retire_lock"),
         ("PushRevocations", "push_revocations"),
         ("LockAudit", "lock_audit"),
-        ("PullAudit", "pull_audit"),
     ]
 }
 KeyIdQuery = Annotated[
@@ -53,7 +52,9 @@ KeyIdQuery = Annotated[
         "The server keeps the secret sealed and never returns it again."
     ),
 )
-def enrol_lock(body: LockCreate, session: SessionDep, box: BoxDep, actor: ActorDep) -> LockEnrolled:
+def enrol_lock(
+    body: LockCreate, session: SessionDep, box: BoxDep, state: StateDep, actor: ActorDep
+) -> LockEnrolled:
     enrolment = locks.enrol(session, box, NewLock(body.name, body.host, body.port), actor=actor)
     lock = enrolment.lock
     bundle = LockBundle(
@@ -62,6 +63,7 @@ def enrol_lock(body: LockCreate, session: SessionDep, box: BoxDep, actor: ActorD
         secret=enrolment.secret.to_text(),
         host=lock.host,
         port=lock.port,
+        sync_url=state.settings.sync.url,
     )
     return LockEnrolled(lock=presenters.lock_public(lock), bundle=bundle)
 
@@ -122,16 +124,14 @@ def retire_lock(
     summary="Push the lock's full revocation list now, without a revoke",
     description=(
         "Raises the lock's revocation `version` (so the lock takes the list whatever version "
-        "it holds), makes the push due now and wakes the worker; `revocation` on the answer "
-        "shows it pending, `in_sync` comes back once the lock confirms. For a lock whose "
-        "state was lost or replaced. A retired lock answers 409."
+        "it holds) and sends the list over the lock's connection (at once if it is connected, "
+        "else when it dials in); `revocation` on the answer shows it pending, `in_sync` comes "
+        "back once the lock confirms. For a lock whose state was lost or replaced. A retired "
+        "lock answers 409."
     ),
 )
-def push_revocations(
-    lock_id: uuid.UUID, session: SessionDep, state: StateDep, actor: ActorDep
-) -> LockPublic:
+def push_revocations(lock_id: uuid.UUID, session: SessionDep, actor: ActorDep) -> LockPublic:
     lock = revocations.push_full_list(session, lock_id, actor=actor, now=utcnow())
-    state.kick_worker()
     return presenters.lock_public(lock)
 
 
@@ -139,7 +139,7 @@ def push_revocations(
     "/{lock_id}/audit",
     response_model=AuditPage,
     responses=problem_responses(404, 422),
-    summary="The lock's audit log as pulled so far, newest first",
+    summary="The lock's audit log as uploaded so far, newest first",
 )
 def lock_audit(
     lock_id: uuid.UUID,
@@ -154,19 +154,3 @@ def lock_audit(
     return AuditPage(
         items=[presenters.audit_public(e) for e in page.items], next_cursor=page.next_cursor
     )
-
-
-@router.post(
-    "/{lock_id}/audit/pull",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=AuditPullQueued,
-    responses=problem_responses(403, 404, 409, 422),
-    summary="Pull the lock's audit log now rather than at the next interval",
-)
-def pull_audit(
-    lock_id: uuid.UUID, session: SessionDep, state: StateDep, actor: ActorDep
-) -> AuditPullQueued:
-    lock = audit.request_pull(session, lock_id, actor=actor, now=utcnow())
-    state.kick_worker()
-    assert lock.audit_due_at is not None
-    return AuditPullQueued(lock_id=lock.id, due_at=lock.audit_due_at)
