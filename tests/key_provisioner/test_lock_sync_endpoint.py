@@ -29,10 +29,10 @@ from elock_testkit.liveserver import (
     Process,
     free_tcp_port,
     start_keyserver,
-    wait,
 )
 from elock_testkit.pgcluster import PgCluster
 from elock_testkit.synclock import LightLock
+from elock_testkit.waiting import wait_for
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -119,10 +119,10 @@ async def test_revocations_reach_a_light_lock_within_a_second(server: Server) ->
         answered = time.monotonic()
         await lock.in_sync(version, 1.0)
         assert lock.arrivals[version] - answered < 1.0
-        wait(lambda: server.ok("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 2, "ack")
+        wait_for(lambda: server.ok("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 2, "ack")
     finally:
         await lock.close()
-    wait(lambda: not server.ok("GET", f"/locks/{lock_id}")["connected"], 5, "disconnected")
+    wait_for(lambda: not server.ok("GET", f"/locks/{lock_id}")["connected"], 5, "disconnected")
 
 
 async def test_bad_input_gets_a_clear_refusal_and_changes_nothing(server: Server) -> None:
@@ -155,7 +155,7 @@ async def test_bad_input_gets_a_clear_refusal_and_changes_nothing(server: Server
     await asyncio.wait_for(recorder.synced.wait(), 5)
     assert recorder.session is not None
     await recorder.close()
-    wait(lambda: not server.ok("GET", f"/locks/{lock_id}")["connected"], 5, "disconnect")
+    wait_for(lambda: not server.ok("GET", f"/locks/{lock_id}")["connected"], 5, "disconnect")
     nonce = b"r" * 16
     proof = encode(Proof(b"q" * 32))  # any proof a recorder could have captured fails
     said, code = await _refusal(url, [_hello(lock_id, nonce), proof])
@@ -300,12 +300,12 @@ async def test_a_lock_whose_state_was_replaced_gets_the_servers_list(server: Ser
     lock = LightLock(lock_id, secret, held=50, audit_log=7)
     await lock.connect(server.sync_url)
     await lock.in_sync(51, 2.0)
-    wait(lambda: server.ok("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 2, "ack")
+    wait_for(lambda: server.ok("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 2, "ack")
     shown = server.ok("GET", f"/locks/{lock_id}")
     assert shown["revocation"]["version"] == 51 == shown["revocation"]["confirmed_version"]
     assert shown["audit_generation"] == 0
     await lock.close()
-    wait(lambda: not server.ok("GET", f"/locks/{lock_id}")["connected"], 5, "disconnect")
+    wait_for(lambda: not server.ok("GET", f"/locks/{lock_id}")["connected"], 5, "disconnect")
 
     wiped = LightLock(lock_id, secret, held=0, audit_log=8)
     await wiped.connect(server.sync_url)

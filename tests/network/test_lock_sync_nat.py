@@ -22,8 +22,8 @@ from elock_testkit.liveserver import (
     free_tcp_port,
     run_module,
     start_keyserver,
-    wait,
 )
+from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
 from tests.key_provisioner.test_e2e_real_lock import install_lock, open_door
 from tests.netns import CLOUD_IP, HOME_IP, NatNetwork, inside, nat_network
@@ -121,7 +121,7 @@ def story(net: NatNetwork, tmp_path: Path) -> Iterator[Story]:
 
 def test_revocations_and_audit_reach_a_lock_behind_nat(story: Story) -> None:
     lock_id = story.enrol()
-    wait(lambda: story.call("GET", f"/locks/{lock_id}")["connected"], 10, "lock connected")
+    wait_for(lambda: story.call("GET", f"/locks/{lock_id}")["connected"], 10, "lock connected")
 
     # The cloud cannot reach the lock: not the key server, not anyone there.
     first, second, third = (story.issue(lock_id) for _ in range(3))
@@ -132,7 +132,7 @@ def test_revocations_and_audit_reach_a_lock_behind_nat(story: Story) -> None:
     assert "opened" in story.open(first)
     story.call("POST", f"/keys/{first['id']}/revoke", json={"reason": "lost"})
     answered = time.monotonic()
-    wait(lambda: story.call("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 1.0, "ack")
+    wait_for(lambda: story.call("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 1.0, "ack")
     out = story.open(first)
     assert "key revoked" in out and "opened" not in out, out
     assert time.monotonic() - answered < 1.5
@@ -149,14 +149,14 @@ def test_revocations_and_audit_reach_a_lock_behind_nat(story: Story) -> None:
     # everything, the link comes back: the lock dials again by itself.
     story.net.cut_link()
     cut = time.monotonic()
-    wait(lambda: not story.lock_status()["connected"], 10, "the lock notices the link is dead")
-    wait(lambda: time.monotonic() - cut > NAT_TIMEOUT + 1, NAT_TIMEOUT + 2, "NAT timeout")
+    wait_for(lambda: not story.lock_status()["connected"], 10, "the lock notices the link is dead")
+    wait_for(lambda: time.monotonic() - cut > NAT_TIMEOUT + 1, NAT_TIMEOUT + 2, "NAT timeout")
     story.net.flush_nat_state()
     story.net.restore_link()
-    wait(lambda: story.lock_status()["connected"], IDLE + 15, "sync resumed")
+    wait_for(lambda: story.lock_status()["connected"], IDLE + 15, "sync resumed")
     assert story.call("GET", f"/locks/{lock_id}")["connected"]
     story.call("POST", f"/keys/{third['id']}/revoke")
-    wait(lambda: story.call("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 1.0, "ack")
+    wait_for(lambda: story.call("GET", f"/locks/{lock_id}")["revocation"]["in_sync"], 1.0, "ack")
     out = story.open(third)
     assert "key revoked" in out and "opened" not in out, out
 
@@ -166,7 +166,7 @@ def test_revocations_and_audit_reach_a_lock_behind_nat(story: Story) -> None:
         found = [(r["key_id"], r["outcome"], r["reason"]) for r in items if r["action"] == "open"]
         return found if len(found) >= 4 else None
 
-    found = wait(rows, 10, "audit rows")
+    found = wait_for(rows, 10, "audit rows")
     assert sorted(found) == sorted(
         [
             (first["key_id"], "granted", "opened"),
