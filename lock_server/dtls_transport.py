@@ -119,6 +119,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         self._final_flight: list[bytes] = []
         self._answers: dict[frozenset[bytes], list[bytes]] = {}
         self._replays_left = MAX_REPLAYS
+        self._established = False
 
     async def _run_retransmissions(self) -> None:
         """aiocoap's retransmission check, never sooner than ``MIN_RETRANSMIT_CHECK``."""
@@ -145,11 +146,30 @@ class _PeerDTLS(upstream._AddressDTLS):
         and sent again, byte for byte, when that client flight comes again.
         """
         self._written.clear()
+        if not self._established and _has_alert(data):
+            self._alert_in_handshake()
+            return True
         answer = self._answers.get(_handshake_messages(data))
         if answer is None or self._replays_left <= 0:
             return False
         self._replay(answer)
         return True
+
+    def _alert_in_handshake(self) -> None:
+        """An alert before the handshake is done ends it (RFC 5246 7.2, RFC 6347 4.1.2.7).
+
+        tinydtls ignores one that follows the client's ChangeCipherSpec and lets a
+        later Finished complete the handshake; learning the lock's state machine
+        found it (docs/testing.md). The alert's level is encrypted from epoch 1 on,
+        so any alert counts: a handshake has no use for a warning either.
+        """
+        if self._pending is not None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self._handshake_failed("alert from the peer during the handshake")
+        else:
+            self._forget_soon()
 
     def _replay(self, flight: list[bytes]) -> None:
         self._replays_left -= 1
@@ -221,7 +241,7 @@ class _PeerDTLS(upstream._AddressDTLS):
 
     def _event(self, level: int, code: int) -> None:
         if code == _EVENT_CONNECTED:
-            self._just_connected = True
+            self._just_connected = self._established = True
             self._settle()
         elif level == _LEVEL_FATAL and code != 0 and self._pending is not None:
             if self._deadline is not None:
@@ -255,6 +275,11 @@ class _PeerPool(upstream._DatagramServerSocketSimpleDTLS):
         peer = self._connections.get(sockaddr)
         if peer is not None:
             peer.after_datagram(data)
+
+
+def _has_alert(datagram: bytes) -> bool:
+    """Whether a datagram holds an alert record (type 21), of any epoch."""
+    return any(kind == 21 for kind, _ in _records(datagram))
 
 
 def _has_encrypted_handshake(datagram: bytes) -> bool:
