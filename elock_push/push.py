@@ -255,17 +255,23 @@ class SecureElementPush:
             return PushResult(_command(op)[1], Outcome.FAILED, exc.reason, exc)
         return result
 
-    @contextlib.asynccontextmanager
-    async def session(self, seid: str) -> AsyncIterator[CardSession]:
-        """A RACS session to *seid* and a ``CardSession`` (not yet opened) over it."""
+    async def _connect(self) -> RacsClient:
+        """TLS#1 to the RACS server; every way that fails is a ``TransportError``."""
         try:
-            racs = await RacsClient.connect(
+            return await RacsClient.connect(
                 self.racs_host, self.racs_port, self.racs_tls,
                 server_hostname=self.server_hostname, timeout=self.timeout,
             )  # fmt: skip
+        except TlsVersionError as exc:
+            raise TransportError(f"cannot use RACS: {exc}") from exc
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
-        link = CardLink(racs, seid, block=self.block)
+
+    @contextlib.asynccontextmanager
+    async def session(self, seid: str) -> AsyncIterator[CardSession]:
+        """A RACS session to *seid* and a ``CardSession`` (not yet opened) over it."""
+        racs = await self._connect()
+        link = CardLink(racs, seid, block=self.block, ask_server_to_fetch=self.ask_server_to_fetch)
         try:
             yield CardSession(link, seid, tls2=self.tls2, se_issuer_ca=self.se_issuer_ca,
                               now=self.now)  # fmt: skip
@@ -277,15 +283,7 @@ class SecureElementPush:
     ) -> PushReport:
         """Run *operations* in one TLS#2 session; raise ``PushError`` if the session fails."""
         started = time.monotonic()
-        try:
-            racs = await RacsClient.connect(
-                self.racs_host, self.racs_port, self.racs_tls,
-                server_hostname=self.server_hostname, timeout=self.timeout,
-            )  # fmt: skip
-        except TlsVersionError as exc:
-            raise TransportError(f"cannot use RACS: {exc}") from exc
-        except (OSError, ssl.SSLError, TimeoutError) as exc:
-            raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
+        racs = await self._connect()
         link = CardLink(racs, seid, block=self.block, ask_server_to_fetch=self.ask_server_to_fetch)
         report = PushReport(seid)
         session = CardSession(link, seid, tls2=self.tls2, se_issuer_ca=self.se_issuer_ca,
