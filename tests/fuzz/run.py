@@ -50,8 +50,8 @@ COVERED: dict[str, list[str]] = {
         "elock_push.push",
         "elock_common.provisioning_wire",
         "elock_common.container",
-        "key_provisioner.lock_admin",
     ],
+    "sync_messages": ["elock_common.lock_sync", "elock_common.card_sync"],
 }
 
 

@@ -16,7 +16,6 @@ Run by ``tests/fuzz/run.py`` under atheris (coverage-guided) and by
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from functools import cache
@@ -45,7 +44,7 @@ from firmware.tls13.messages import pull_client_hello
 from firmware.tls13.records import ContentType
 from firmware.tls_apdu import TlsApduHandler
 from firmware.tls_endpoint import TlsEndpoint
-from racs.errors import RacsError
+from racs.errors import RacsError, RemoteProtocolError
 from racs.protocol import LineReader, parse_command, parse_response_line
 
 Target = Callable[[bytes], None]
@@ -241,7 +240,7 @@ def racs_line(data: bytes) -> None:
                 pass
             try:
                 parse_response_line(line.decode("latin-1"))
-            except ValueError:  # documented: "not a RACS response line"
+            except RemoteProtocolError:  # documented: "not a RACS response line"
                 pass
     except RacsError:
         pass
@@ -270,9 +269,7 @@ def lock_payloads(data: bytes) -> None:
 
 
 def keyserver_answers(data: bytes) -> None:
-    """What the key server reads: the card's TLS#2 answers, and the lock's admin JSON."""
-    from key_provisioner.lock_admin import LockAdminError, _audit_row, _version
-
+    """What the key server reads from a card: its answers inside TLS#2."""
     from elock_push.errors import TlsSessionError
     from elock_push.push import read_answers
 
@@ -280,14 +277,21 @@ def keyserver_answers(data: bytes) -> None:
         read_answers(data, list_after=True)
     except TlsSessionError:
         pass
-    try:
-        body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return
-    for check in (_version, _audit_row):
+
+
+def sync_messages(data: bytes) -> None:
+    """What the two dial-in channels read from the other end: a lock's (or the key server's)
+    lock-sync frames, and a card host's (or the key server's) card-sync frames."""
+    from elock_common import card_sync, lock_sync
+
+    for decode, error in (
+        (lock_sync.decode, lock_sync.SyncFormatError),
+        (card_sync.decode_host_message, card_sync.SyncFormatError),
+        (card_sync.decode_server_message, card_sync.SyncFormatError),
+    ):
         try:
-            check(body)
-        except LockAdminError:
+            decode(data)
+        except error:
             pass
 
 
@@ -304,4 +308,5 @@ TARGETS: dict[str, Target] = {
     "key_identity": key_identity,
     "lock_payloads": lock_payloads,
     "keyserver_answers": keyserver_answers,
+    "sync_messages": sync_messages,
 }
