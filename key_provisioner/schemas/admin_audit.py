@@ -17,7 +17,6 @@ class Action(enum.StrEnum):
     LOCK_ENROL = "lock.enrol"
     LOCK_RETIRE = "lock.retire"
     LOCK_PUSH_REVOCATIONS = "lock.push_revocations"
-    LOCK_PULL_AUDIT = "lock.pull_audit"
     SECURE_ELEMENT_REGISTER = "secure_element.register"
     KEY_ISSUE = "key.issue"
     KEY_REVOKE = "key.revoke"

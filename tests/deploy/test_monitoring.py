@@ -87,13 +87,14 @@ def test_promtool_checks_the_shipped_rules_and_config(tmp_path: Path) -> None:
 
 
 def _keyserver(directory: Path, paths_dir: Path) -> tuple[KeyServerApi, str, Process]:
-    config = setup.keyserver_config(directory, paths_dir)
+    port = free_tcp_port()
+    # the lock dials this (it goes into its bundle): its revocation list and audit come over it
+    config = setup.keyserver_config(directory, paths_dir, f"ws://127.0.0.1:{port}/sync/lock")
     config.write_text(config.read_text().replace("[push]", "audit_seconds = 1\n\n[push]"))
     cli = ["key_provisioner.cli", "--config", str(config)]
     run_module(*cli, "migrate")
     admin = run_module(*cli, "token", "create", "--role", "admin", "--name", "e2e").strip()
     scraper = run_module(*cli, "token", "create", "--role", "auditor", "--name", "prom").strip()
-    port = free_tcp_port()
     serve = [*cli, "--log-format", "json", "serve", "--port", str(port), "--workers", "2"]
     process = Process(serve, directory / "keyserver.log", "Application startup complete")
     with open(process.log, "ab") as out:  # Process.start allows 20 s: two workers need more
@@ -174,8 +175,15 @@ def fleet(tmp_path: Path) -> Iterator[tuple[KeyServerApi, LockProcess, Prometheu
         stack.append(prometheus.stop)
         yield api, lock, prometheus, enrolled["lock"]["id"], se["id"]
     finally:
+        # every stop runs, whatever one of them raised: a pcscd left behind breaks later tests
+        failures = []
         for stop in reversed(stack):
-            stop()
+            try:
+                stop()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 @pytest.mark.peer

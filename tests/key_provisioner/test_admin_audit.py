@@ -85,7 +85,6 @@ def test_every_change_names_its_token_and_address(tmp_path: Path, database_url: 
         ]
         by_lock = _walk(auditor, f"&lock_id={changes['lock']}")
         assert [r["action"] for r in by_lock] == [
-            "lock.pull_audit",
             "lock.push_revocations",
             "key.revoke",
             "key.issue",
@@ -132,7 +131,6 @@ def _make_changes(alice: Http, bob: Http) -> dict[str, str]:
     bob.call("POST", f"/keys/{kept['id']}/push/retry", 409)  # refused: no change
     alice.call("POST", "/locks", 409, json={"name": "front", "host": "127.0.0.1"})  # clash
     bob.call("POST", f"/locks/{lock['id']}/revocations/push")
-    bob.call("POST", f"/locks/{lock['id']}/audit/pull", 202)
     back = alice.call("POST", "/locks", 201, json={"name": "back", "host": "::1"})["lock"]
     doomed = alice.call(
         "POST", "/keys", 201, json={"lock_id": back["id"], "secure_element_id": se["id"]}
@@ -155,7 +153,6 @@ def _check_trail(rows: list[dict[str, Any]], changes: dict[str, str], alice: str
         ("lock.retire", bob),
         ("key.issue", alice),
         ("lock.enrol", alice),
-        ("lock.pull_audit", bob),
         ("lock.push_revocations", bob),
         ("key.revoke", bob),
         ("key.issue", alice),

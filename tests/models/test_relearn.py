@@ -24,11 +24,10 @@ from tests.models.targets import DTLS_CLIENT, TLS13_SERVER, Target, lock_target
 FULL = os.environ.get("ELOCK_MODELS_FULL") == "1"
 
 
-def relearned_matches(target: Target, *, converged: bool = True) -> None:
-    small = not FULL
+def _learn_once(target: Target, small: bool):  # type: ignore[no-untyped-def]
     sul = target.make_sul()
     try:
-        model, stats = learn(
+        return learn(
             target.name,
             sul,
             target.small_alphabet if small else target.alphabet,
@@ -38,6 +37,19 @@ def relearned_matches(target: Target, *, converged: bool = True) -> None:
         close = getattr(sul, "close", None)
         if close is not None:
             close()
+
+
+def relearned_matches(target: Target, *, converged: bool = True, tries: int = 1) -> None:
+    small = not FULL
+    for attempt in range(tries):
+        try:
+            model, stats = _learn_once(target, small)
+            break
+        except SystemExit as exc:  # AALpy's word for two answers to one query
+            # A real process on a loaded machine can answer one query two ways (the relay's
+            # log line lands after the probe); learning again from scratch settles it.
+            if "Non-determinism" not in str(exc) or attempt == tries - 1:
+                raise
     if converged:  # the lock's bounded hypothesis breaks them: test_properties.py
         assert check_all(model, target.spec) == []
     committed = target.committed(small)
@@ -66,4 +78,4 @@ def lock_for_learning(lock: LockProcess) -> Iterator[Target]:
 @pytest.mark.peer
 @pytest.mark.slow
 def test_the_lock_server_model_is_unchanged(lock_for_learning: Target) -> None:
-    relearned_matches(lock_for_learning, converged=False)
+    relearned_matches(lock_for_learning, converged=False, tries=3)
