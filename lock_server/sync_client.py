@@ -32,6 +32,7 @@ from websockets.exceptions import WebSocketException
 
 from elock_common import LockSecret
 from elock_common.lock_sync import MAX_AUDIT_ROWS, MAX_MESSAGE, AuditRow, Refused, encode
+from lock_server import metrics
 from lock_server.config import SyncConfig
 from lock_server.service import LockService
 from lock_server.store import LockStore
@@ -202,6 +203,7 @@ class SyncClient:
         if isinstance(event, Synced):
             log.warning("sync: connected to %s", self._config.url)
             status.connected, status.last_error = True, None
+            metrics.sync_state(True)
             status.server_version = event.revocation_version
             self._check_in_sync()
             self._nudge.set()
@@ -219,6 +221,7 @@ class SyncClient:
         elif isinstance(event, ClockMeasured):
             self._service.clock_offset = event.offset
             status.clock_offset = round(event.offset, 3)
+            metrics.clock_offset(event.offset)
         self._save()
 
     def _check_in_sync(self) -> None:
@@ -249,6 +252,7 @@ class SyncClient:
             log.warning("sync: offline, working with revocation list version %d: %s",
                         self._store.revocation_version, reason)  # fmt: skip
         self.status.connected, self.status.in_sync, self.status.last_error = False, False, reason
+        metrics.sync_state(False)
         self._save()
 
     def _save(self) -> None:

@@ -6,10 +6,8 @@ database holds the truth, so every scrape asks it (a few indexed aggregate
 queries). Several replicas then export the *same* value for a lock; the alert
 rules and the dashboard take ``max`` across instances, never ``sum``.
 
-Hooks for the lock sync channel: when ``Lock`` gains a ``connected`` column it
-is exported as is; until then a lock counts as connected when it was seen
-within :data:`CONNECTED_WINDOW_FACTOR` audit periods. A ``clock_offset``
-column, once it exists, is exported as ``elock_keyserver_lock_clock_offset_seconds``.
+A lock is connected while it holds its ``/sync/lock`` connection (``Lock.sync_session``);
+the clock offset it last reported over it is ``elock_keyserver_lock_clock_offset_seconds``.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from key_provisioner.db.models import Key, Lock
 
 log = logging.getLogger(__name__)
 
-CONNECTED_WINDOW_FACTOR = 2.5  # seen within 2.5 audit pulls: connected (until lock-sync)
 PER_LOCK = {
     "elock_keyserver_lock_revocation_versions_behind": "Revocation versions the lock has not"
     " confirmed yet (server's version minus the lock's confirmed one).",
@@ -51,9 +48,8 @@ FLEET = {
 
 
 class FleetCollector(Collector):
-    def __init__(self, sessions: sessionmaker[Session], audit_seconds: float) -> None:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
-        self._connected_window = CONNECTED_WINDOW_FACTOR * audit_seconds
 
     def describe(self) -> Iterable[Metric]:
         """The families without samples: names known without a database round trip."""
@@ -117,10 +113,8 @@ class FleetCollector(Collector):
     ) -> dict[str, float | None]:
         behind = max(0, lock.revocation_version - lock.confirmed_version)
         seen = lock.last_seen_at
-        connected: Any = getattr(lock, "connected", None)
-        if connected is None:  # no sync channel yet: recently seen counts as connected
-            connected = seen is not None and (now - seen).total_seconds() < self._connected_window
-        offset: Any = getattr(lock, "clock_offset", None)
+        connected = lock.sync_session is not None  # it holds a /sync/lock connection now
+        offset = lock.clock_offset
         unconfirmed = (now - oldest).total_seconds() if behind and oldest is not None else 0.0
         return {
             "elock_keyserver_lock_revocation_versions_behind": behind,

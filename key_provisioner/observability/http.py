@@ -162,7 +162,7 @@ def exposition(state: AppState) -> bytes:
     else:
         body = generate_latest(REGISTRY)
     fleet = CollectorRegistry()
-    fleet.register(FleetCollector(state.sessions, state.settings.worker.audit_seconds))
+    fleet.register(FleetCollector(state.sessions))
     return body + generate_latest(fleet)
 
 
