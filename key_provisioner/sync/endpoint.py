@@ -72,6 +72,10 @@ async def sync_lock(ws: WebSocket) -> None:
         await connection.release()
 
 
+RECHECK_SQLITE = 0.5  # seconds: a revoke reaches a lock within 1 s on SQLite too
+RECHECK_POSTGRESQL = 15.0  # seconds: NOTIFY wakes it at once; this only covers a lost one
+
+
 class _Connection:
     def __init__(self, ws: WebSocket, state: AppState) -> None:
         self.ws, self.state = ws, state
@@ -82,6 +86,12 @@ class _Connection:
         self.woken: asyncio.Event | None = None
         self.recorded = time.monotonic()  # when last_seen_at was last written
         self.offset: float | None = None  # the clock offset last written
+        self.heard = time.monotonic()  # when the lock last sent a frame
+        # No wake-up crosses processes on SQLite (several uvicorn workers), and a NOTIFY can
+        # be lost with its listener's connection: the list is also checked this often.
+        sqlite = state.settings.database_url.startswith("sqlite")
+        self.recheck = RECHECK_SQLITE if sqlite else RECHECK_POSTGRESQL
+        self.queued: tuple[int, float] | None = None  # the version last queued, and when
 
     async def run(self) -> None:
         settings = self.state.settings.sync
@@ -94,10 +104,11 @@ class _Connection:
                 if self.woken is not None:
                     woke = asyncio.ensure_future(self.woken.wait())
                     waits.add(woke)  # type: ignore[arg-type]
+                silent_until = self.heard + settings.idle_timeout_seconds
                 timeout = (
                     deadline - time.monotonic()
                     if self.handshaking
-                    else settings.idle_timeout_seconds
+                    else min(silent_until - time.monotonic(), self.recheck)
                 )
                 done, _ = await asyncio.wait(
                     waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
@@ -105,15 +116,20 @@ class _Connection:
                 if woke is not None and not woke.done():
                     woke.cancel()
                 if not done:
-                    why = "no hello and proof in time" if self.handshaking else "lock silent"
-                    await self._end(Closed(why), refuse=self.handshaking)
-                    return
+                    if self.handshaking or time.monotonic() >= silent_until:
+                        why = "no hello and proof in time" if self.handshaking else "lock silent"
+                        await self._end(Closed(why), refuse=self.handshaking)
+                        return
+                    if not await self._send_current():
+                        return
+                    continue
                 if woke is not None and woke in done:
                     assert self.woken is not None
                     self.woken.clear()
                     if not await self._send_current():
                         return
                 if receiving in done:
+                    self.heard = time.monotonic()
                     frame = receiving.result()
                     if frame is None or not await self._handle(frame):
                         return
@@ -210,8 +226,13 @@ class _Connection:
         return True
 
     def _queue_list(self, send: ListToSend | None) -> None:
-        if send is not None:
-            self.session.send_revocations(send.version, send.revoked)
+        if send is None:
+            return
+        now = time.monotonic()
+        if self.queued is not None and self.queued[0] == send.version and now - self.queued[1] < 5:
+            return  # sent a moment ago: its confirmation is on its way
+        self.queued = (send.version, now)
+        self.session.send_revocations(send.version, send.revoked)
 
     async def _end(self, closed: Closed, *, refuse: bool) -> None:
         log.info("lock sync connection %s ended: %s", self.lock_id or "(unauthenticated)",

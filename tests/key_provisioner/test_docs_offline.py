@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from elock_testkit.liveserver import start_keyserver
+from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.peer  # headless Chromium and the server as a process
@@ -65,9 +66,8 @@ def test_docs_render_offline_under_a_strict_csp(tmp_path: Path) -> None:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
             page = _offline_page(browser, server.url, elsewhere, console)
             page.goto(server.url + "/docs")
-            page.wait_for_function(
-                f"document.querySelectorAll('.opblock').length === {operations}", timeout=20000
-            )
+            # polled from here: a string evaluated in the page is eval, which the CSP forbids
+            wait_for(lambda: page.locator(".opblock").count() == operations, 20, "every operation")
             assert page.locator(".opblock-summary-path", has_text="/admin-audit").count() == 1
             page.screenshot(path=str(tmp_path / "docs.png"))
             page.goto(server.url + "/redoc")

@@ -59,11 +59,12 @@ class System:
 
 def start_keyserver(directory: Path, paths: pki.PkiPaths) -> tuple[KeyServerApi, Process]:
     """The key server as the demo configures it: SQLite, a fast worker, ``[push]`` from *paths*."""
-    config = setup.keyserver_config(directory, paths.directory)
+    port = free_tcp_port()
+    # the lock dials this (it goes into its bundle): revocations reach it over that connection
+    config = setup.keyserver_config(directory, paths.directory, f"ws://127.0.0.1:{port}/sync/lock")
     cli = ["key_provisioner.cli", "--config", str(config)]
     run_module(*cli, "migrate")
     token = run_module(*cli, "token", "create", "--role", "admin", "--name", "e2e").strip()
-    port = free_tcp_port()
     process = Process([*cli, "serve", "--port", str(port)], directory / "keyserver.log",
                       "Uvicorn running on")  # fmt: skip
     process.start()
