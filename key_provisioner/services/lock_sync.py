@@ -21,6 +21,7 @@ from elock_common.lock_sync import AuditRow, Hello
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import KeyServerError, SecretUnavailableError
 from key_provisioner.db.models import Lock
+from key_provisioner.observability import metrics
 from key_provisioner.services import audit, keys, locks, revocations
 from key_provisioner.services.audit import LockAuditRow
 
@@ -117,7 +118,7 @@ def store_audit(
 ) -> int:
     """Store uploaded rows once each; answer the cursor (every row up to it is stored)."""
     lock = _ours(session, lock_id, token)
-    audit.store_uploaded(
+    stored = audit.store_uploaded(
         session,
         lock,
         [LockAuditRow(r.id, r.ts, r.key_id, r.peer, r.action, r.outcome, r.reason) for r in rows],
@@ -125,6 +126,7 @@ def store_audit(
     lock.last_seen_at = now
     cursor = lock.audit_cursor
     session.commit()
+    metrics.audit_rows_ingested(stored)
     return cursor
 
 

@@ -28,6 +28,7 @@ from starlette.responses import PlainTextResponse
 from elock_common.lock_sync import MAX_MESSAGE
 from key_provisioner.api.state import AppState
 from key_provisioner.db.base import utcnow
+from key_provisioner.observability import metrics
 from key_provisioner.services import lock_sync
 from key_provisioner.services.lock_sync import ListToSend, SyncRefusedError
 from key_provisioner.sync.session import (
@@ -170,6 +171,10 @@ class _Connection:
             elif isinstance(event, HeldReported):
                 send = await self._db(lambda s: lock_sync.held(
                     s, self._id, self.token, event.version, now=utcnow()))  # fmt: skip
+                if send is None:  # the lock holds the server's list
+                    metrics.lock_push(confirmed=True)
+                    log.info("lock %s holds revocation version %d", self.lock_id, event.version,
+                             extra={"lock_id": self.lock_id, "outcome": "confirmed"})  # fmt: skip
                 self._queue_list(send)
             elif isinstance(event, AuditReceived):
                 through = await self._db(lambda s: lock_sync.store_audit(
