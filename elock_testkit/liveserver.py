@@ -65,17 +65,25 @@ class Process:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):  # its group ended meanwhile
-                os.killpg(self.proc.pid, sig)
+            self._signal(sig)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 # uvicorn waits for open connections (a lock's sync WebSocket) before it
                 # exits; a test that is over does not wait for that.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self._signal(signal.SIGKILL)
                 self.proc.wait(10)
         self.proc = None
+
+
+    def _signal(self, sig: int) -> None:
+        """Its process group when it leads one (uvicorn's workers go too), else itself."""
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:  # started without a session of its own
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
 
 
 @dataclass
