@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from elock_testkit.cardproc import env, make_card
 from elock_testkit.lockproc import LockProcess, coap
+from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
 
 # Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
@@ -42,6 +42,27 @@ def _free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _start_phone(card: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``elock-phone`` for ``card`` on a free port, once it answers; (process, its URL)."""
+    port = _free_tcp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
+                             "--port", str(port), *options], env=env(),
+                            stderr=subprocess.PIPE)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            pytest.fail("elock-phone did not start")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+        except OSError:
+            return False
+        return True
+
+    wait_for(answers, 15, "elock-phone to start")
+    return proc, url
+
+
 @pytest.fixture
 def phone(tmp_path: Path) -> Iterator[tuple[str, LockProcess]]:
     require_tool("coap-client-openssl")
@@ -57,19 +78,7 @@ def phone(tmp_path: Path) -> Iterator[tuple[str, LockProcess]]:
         payload=body,
     )
     card = make_card(tmp_path, [("Front door", lock.uri, good), ("Back door", lock.uri, revoked)])
-    port = _free_tcp_port()
-    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
-                             "--port", str(port)], env=env(), stderr=subprocess.PIPE)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("elock-phone did not start")
-            time.sleep(0.1)
+    proc, url = _start_phone(card)
     yield url, lock
     proc.terminate()
     proc.wait(10)
@@ -135,20 +144,8 @@ def test_pin_dialog_for_a_key_that_needs_it(tmp_path: Path) -> None:
     lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
     lock.start()
     card = make_card(tmp_path, [("Garage", lock.uri, lock.mint())], pin="2468")
-    port = _free_tcp_port()
-    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
-                             "--port", str(port)], env=env(), stderr=subprocess.PIPE)  # fmt: skip
+    proc, url = _start_phone(card)
     try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("elock-phone did not start")
-                time.sleep(0.1)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page()
@@ -254,21 +251,8 @@ def test_a_lost_answer_says_the_door_may_be_open(tmp_path: Path) -> None:
     relay.__enter__()
     uri = f"coaps://127.0.0.1:{relay.port}/lock"
     card = make_card(tmp_path, [("Side door", uri, lock.mint())])
-    port = _free_tcp_port()
-    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
-                             "--port", str(port), "--timeout", "3"], env=env(),
-                            stderr=subprocess.PIPE)  # fmt: skip
+    proc, url = _start_phone(card, "--timeout", "3")
     try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("elock-phone did not start")
-                time.sleep(0.1)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 390, "height": 760}, device_scale_factor=2)
