@@ -26,6 +26,7 @@ from key_provisioner.db.engine import make_engine, make_sessions
 from key_provisioner.db.migrate import upgrade
 from key_provisioner.db.models import Lock
 from key_provisioner.services import secure_elements, tokens
+from key_provisioner.services.admin_audit import Actor
 from key_provisioner.services.secure_elements import NewSecureElement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +82,11 @@ class Stack:
                 session.add(lock)
                 locks.append((str(lock.id), secret.to_text()))
             session.commit()
-            _, token = tokens.create(session, tokens.Role.ADMIN, "bench")
-            se = secure_elements.register(session, NewSecureElement("bench-se", "127.0.0.1:7443"))
+            row, token = tokens.create(session, tokens.Role.ADMIN, "bench")
+            actor = Actor(token_id=row.id, client="bench")
+            se = secure_elements.register(
+                session, NewSecureElement("bench-se", "127.0.0.1:7443"), actor=actor
+            )
             se_id = str(se.id)
         engine.dispose()
         ports = [free_tcp_port(), free_tcp_port()]
