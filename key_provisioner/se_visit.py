@@ -69,8 +69,10 @@ async def visit(card: CardSession, jobs: list[SePushJob], *, opened: bool = Fals
             for job in deletes:
                 held = on_card.get(job.container_id)
                 if held is None or held != job.identity:
-                    note = "" if held is None else (
-                        f"container {job.container_id} holds another key; left alone"
+                    note = (
+                        ""
+                        if held is None
+                        else (f"container {job.container_id} holds another key; left alone")
                     )
                     work.settle(job, "skipped", ok=True, text=note)
         todo = list(work.open)

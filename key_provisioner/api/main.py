@@ -91,7 +91,7 @@ def create_app(settings: Settings, *, check_migrations: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.notifier.start(state.engine)
+        state.notifier.start(state.engine, state.sessions)
         if settings.worker.enabled:
             state.worker = Worker(
                 state.sessions, state.box, settings.worker, push_clients=state.push_clients

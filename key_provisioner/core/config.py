@@ -133,7 +133,9 @@ _SYNC_FIELDS: dict[str, Any] = {
     "max_handshakes": int,
 }
 _PUSH_OPTIONS: dict[str, Any] = {
-    "timeout": (int, float), "racs_server_name": str, "sync_per_minute": int,
+    "timeout": (int, float),
+    "racs_server_name": str,
+    "sync_per_minute": int,
     "sync_concurrent": int,
 }
 _PUSH_FIELDS: dict[str, Any] = {name: str for name in PUSH_FILES} | _PUSH_OPTIONS

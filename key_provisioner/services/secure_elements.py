@@ -108,7 +108,5 @@ def list_elements(session: Session, *, cursor: str | None, limit: int) -> Page[S
 def host_delivered(session: Session, seid: str) -> SecureElement | None:
     """The card registered as reached through its host, with this SEID (None otherwise)."""
     return session.scalars(
-        select(SecureElement).where(
-            SecureElement.seid == seid, SecureElement.racs_server.is_(None)
-        )
+        select(SecureElement).where(SecureElement.seid == seid, SecureElement.racs_server.is_(None))
     ).one_or_none()

@@ -73,10 +73,6 @@ async def sync_lock(ws: WebSocket) -> None:
         await connection.release()
 
 
-RECHECK_SQLITE = 0.5  # seconds: a revoke reaches a lock within 1 s on SQLite too
-RECHECK_POSTGRESQL = 15.0  # seconds: NOTIFY wakes it at once; this only covers a lost one
-
-
 class _Connection:
     def __init__(self, ws: WebSocket, state: AppState) -> None:
         self.ws, self.state = ws, state
@@ -88,10 +84,6 @@ class _Connection:
         self.recorded = time.monotonic()  # when last_seen_at was last written
         self.offset: float | None = None  # the clock offset last written
         self.heard = time.monotonic()  # when the lock last sent a frame
-        # No wake-up crosses processes on SQLite (several uvicorn workers), and a NOTIFY can
-        # be lost with its listener's connection: the list is also checked this often.
-        sqlite = state.settings.database_url.startswith("sqlite")
-        self.recheck = RECHECK_SQLITE if sqlite else RECHECK_POSTGRESQL
         self.queued: tuple[int, float] | None = None  # the version last queued, and when
 
     async def run(self) -> None:
@@ -106,24 +98,16 @@ class _Connection:
                     woke = asyncio.ensure_future(self.woken.wait())
                     waits.add(woke)  # type: ignore[arg-type]
                 silent_until = self.heard + settings.idle_timeout_seconds
-                timeout = (
-                    deadline - time.monotonic()
-                    if self.handshaking
-                    else min(silent_until - time.monotonic(), self.recheck)
-                )
+                timeout = (deadline if self.handshaking else silent_until) - time.monotonic()
                 done, _ = await asyncio.wait(
                     waits, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED
                 )
                 if woke is not None and not woke.done():
                     woke.cancel()
                 if not done:
-                    if self.handshaking or time.monotonic() >= silent_until:
-                        why = "no hello and proof in time" if self.handshaking else "lock silent"
-                        await self._end(Closed(why), refuse=self.handshaking)
-                        return
-                    if not await self._send_current():
-                        return
-                    continue
+                    why = "no hello and proof in time" if self.handshaking else "lock silent"
+                    await self._end(Closed(why), refuse=self.handshaking)
+                    return
                 if woke is not None and woke in done:
                     assert self.woken is not None
                     self.woken.clear()

@@ -30,7 +30,6 @@ from elock_testkit.liveserver import (
     free_tcp_port,
     start_keyserver,
 )
-from elock_testkit.pgcluster import PgCluster
 from elock_testkit.synclock import LightLock
 from elock_testkit.waiting import wait_for
 
@@ -246,23 +245,11 @@ async def _closed_code(ws: Any) -> int | None:
     return None
 
 
-@pytest.fixture
-def pg_server(tmp_path: Path, pg_cluster: PgCluster) -> Iterator[Server]:
-    name = f"elock_sync_{uuid.uuid4().hex[:8]}"
-    server = _server(tmp_path / "keyserver", pg_cluster.create_database(name, "elock_template"))
-    try:
-        yield server
-    finally:
-        server.api.close()
-        server.live.process.stop()
-        pg_cluster.drop_database(name)
-
-
 async def test_a_revoke_answered_by_one_process_reaches_a_lock_on_another(
-    pg_server: Server, tmp_path: Path
+    server: Server, tmp_path: Path
 ) -> None:
-    """Two key-server processes on one PostgreSQL: LISTEN/NOTIFY carries the wake-up."""
-    server = pg_server
+    """Two key-server processes on one database: on PostgreSQL LISTEN/NOTIFY carries the
+    wake-up; on SQLite (several uvicorn workers on one file) the process's sweep does."""
     config = tmp_path / "keyserver" / "keyserver.toml"
     port = free_tcp_port()
     other = Process(

@@ -118,9 +118,7 @@ async def _sync(state: AppState, conn: _Connection) -> wire.ServerMessage:
     assert state.push_clients is not None
     clients = state.push_clients
     try:
-        hello = wire.decode_host_message(
-            await asyncio.wait_for(conn.receive_text(), HELLO_SECONDS)
-        )
+        hello = wire.decode_host_message(await asyncio.wait_for(conn.receive_text(), HELLO_SECONDS))
     except (wire.SyncFormatError, OSError, TimeoutError):
         return wire.Refused("a sync starts with a hello")
     if not isinstance(hello, wire.Hello) or hello.version != wire.VERSION:
