@@ -165,6 +165,8 @@ def _write_secret(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
 def _sync_table(bundle: dict[str, Any]) -> str:
     """The ``[sync]`` table for a bundle that names its key server's sync URL."""
     url = bundle.get("sync_url")

@@ -39,6 +39,8 @@ MAX_REMEMBERED_FLIGHTS = 4
 MIN_RETRANSMIT_CHECK = 0.25  # seconds between two retransmission checks of one peer
 _EVENT_CONNECTED = 0x01DE
 _HANDSHAKE_FAILURE = 40  # the TLS alert a refused handshake ends with
+_CLIENT_KEY_EXCHANGE = b"\x10"  # handshake message type (RFC 5246 7.4)
+SECOND_KEY_EXCHANGE = "handshake refused: a second, different ClientKeyExchange"
 _LEVEL_FATAL = 2
 
 
@@ -120,6 +122,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         self._answers: dict[frozenset[bytes], list[bytes]] = {}
         self._replays_left = MAX_REPLAYS
         self._established = False
+        self._key_exchange: bytes | None = None  # the first ClientKeyExchange, as received
 
     async def _run_retransmissions(self) -> None:
         """aiocoap's retransmission check, never sooner than ``MIN_RETRANSMIT_CHECK``."""
@@ -149,6 +152,8 @@ class _PeerDTLS(upstream._AddressDTLS):
         if not self._established and _has_alert(data):
             self._alert_in_handshake()
             return True
+        if not self._established and self._second_key_exchange(data):
+            return True
         answer = self._answers.get(_handshake_messages(data))
         if answer is None or self._replays_left <= 0:
             return False
@@ -170,6 +175,29 @@ class _PeerDTLS(upstream._AddressDTLS):
             self._handshake_failed("alert from the peer during the handshake")
         else:
             self._forget_soon()
+
+    def _second_key_exchange(self, data: bytes) -> bool:
+        """A ClientKeyExchange that is not a copy of the first ends the handshake.
+
+        tinydtls keeps the first one's identity and ignores a later one, so
+        ClientKeyExchange (valid key), ClientKeyExchange (another identity),
+        ChangeCipherSpec, Finished completed under the first key: a handshake
+        whose last offered identity is not the one it runs under (learning
+        found it, docs/testing.md). A retransmitted flight repeats the message
+        byte for byte (same message_seq) and passes.
+        """
+        for fragment in _handshake_messages(data):
+            if fragment[:1] != _CLIENT_KEY_EXCHANGE:
+                continue
+            if self._key_exchange is None:
+                self._key_exchange = fragment
+            elif fragment != self._key_exchange:
+                key_id = self._pending.key_id_hex if self._pending is not None else None
+                self._settle()
+                self._protocol._refusal_sink(self.hostinfo, key_id, SECOND_KEY_EXCHANGE)
+                self._forget_soon()
+                return True
+        return False
 
     def _replay(self, flight: list[bytes]) -> None:
         self._replays_left -= 1

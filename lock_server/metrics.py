@@ -77,6 +77,7 @@ _REASONS = (
     ("malformed identity", "malformed_identity"),
     ("another lock", "other_lock"),
     ("wrong psk", "wrong_psk"),
+    ("second, different clientkeyexchange", "out_of_order"),
     ("payload", "bad_request"),
     ("version must", "bad_request"),
     ("revoked must", "bad_request"),

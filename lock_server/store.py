@@ -242,7 +242,6 @@ class LockStore:
             undelivered = int(self._db.execute(above, (watermark,)).fetchone()[0])
         return AuditPrune(deleted=deleted, kept=kept, undelivered=undelivered, limit=max_rows)
 
-
     @property
     def audit_log_id(self) -> int:
         """A random id of this audit log, made with it: the key server sees a new one when

@@ -100,6 +100,7 @@ def test_every_policy_refusal_has_its_own_label() -> None:
     for text in ("handshake failed: wrong PSK (fatal alert)",
                  "handshake refused: malformed identity (too short)",
                  "handshake refused: key minted for another lock",
+                 "handshake refused: a second, different ClientKeyExchange",
                  "no eLock key on this session"):  # fmt: skip
         assert reason_label(text) != "other", text
 

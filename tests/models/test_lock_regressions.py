@@ -42,3 +42,23 @@ def test_a_fatal_alert_mid_handshake_ends_it(lock: LockProcess) -> None:
     finally:
         sul.close()
     assert "CONNECTED" not in outputs[-2] and "RELAY_ON" not in outputs[-1], outputs
+
+
+@pytest.mark.peer
+def test_a_second_different_key_exchange_ends_the_handshake(lock: LockProcess) -> None:
+    """Found by learning (lock-server model): tinydtls kept the first ClientKeyExchange's
+    identity and ignored a later one, so ClientKeyExchange (a valid key), ClientKeyExchange
+    (another identity), ChangeCipherSpec, Finished completed under the first key. The
+    transport now ends the handshake on a second ClientKeyExchange that is not a byte-for-byte
+    retransmission of the first, and audits it; a retransmitted one still completes."""
+    key = lock.mint()
+    sul = LockSul(lock.port, (key.identity.encode(), key.psk.encode()), lock.data_dir / "relay.log")
+    try:
+        outputs = sul.query(("CH", "CH_COOKIE", "CKE", "CKE_UNKNOWN", "CCS", "FIN", "APP"))
+        assert "CONNECTED" not in outputs[-2] and "RELAY_ON" not in outputs[-1], outputs
+        retransmitted = sul.query(("CH", "CH_COOKIE", "CKE", "CKE", "CCS", "FIN"))
+        assert retransmitted[-1] == "CCS+FIN+CONNECTED", retransmitted
+    finally:
+        sul.close()
+    reasons = [row["reason"] for row in lock.audit()]
+    assert "handshake refused: a second, different ClientKeyExchange" in reasons, reasons
