@@ -123,6 +123,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         self._replays_left = MAX_REPLAYS
         self._established = False
         self._key_exchange: bytes | None = None  # the first ClientKeyExchange, as received
+        self._finished_lengths: frozenset[int] = frozenset()  # the client's Finished record
 
     async def _run_retransmissions(self) -> None:
         """aiocoap's retransmission check, never sooner than ``MIN_RETRANSMIT_CHECK``."""
@@ -153,6 +154,8 @@ class _PeerDTLS(upstream._AddressDTLS):
             self._alert_in_handshake()
             return True
         if not self._established and self._second_key_exchange(data):
+            return True
+        if self._established and self._stale_handshake(data):
             return True
         answer = self._answers.get(_handshake_messages(data))
         if answer is None or self._replays_left <= 0:
@@ -198,6 +201,22 @@ class _PeerDTLS(upstream._AddressDTLS):
                 self._forget_soon()
                 return True
         return False
+
+    def _stale_handshake(self, data: bytes) -> bool:
+        """After the handshake, a handshake message is dropped unless it can be the
+        client's final flight again (retransmitted because our Finished was lost; that is
+        answered with our final flight, RFC 6347 4.2.4): its ClientKeyExchange byte for
+        byte, or an encrypted record of its Finished's length.
+
+        tinydtls answered any of them (a new ClientHello, a ClientKeyExchange with another
+        identity, in the clear or under the session's keys) with its final flight, as if
+        it were a retransmission; learning showed the lock "completing" a handshake whose
+        last offered identity was not its key's. The lock does not renegotiate.
+        """
+        fragments = _handshake_messages(data)
+        if fragments and fragments != {self._key_exchange}:
+            return True
+        return not _encrypted_handshake_lengths(data) <= self._finished_lengths
 
     def _replay(self, flight: list[bytes]) -> None:
         self._replays_left -= 1
@@ -252,6 +271,7 @@ class _PeerDTLS(upstream._AddressDTLS):
                 # What tinydtls wrote while completing the handshake is its
                 # final flight (ChangeCipherSpec, Finished).
                 self._final_flight = list(self._written)
+                self._finished_lengths = _encrypted_handshake_lengths(data)
             elif not self._written and self._replays_left > 0:
                 # The client repeated its Finished: ours was lost. tinydtls
                 # accepts the repeat but sends nothing, so replay it here.
@@ -313,6 +333,17 @@ def _has_alert(datagram: bytes) -> bool:
 def _has_encrypted_handshake(datagram: bytes) -> bool:
     """Whether a datagram holds a handshake record (type 22) of epoch 1 or later."""
     return any(kind == 22 and epoch >= 1 for kind, epoch in _records(datagram))
+
+
+def _encrypted_handshake_lengths(datagram: bytes) -> frozenset[int]:
+    """The lengths of the handshake records of epoch 1 or later in a datagram."""
+    found, offset = set(), 0
+    while offset + 13 <= len(datagram):
+        length = int.from_bytes(datagram[offset + 11 : offset + 13], "big")
+        if datagram[offset] == 22 and datagram[offset + 3 : offset + 5] != b"\0\0":
+            found.add(length)
+        offset += 13 + length
+    return frozenset(found)
 
 
 def _handshake_messages(datagram: bytes) -> frozenset[bytes]:

@@ -39,7 +39,7 @@ from aalpy.base import SUL
 
 from elock_common import LockSecret
 from elock_common.keys import mint_key
-from firmware.coap_message import Method, decode_message, encode_request
+from firmware.coap_message import MessageType, Method, decode_message, encode_request
 from firmware.dtls.fragments import pull_fragments, push_handshake
 from firmware.dtls.messages import (
     CLIENT_HELLO,
@@ -79,6 +79,7 @@ PROBE_TIMEOUT = 3.0  # a lock that does not answer a HelloVerifyRequest in this 
 
 
 SETTLE_SECONDS = 0.05  # see LockSul.step
+ANSWER_SECONDS = 2.0  # a request on a session the lock finished: its answer is due (CON)
 
 
 class LockClientMapper:
@@ -156,9 +157,14 @@ class LockClientMapper:
             self.server_read = s.protection(client=False)
         if ct == CT_APPLICATION_DATA and seen.payload is not None:
             try:
-                return [f"APP({decode_message(seen.payload).code_string})"]
+                message = decode_message(seen.payload)
             except Exception:
                 return ["APP(not CoAP)"]
+            if message.type == MessageType.ACK and message.code == 0:
+                # An empty ACK announces a separate response (RFC 7252 5.2.2): whether the
+                # answer comes piggybacked or separate is the machine's load, not its state.
+                return []
+            return [f"APP({message.code_string})"]
         names = token(seen)
         if ct != CT_HANDSHAKE or seen.payload is None:
             return names
@@ -257,7 +263,12 @@ class LockSul(SUL):  # type: ignore[misc]
         # An open commits its audit row in the lock's writer thread before the relay moves
         # and the answer leaves: give a request that got no answer yet a little longer, or
         # its RELAY_ON would land in the next query (AALpy then sees non-determinism).
-        settle = time.monotonic() + (SETTLE_SECONDS if letter in ("APP", "REPEAT") else 0.0)
+        # On a session whose handshake the lock finished, a confirmable request is owed an
+        # answer (RFC 7252 4.2): wait for it up to ANSWER_SECONDS, so that a loaded machine
+        # delays the answer instead of moving it into the next query.
+        request = letter in ("APP", "REPEAT")
+        wait = ANSWER_SECONDS if request and self.mapper.connected else SETTLE_SECONDS
+        settle = time.monotonic() + (wait if request else 0.0)
         quiet_probes = 0
         while quiet_probes < needed or (not out and time.monotonic() < settle):
             self._probe()

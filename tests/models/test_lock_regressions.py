@@ -62,3 +62,28 @@ def test_a_second_different_key_exchange_ends_the_handshake(lock: LockProcess) -
         sul.close()
     reasons = [row["reason"] for row in lock.audit()]
     assert "handshake refused: a second, different ClientKeyExchange" in reasons, reasons
+
+
+@pytest.mark.peer
+def test_after_the_handshake_only_a_retransmitted_final_flight_is_answered(
+    lock: LockProcess,
+) -> None:
+    """Found by learning (lock-server model): once connected, tinydtls answered any
+    handshake message (a new ClientHello, a ClientKeyExchange with another identity) with
+    its final flight, as for a retransmission, so the lock looked as if it completed a
+    handshake under an identity that is not its key's. Now only the client's final flight
+    again (retransmitted because the lock's Finished was lost) gets the final flight; the
+    others are dropped and the session goes on. (After its ChangeCipherSpec the mapper
+    sends handshake messages under the session's keys, as a renegotiating client would;
+    a retransmitting one repeats its flight as it was.)"""
+    key = lock.mint()
+    sul = LockSul(lock.port, (key.identity.encode(), key.psk.encode()), lock.data_dir / "relay.log")
+    handshake = ("CH", "CH_COOKIE", "CKE", "CCS", "FIN")
+    try:
+        stranger = sul.query((*handshake, "CKE_UNKNOWN", "CH", "CH_COOKIE"))
+        assert stranger[-3:] == ["NONE", "NONE", "NONE"], stranger
+        assert sul.query((*handshake, "REPEAT"))[-1] == "CCS+FIN+CONNECTED"  # our FIN was lost
+        assert sul.query((*handshake, "CKE"))[-1] == "NONE"  # under the session's keys: new
+        assert sul.query((*handshake, "CKE_UNKNOWN", "APP"))[-1] == "APP(2.04)+RELAY_ON"
+    finally:
+        sul.close()
