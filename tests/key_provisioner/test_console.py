@@ -9,20 +9,25 @@ button disabled. The screenshots of docs/ are made here (``ELOCK_UPDATE_DOCS=1``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from elock_testkit.liveserver import env, start_keyserver
+from elock_testkit.liveserver import Process, env, start_keyserver
+from elock_testkit.ports import free_udp_port
+from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
 from tests.key_provisioner.test_docs_offline import CHROMIUM_ARGS
+from tests.key_provisioner.test_e2e_real_lock import install_lock, open_door
 
 pytestmark = pytest.mark.peer  # headless Chromium and the server as a process
 
@@ -54,7 +59,9 @@ def _auditor_token(config: Path) -> str:
 
 
 def _page(browser: Any, origin: str, elsewhere: list[str]) -> Any:
-    context = browser.new_context(viewport={"width": 1280, "height": 820})
+    """A tab whose requests to any other origin, and uncaught script errors, are
+    refused or recorded in *elsewhere* (a test ends with it empty)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 820}, accept_downloads=True)
 
     def only_the_key_server(route: Any) -> None:
         if route.request.url.startswith(origin + "/"):
@@ -64,7 +71,9 @@ def _page(browser: Any, origin: str, elsewhere: list[str]) -> Any:
             route.abort()
 
     context.route("**/*", only_the_key_server)
-    return context.new_page()
+    page = context.new_page()
+    page.on("pageerror", lambda error: elsewhere.append(f"script error: {error}"))
+    return page
 
 
 def _sign_in(page: Any, origin: str, token: str, who: str) -> None:
@@ -103,7 +112,9 @@ def test_admin_issues_and_revokes_an_auditor_only_reads(tmp_path: Path) -> None:
             page = _page(browser, server.url, elsewhere)
             _sign_in(page, server.url, server.token, "tests (admin)")
             page.wait_for_selector("#locks-table td:has-text('front-door')")
-            _shot(page, tmp_path, "console-locks.png")
+            offline = page.locator("#locks-table tr", has_text="front-door")
+            assert offline.get_attribute("class") == "warn"
+            assert "not connected" in (offline.get_attribute("title") or "")
             psk = _issue_and_forget(page, tmp_path)
             _revoke(page, tmp_path)
             _problems_read_well(page)
@@ -185,4 +196,189 @@ def _auditor_reads_only(
     assert issue.is_disabled() and issue.get_attribute("title") == "auditor token: read only"
     owner = page.locator("#keys-table tr", has_text="owner")
     assert owner.get_by_role("button", name="Revoke").is_disabled()
+    for name in ("Enrol lock", "Register card"):
+        changing = page.locator(f"button:text-is('{name}')")
+        assert changing.is_disabled(), name
+        assert changing.get_attribute("title") == "auditor token: read only"
     _shot(page, tmp_path, "console-auditor.png")
+
+
+# Shown as text everywhere, never as markup (and the CSP would not run it anyway).
+HOSTILE = "<img src=x onerror=window.pwned=1>"
+
+
+def test_a_real_lock_enrolled_in_the_console_reports_a_refusal_it_shows(tmp_path: Path) -> None:
+    """Enrol (the bundle downloaded from the page installs the lock), register a card,
+    issue, open (granted), revoke, wait for the lock to hold the list, open (refused),
+    and read both in the key's audit once the lock has uploaded them."""
+    chromium = require_tool("chromium")
+    require_tool("coap-client-openssl")
+    from playwright.sync_api import sync_playwright
+
+    server = start_keyserver(tmp_path / "ks", f"sqlite:///{tmp_path}/ks.sqlite3", worker=False)
+    lock: Process | None = None
+    elsewhere: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            page = _page(browser, server.url, elsewhere)
+            _sign_in(page, server.url, server.token, "tests (admin)")
+            _enrol(page, HOSTILE, "192.0.2.20", 5684)
+            page.get_by_role("button", name="Done, forget it").first.click()
+            port = free_udp_port()
+            bundle = _enrol_and_download(page, tmp_path, port)
+            config = install_lock(bundle, tmp_path / "lock")
+            serve = ["lock_server.cli", "serve", "--config", str(config)]
+            lock = Process(serve, tmp_path / "lock.log", "listening on")
+            lock.start()
+            _until(page, lambda: _tab(page, "Locks"), _lock_cell("front-door", "yes"), "connected")
+            front = page.locator("#locks-table tr", has_text="front-door")
+            assert front.get_attribute("class") != "warn"
+            _shot(page, tmp_path, "console-locks.png")
+            _register_card(page)
+            key = _issue(page)
+            uri = f"coaps://127.0.0.1:{port}/lock"
+            assert "opened" in (out := open_door(key, uri)), out
+            _revoke_in_console(page)
+            in_sync = _lock_cell("front-door", "v1 / v1, in sync")
+            _until(page, lambda: _tab(page, "Locks"), in_sync, "the lock holds the new list")
+            out = open_door(key, uri)
+            assert "4.01" in out and "key revoked" in out and "opened" not in out, out
+            _audit_shows_the_refusal(page, key["key_id"])
+            _shot(page, tmp_path, "console-audit.png")
+            assert page.locator("img").count() == 0 and page.evaluate("window.pwned") is None
+            browser.close()
+    finally:
+        if lock is not None:
+            lock.stop()
+        server.process.stop()
+    assert elsewhere == []
+
+
+def _tab(page: Any, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def _lock_cell(lock: str, text: str) -> str:
+    return f"#locks-table tr:has-text('{lock}') td:text-is('{text}')"
+
+
+def _until(page: Any, refresh: Callable[[], None], selector: str, what: str) -> None:
+    """Refresh the view until *selector* shows (each look waits up to a second for it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    def shown() -> bool:
+        refresh()
+        try:
+            page.wait_for_selector(selector, timeout=1000)
+        except PlaywrightTimeout:
+            return False
+        return True
+
+    wait_for(shown, 30, what)
+
+
+def _enrol(page: Any, name: str, host: str, port: int) -> None:
+    _tab(page, "Locks")
+    form = page.locator("#enrol-form")
+    form.locator("input[name=name]").fill(name)
+    form.locator("input[name=host]").fill(host)
+    form.locator("input[name=port]").fill(str(port))
+    form.get_by_role("button", name="Enrol lock").click()
+    page.wait_for_selector("#enrolled:not([hidden])")
+    row = page.locator("#locks-table tr", has_text=name)
+    row.wait_for()
+    assert row.locator("td").first.inner_text() == name
+
+
+def _enrol_and_download(page: Any, tmp_path: Path, port: int) -> dict[str, Any]:
+    """Enrol front-door: a problem first, then its bundle, downloaded once and forgotten."""
+    _tab(page, "Locks")
+    page.locator("#enrol-form input[name=name]").fill("front-door")
+    page.locator("#enrol-form input[name=host]").fill("0.0.0.0")
+    page.get_by_role("button", name="Enrol lock").click()
+    page.wait_for_selector("#error:has-text('host 0.0.0.0 is unspecified')")
+    assert page.locator("#enrolled").is_hidden()
+    _enrol(page, "front-door", "127.0.0.1", port)
+    command = page.locator("#bundle-command").inner_text()
+    assert command == "elock-lock init --dir mylock --bundle front-door.bundle.json"
+    _shot(page, tmp_path, "console-enrol.png")
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download front-door.bundle.json").click()
+    download = download_info.value
+    assert download.suggested_filename == "front-door.bundle.json"
+    path = tmp_path / "front-door.bundle.json"
+    download.save_as(path)
+    bundle: dict[str, Any] = json.loads(path.read_text())
+    assert bundle["format"] == "elock-lock-bundle/1" and bundle["port"] == port
+    assert bundle["secret"] not in page.content()
+    page.get_by_role("button", name="Done, forget it").first.click()
+    assert page.locator("#enrolled").is_hidden()
+    assert "front-door.bundle.json" not in page.content()
+    storage = page.evaluate("[Object.keys(sessionStorage), localStorage.length, document.cookie]")
+    assert storage == [["elock-token"], 0, ""]
+    return bundle
+
+
+def _register_card(page: Any) -> None:
+    """Two problems read as messages, then a card whose host dials in, its label hostile."""
+    _tab(page, "Cards")
+    form = page.locator("#card-form")
+    form.locator("input[name=seid]").fill("not a seid")
+    form.get_by_role("button", name="Register card").click()
+    page.wait_for_selector("#error:has-text('Request validation failed: invalid: body.seid')")
+    form.locator("input[name=seid]").fill("console-se")
+    form.locator("input[name=label]").fill(HOSTILE)
+    form.locator("textarea[name=certificate_pem]").fill("-----BEGIN CERTIFICATE-----\nAAAA")
+    form.get_by_role("button", name="Register card").click()
+    page.wait_for_selector("#error:has-text('not one PEM X.509 certificate')")
+    form.locator("textarea[name=certificate_pem]").fill("")
+    form.get_by_role("button", name="Register card").click()
+    row = page.locator("#cards-table tr", has_text="console-se")
+    row.wait_for()
+    assert page.locator("#error").is_hidden()
+    assert row.locator("td").nth(1).inner_text() == HOSTILE
+    assert row.locator("td").nth(2).inner_text() == "its key host"
+
+
+def _issue(page: Any) -> dict[str, str]:
+    _tab(page, "Keys")
+    form = page.locator("#issue-form")
+    form.locator("select[name=lock_id]").select_option(label="front-door")
+    form.locator("select[name=secure_element_id]").select_option(label=f"console-se ({HOSTILE})")
+    form.locator("input[name=label]").fill("visitor")
+    form.get_by_role("button", name="Issue key").click()
+    page.wait_for_selector("#issued:not([hidden])")
+    key = {
+        "identity": page.locator("#issued-identity").inner_text(),
+        "psk": page.locator("#issued-psk").inner_text(),
+    }
+    row = page.locator("#keys-table tr", has_text="visitor")
+    row.wait_for()
+    key["key_id"] = row.locator("td").nth(1).inner_text()
+    page.locator("#issued").get_by_role("button", name="Done, forget it").click()
+    assert key["psk"] not in page.content()
+    return key
+
+
+def _revoke_in_console(page: Any) -> None:
+    row = page.locator("#keys-table tr", has_text="visitor")
+    row.get_by_role("button", name="Revoke").click()
+    row.get_by_label("revoke reason").fill("left the company")
+    row.get_by_role("button", name="Confirm revoke").click()
+    page.wait_for_selector("#keys-table td:has-text('revoked: left the company')")
+
+
+def _audit_shows_the_refusal(page: Any, key_id: str) -> None:
+    def refresh() -> None:
+        _tab(page, "Keys")
+        row = page.locator("#keys-table tr", has_text="visitor")
+        row.get_by_role("button", name="Audit").click()
+
+    _until(page, refresh, "#audit-table td:text-is('key revoked')", "the refusal in the audit")
+    page.wait_for_selector(f"#audit-scope:has-text('key {key_id}')")
+    rows = [r.split("\t") for r in page.locator("#audit-table tbody tr").all_inner_texts()]
+    assert [(r[1], r[2], r[4], r[5], r[6]) for r in rows] == [
+        ("front-door", key_id, "open", "refused", "key revoked"),
+        ("front-door", key_id, "open", "granted", "opened"),
+    ]
