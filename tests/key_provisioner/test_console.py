@@ -382,3 +382,62 @@ def _audit_shows_the_refusal(page: Any, key_id: str) -> None:
         ("front-door", key_id, "open", "refused", "key revoked"),
         ("front-door", key_id, "open", "granted", "opened"),
     ]
+
+
+ATTACKER = "http://attacker.test"  # answered inside the browser: no packet leaves
+
+
+def test_a_page_on_another_origin_cannot_use_the_console(tmp_path: Path) -> None:
+    """Another origin's script cannot frame the console, and cannot read the API even
+    holding a valid token (no CORS); the token is never a cookie the browser would add."""
+    chromium = require_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    server = start_keyserver(tmp_path / "ks", f"sqlite:///{tmp_path}/ks.sqlite3", worker=False)
+    try:
+        preflight = httpx.options(
+            server.url + "/locks",
+            headers={
+                "Origin": ATTACKER,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert not any(h.startswith("access-control-") for h in preflight.headers)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_context().new_page()
+            hostile = f'<!doctype html><iframe id="f" src="{server.url}/console"></iframe>'
+            page.route("**/*", lambda route: _attacker_or_key_server(route, server.url, hostile))
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{ATTACKER}/")  # returns after the iframe's load event too
+            # Chromium fetched the console, refused to show it in the frame
+            # (frame-ancestors 'none'), so its script never ran there.
+            assert f"{server.url}/console" in requested
+            assert not [url for url in requested if "/docs-assets/" in url]
+            assert [f.url for f in page.frames][1] == "chrome-error://chromewebdata/"
+            read = page.evaluate(
+                """async ([url, token]) => {
+                    const headers = {Authorization: "Bearer " + token};
+                    try {
+                        return "read: " + await (await fetch(url + "/tokens/me", {headers})).text();
+                    } catch (error) { return "refused: " + error.name; }
+                }""",
+                [server.url, server.token],
+            )
+            assert read == "refused: TypeError"
+            browser.close()
+    finally:
+        server.process.stop()
+
+
+def _attacker_or_key_server(route: Any, key_server: str, hostile: str) -> None:
+    """The attacker's page is answered in the browser; only the key server is reached."""
+    url = route.request.url
+    if url == f"{ATTACKER}/":
+        route.fulfill(body=hostile, content_type="text/html")
+    elif url.startswith(key_server + "/"):
+        route.continue_()
+    else:
+        route.abort()
