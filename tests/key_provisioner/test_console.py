@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from elock_testkit.liveserver import Process, env, start_keyserver
+from elock_testkit.liveserver import LiveKeyServer, Process, env, start_keyserver
 from elock_testkit.ports import free_udp_port
 from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
@@ -216,7 +216,7 @@ def test_a_real_lock_enrolled_in_the_console_reports_a_refusal_it_shows(tmp_path
     from playwright.sync_api import sync_playwright
 
     server = start_keyserver(tmp_path / "ks", f"sqlite:///{tmp_path}/ks.sqlite3", worker=False)
-    lock: Process | None = None
+    locks: list[Process] = []
     elsewhere: list[str] = []
     try:
         with sync_playwright() as p:
@@ -226,15 +226,9 @@ def test_a_real_lock_enrolled_in_the_console_reports_a_refusal_it_shows(tmp_path
             _enrol(page, HOSTILE, "192.0.2.20", 5684)
             page.get_by_role("button", name="Done, forget it").first.click()
             port = free_udp_port()
-            bundle = _enrol_and_download(page, tmp_path, port)
-            config = install_lock(bundle, tmp_path / "lock")
-            serve = ["lock_server.cli", "serve", "--config", str(config)]
-            lock = Process(serve, tmp_path / "lock.log", "listening on")
-            lock.start()
-            _until(page, lambda: _tab(page, "Locks"), _lock_cell("front-door", "yes"), "connected")
-            front = page.locator("#locks-table tr", has_text="front-door")
-            assert front.get_attribute("class") != "warn"
-            _shot(page, tmp_path, "console-locks.png")
+            locks.append(_start_lock(_enrol_and_download(page, tmp_path, port), tmp_path / "front"))
+            locks.append(_start_skewed_lock(server, tmp_path / "back"))
+            _locks_show_their_sync_state(page, tmp_path)
             _register_card(page)
             key = _issue(page)
             uri = f"coaps://127.0.0.1:{port}/lock"
@@ -249,10 +243,49 @@ def test_a_real_lock_enrolled_in_the_console_reports_a_refusal_it_shows(tmp_path
             assert page.locator("img").count() == 0 and page.evaluate("window.pwned") is None
             browser.close()
     finally:
-        if lock is not None:
+        for lock in locks:
             lock.stop()
         server.process.stop()
     assert elsewhere == []
+
+
+def _start_lock(
+    bundle: dict[str, Any], directory: Path, wrapper: list[str] | None = None
+) -> Process:
+    directory.mkdir(parents=True)
+    config = install_lock(bundle, directory / "lock")
+    serve = ["lock_server.cli", "serve", "--config", str(config)]
+    lock = Process(serve, directory / "lock.log", "listening on", wrapper=wrapper or [])
+    lock.start()
+    return lock
+
+
+def _start_skewed_lock(server: LiveKeyServer, directory: Path) -> Process:
+    """back-door, enrolled through the API, its clock two days ahead (faketime)."""
+    headers = {"Authorization": f"Bearer {server.token}"}
+    body = {"name": "back-door", "host": "127.0.0.1", "port": free_udp_port()}
+    enrolled = httpx.post(server.url + "/locks", json=body, headers=headers, timeout=10)
+    assert enrolled.status_code == 201, enrolled.text
+    skewed = ["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "DONT_FAKE_MONOTONIC=1"]
+    skewed += [require_tool("faketime"), "-f", "+2d"]
+    return _start_lock(enrolled.json()["bundle"], directory, skewed)
+
+
+def _locks_show_their_sync_state(page: Any, tmp_path: Path) -> None:
+    """front-door connected and in time; back-door 2 days ahead and the hostile one
+    never seen are yellow rows that say why."""
+    refresh = lambda: _tab(page, "Locks")  # noqa: E731
+    _until(page, refresh, _lock_cell("front-door", "yes"), "front-door connected")
+    _until(page, refresh, _lock_cell("back-door", "2.0 days ahead"), "back-door's clock")
+    rows = page.locator("#locks-table tbody tr")
+    shown = {r.locator("td").first.inner_text(): r for r in rows.all()}
+    assert shown["front-door"].get_attribute("class") != "warn"
+    assert "clock 2.0 days ahead: beyond 300 s" in shown["back-door"].get_attribute("title")
+    assert shown[HOSTILE].get_attribute("title") == "not connected to the key server"
+    assert shown[HOSTILE].locator("td").nth(5).inner_text() == "not measured yet"
+    for name in ("back-door", HOSTILE):
+        assert shown[name].get_attribute("class") == "warn"
+    _shot(page, tmp_path, "console-locks.png")
 
 
 def _tab(page: Any, name: str) -> None:
@@ -313,7 +346,7 @@ def _enrol_and_download(page: Any, tmp_path: Path, port: int) -> dict[str, Any]:
     assert bundle["format"] == "elock-lock-bundle/1" and bundle["port"] == port
     assert bundle["secret"] not in page.content()
     page.get_by_role("button", name="Done, forget it").first.click()
-    assert page.locator("#enrolled").is_hidden()
+    assert page.locator("#enrolled").is_hidden() and page.evaluate("enrolledBundle") is None
     assert "front-door.bundle.json" not in page.content()
     storage = page.evaluate("[Object.keys(sessionStorage), localStorage.length, document.cookie]")
     assert storage == [["elock-token"], 0, ""]
@@ -339,6 +372,14 @@ def _register_card(page: Any) -> None:
     assert page.locator("#error").is_hidden()
     assert row.locator("td").nth(1).inner_text() == HOSTILE
     assert row.locator("td").nth(2).inner_text() == "its key host"
+    assert form.locator("input[name=racs_server]").is_disabled()
+    form.locator("select[name=delivery]").select_option(label="a RACS server")
+    form.locator("input[name=seid]").fill("racs-se")
+    form.locator("input[name=racs_server]").fill("racs.example.net:7443")
+    form.get_by_role("button", name="Register card").click()
+    racs = page.locator("#cards-table tr", has_text="racs-se")
+    racs.wait_for()
+    assert racs.locator("td").nth(2).inner_text() == "RACS server racs.example.net:7443"
 
 
 def _issue(page: Any) -> dict[str, str]:
