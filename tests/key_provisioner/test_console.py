@@ -311,13 +311,17 @@ def _until(page: Any, refresh: Callable[[], None], selector: str, what: str) -> 
     wait_for(shown, 30, what)
 
 
-def _enrol(page: Any, name: str, host: str, port: int) -> None:
-    _tab(page, "Locks")
+def _enrol_form(page: Any, name: str, host: str, port: int) -> None:
     form = page.locator("#enrol-form")
     form.locator("input[name=name]").fill(name)
     form.locator("input[name=host]").fill(host)
     form.locator("input[name=port]").fill(str(port))
     form.get_by_role("button", name="Enrol lock").click()
+
+
+def _enrol(page: Any, name: str, host: str, port: int) -> None:
+    _tab(page, "Locks")
+    _enrol_form(page, name, host, port)
     page.wait_for_selector("#enrolled:not([hidden])")
     row = page.locator("#locks-table tr", has_text=name)
     row.wait_for()
@@ -327,9 +331,7 @@ def _enrol(page: Any, name: str, host: str, port: int) -> None:
 def _enrol_and_download(page: Any, tmp_path: Path, port: int) -> dict[str, Any]:
     """Enrol front-door: a problem first, then its bundle, downloaded once and forgotten."""
     _tab(page, "Locks")
-    page.locator("#enrol-form input[name=name]").fill("front-door")
-    page.locator("#enrol-form input[name=host]").fill("0.0.0.0")
-    page.get_by_role("button", name="Enrol lock").click()
+    _enrol_form(page, "front-door", "0.0.0.0", port)
     page.wait_for_selector("#error:has-text('host 0.0.0.0 is unspecified')")
     assert page.locator("#enrolled").is_hidden()
     _enrol(page, "front-door", "127.0.0.1", port)
@@ -345,12 +347,25 @@ def _enrol_and_download(page: Any, tmp_path: Path, port: int) -> dict[str, Any]:
     bundle: dict[str, Any] = json.loads(path.read_text())
     assert bundle["format"] == "elock-lock-bundle/1" and bundle["port"] == port
     assert bundle["secret"] not in page.content()
+    _leaving_asks_first(page)
+    _enrol_form(page, "side-door", "127.0.0.1", 5684)  # would replace the only copy: refused
+    page.wait_for_selector("#error:has-text('First download front-door.bundle.json')")
+    page.locator("#enrol-form").evaluate("form => form.reset()")
     page.get_by_role("button", name="Done, forget it").first.click()
     assert page.locator("#enrolled").is_hidden() and page.evaluate("enrolledBundle") is None
     assert "front-door.bundle.json" not in page.content()
     storage = page.evaluate("[Object.keys(sessionStorage), localStorage.length, document.cookie]")
     assert storage == [["elock-token"], 0, ""]
     return bundle
+
+
+def _leaving_asks_first(page: Any) -> None:
+    """A reload while the bundle is unsaved asks; staying keeps the bundle."""
+    page.on("dialog", lambda dialog: dialog.dismiss())  # "stay on this page"
+    with page.expect_event("dialog") as asked:
+        page.evaluate("setTimeout(() => location.reload())")
+    assert asked.value.type == "beforeunload"
+    assert page.evaluate("enrolledBundle !== null") and page.locator("#enrolled").is_visible()
 
 
 def _register_card(page: Any) -> None:

@@ -14,6 +14,10 @@ function bundleFileName(name) {
 
 async function enrol(event) {
   event.preventDefault();
+  if (enrolledBundle !== null) {
+    // Another enrolment would replace a bundle nobody may have saved: the only copy.
+    throw new Error(`First download ${$("#bundle-file").textContent} and click "Done, forget it".`);
+  }
   const form = new FormData(event.target);
   const enrolled = await api("POST", "/locks", {
     name: form.get("name"),
@@ -52,6 +56,7 @@ function forgetBundle() {
   enrolledBundle = null;
   for (const id of ["#bundle-file", "#bundle-command", "#bundle-shred"]) $(id).textContent = "";
   $("#enrolled").hidden = true;
+  showError(null);  // an error may name the bundle's file
 }
 
 async function registerCard(event) {
@@ -80,6 +85,10 @@ function setUpEnrol() {
   $("#enrolled-done").addEventListener("click", forgetBundle);
   $("#card-form").addEventListener("submit", guarded(registerCard));
   $("#card-form").elements.delivery.addEventListener("change", followDelivery);
+  // Leaving or reloading the page loses an unsaved bundle: the browser asks first.
+  window.addEventListener("beforeunload", (event) => {
+    if (enrolledBundle !== null) event.preventDefault();
+  });
 }
 
 setUpEnrol();
