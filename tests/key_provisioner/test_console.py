@@ -274,13 +274,16 @@ def _start_skewed_lock(server: LiveKeyServer, directory: Path) -> Process:
 def _locks_show_their_sync_state(page: Any, tmp_path: Path) -> None:
     """front-door connected and in time; back-door 2 days ahead and the hostile one
     never seen are yellow rows that say why."""
-    refresh = lambda: _tab(page, "Locks")  # noqa: E731
+
+    def refresh() -> None:
+        _tab(page, "Locks")
+
     _until(page, refresh, _lock_cell("front-door", "yes"), "front-door connected")
     _until(page, refresh, _lock_cell("back-door", "2.0 days ahead"), "back-door's clock")
     rows = page.locator("#locks-table tbody tr")
     shown = {r.locator("td").first.inner_text(): r for r in rows.all()}
     assert shown["front-door"].get_attribute("class") != "warn"
-    assert "clock 2.0 days ahead: beyond 300 s" in shown["back-door"].get_attribute("title")
+    assert "clock 2.0 days ahead: beyond 300 s" in str(shown["back-door"].get_attribute("title"))
     assert shown[HOSTILE].get_attribute("title") == "not connected to the key server"
     assert shown[HOSTILE].locator("td").nth(5).inner_text() == "not measured yet"
     for name in ("back-door", HOSTILE):
