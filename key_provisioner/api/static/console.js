@@ -88,18 +88,58 @@ function showView(name) {
   }
 }
 
+// A lock accepts a clock this far from the key server's by default (its
+// sync.max_clock_skew_seconds); the server is not told a lock's own setting.
+const CLOCK_BOUND_SECONDS = 300;
+
+function duration(seconds) {
+  const a = Math.abs(seconds);
+  if (a >= 86400) return `${(a / 86400).toFixed(1)} days`;
+  if (a >= 3600) return `${(a / 3600).toFixed(1)} h`;
+  return `${a.toFixed(1)} s`;
+}
+
+function clockText(offset) {
+  if (offset === null || offset === undefined) return "not measured yet";
+  if (Math.abs(offset) < 0.05) return "0.0 s";
+  return `${duration(offset)} ${offset > 0 ? "ahead" : "behind"}`;
+}
+
+function lockWarnings(lock) {
+  const warnings = [];
+  if (!lock.connected) warnings.push("not connected to the key server");
+  const offset = lock.clock_offset_seconds;
+  if (offset !== null && Math.abs(offset) > CLOCK_BOUND_SECONDS) {
+    warnings.push(`clock ${clockText(offset)}: beyond ${CLOCK_BOUND_SECONDS} s, time-bounded keys are refused`);
+  }
+  return warnings;
+}
+
 async function loadLocks() {
   locks = (await api("GET", "/locks?limit=500")).items;
-  const body = table("#locks-table", ["Name", "Address", "Revocations", "Last seen", ""]);
+  const body = table("#locks-table",
+    ["Name", "Address", "Connected", "Last seen", "Revocation list (lock / server)", "Clock offset", ""]);
   for (const lock of locks) {
     const row = body.insertRow();
+    row.dataset.lock = lock.id;
+    const warnings = lockWarnings(lock);
+    if (warnings.length) {
+      row.className = "warn";
+      row.title = warnings.join("; ");
+    }
     cell(row, lock.name);
     cell(row, `${lock.host}:${lock.port}`);
-    const r = lock.revocation;
-    cell(row, r.in_sync ? `in sync (v${r.version})` : `pending: v${r.confirmed_version} of v${r.version}${r.last_error ? ", " + r.last_error : ""}`,
-      r.in_sync ? "ok" : "bad");
+    cell(row, lock.connected ? "yes" : "no", lock.connected ? "ok" : "bad");
     cell(row, when(lock.last_seen_at) || "never");
+    const r = lock.revocation;
+    const held = `v${r.confirmed_version} / v${r.version}`;
+    cell(row, r.in_sync ? `${held}, in sync` : `${held}, pending${r.last_error ? ": " + r.last_error : ""}`,
+      r.in_sync ? "ok" : "bad");
+    const offset = lock.clock_offset_seconds;
+    const skewed = offset !== null && Math.abs(offset) > CLOCK_BOUND_SECONDS;
+    cell(row, clockText(offset), skewed ? "bad" : "");
     const actions = row.insertCell();
+    actions.className = "actions";
     actions.append(
       button("Keys", () => { $("#f-lock").value = lock.id; showView("keys"); return loadKeys(); }),
       button("Audit", () => loadAudit({ lock_id: lock.id }, `lock ${lock.name}`)),
@@ -112,12 +152,13 @@ async function loadLocks() {
 
 async function loadCards() {
   cards = (await api("GET", "/secure-elements?limit=500")).items;
-  const body = table("#cards-table", ["SEID", "Label", "Delivered through", "Certificate"]);
+  const body = table("#cards-table", ["SEID", "Label", "Delivered through", "Host last synced", "Certificate"]);
   for (const card of cards) {
     const row = body.insertRow();
     cell(row, card.seid);
     cell(row, card.label);
     cell(row, card.racs_server ? `RACS server ${card.racs_server}` : "its key host");
+    cell(row, card.racs_server ? null : when(card.synced_at) || "never");
     cell(row, card.certificate ? `${card.certificate.subject}, until ${when(card.certificate.not_valid_after)}` : "none");
   }
   fillSelect($("#issue-form [name=secure_element_id]"), cards.map((c) => [c.id, c.label ? `${c.seid} (${c.label})` : c.seid]));
@@ -155,6 +196,7 @@ function keyRow(row, key) {
   cell(row, key.push.last_error ? `${key.push.state} (${key.push.last_error})` : key.push.state, "push");
   cell(row, when(key.issued_at));
   const actions = row.insertCell();
+  actions.className = "actions";
   const revoke = button("Revoke", () => askReason(row, key), { changes: true });
   revoke.disabled = revoke.disabled || key.state === "revoked";
   actions.append(
