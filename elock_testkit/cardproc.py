@@ -7,14 +7,22 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from elock_common import pki
 from elock_testkit.lockproc import Key
 from elock_testkit.pcsc import READER, Pcscd, wait_for_card
+from elock_testkit.ports import free_tcp_port
+from elock_testkit.procs import terminate
+from elock_testkit.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ELOCK_SE = [sys.executable, "-m", "firmware.virtual.cli"]
 COAP_OPEN = [sys.executable, "-m", "key_client.cli"]
+ELOCK_PHONE = [sys.executable, "-m", "key_client.phone.cli"]
 
 
 def env() -> dict[str, str]:
@@ -27,6 +35,15 @@ def elock_se(*args: str, extra_env: dict[str, str] | None = None) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"elock-se {args[0]} failed: {done.stderr}")
     return done.stdout
+
+
+def personalize_with_identity(card: Path, paths: pki.PkiPaths, seid: str, *extra: str) -> str:
+    """``elock-se personalize --seid``: the card makes its key pair, the PKI's SE issuer CA
+    certifies it, and it trusts the PKI's key server CA; what the command printed."""
+    return elock_se("personalize", "--card", str(card), "--seid", seid,
+                    "--issuer-cert", str(paths.se_issuer_ca.cert),
+                    "--issuer-key", str(paths.se_issuer_ca.key),
+                    "--key-server-ca", str(paths.key_server_ca.cert), *extra)  # fmt: skip
 
 
 def make_card(directory: Path, keys: list[tuple[str, str, Key]], *, pin: str | None = None) -> Path:
@@ -77,8 +94,37 @@ class ServedCard:
             raise
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
-        wait_for_card(READER, present=False)  # so the next test cannot see this card
-        self.pcscd.stop()
+        try:
+            terminate(self.proc)
+            wait_for_card(READER, present=False)  # so the next test cannot see this card
+        finally:
+            self.log.close()
+            self.pcscd.stop()
+
+
+@contextmanager
+def phone_app(card: Path, *options: str) -> Iterator[str]:
+    """``elock-phone`` for ``card`` on a free port, once it answers; yields its URL and
+    stops it after. Its output goes to ``<card>.phone.log`` beside the card file."""
+    port = free_tcp_port()
+    log = card.with_suffix(".phone.log")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([*ELOCK_PHONE, "--card", str(card), "--port", str(port), *options],
+                                stdout=out, stderr=subprocess.STDOUT, env=env())  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"elock-phone did not start: {log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                response.read()
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_for(answers, 15, "elock-phone to start")
+        yield url
+    finally:
+        terminate(proc)

@@ -11,10 +11,14 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from elock_testkit.ports import free_tcp_port
 from elock_testkit.waiting import wait_for
 from key_provisioner.core.crypto import MasterKey
+
+if TYPE_CHECKING:
+    from elock_demo.services import KeyServerApi
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_WORKER = (
@@ -46,7 +50,7 @@ class Process:
     proc: subprocess.Popen[bytes] | None = None
     wrapper: list[str] = field(default_factory=list)  # e.g. ip netns exec NAME
 
-    def start(self) -> None:
+    def start(self, timeout: float = 20.0) -> None:
         seen = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -61,7 +65,11 @@ class Process:
             assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
             return self.ready.encode() in self.log.read_bytes()[seen:]
 
-        wait_for(ready, 20, f"{self.args[0]} start")
+        try:
+            wait_for(ready, timeout, f"{self.args[0]} start")
+        except BaseException:  # never leave a half-started server behind
+            self.stop()
+            raise
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -74,7 +82,6 @@ class Process:
                 self._signal(signal.SIGKILL)
                 self.proc.wait(10)
         self.proc = None
-
 
     def _signal(self, sig: int) -> None:
         """Its process group when it leads one (uvicorn's workers go too), else itself."""
@@ -128,3 +135,35 @@ def start_keyserver(
     )
     process.start()
     return LiveKeyServer(f"http://{host}:{port}", token, process)
+
+
+def start_demo_keyserver(
+    directory: Path,
+    pki_dir: Path,
+    *,
+    worker_extra: str = "",
+    serve: tuple[str, ...] = ("serve",),
+    ready: str = "Uvicorn running on",
+    timeout: float = 20.0,
+) -> tuple[KeyServerApi, Process, list[str]]:
+    """The key server as the demo configures it (SQLite, a fast worker, ``[push]`` from the
+    PKI in ``pki_dir``), migrated, with an admin token, serving on a free port.
+
+    ``worker_extra``: more lines of its ``[worker]`` table; ``serve``: the CLI words that
+    start it (global options first), the port is added. Returns the API, the process and
+    the CLI prefix (``python -m`` arguments) for more commands on the same config.
+    """
+    from elock_demo import setup
+    from elock_demo.services import KeyServerApi
+
+    port = free_tcp_port()
+    # the lock dials this (it goes into its bundle): revocations reach it over that connection
+    config = setup.keyserver_config(directory, pki_dir, f"ws://127.0.0.1:{port}/sync/lock")
+    if worker_extra:
+        config.write_text(config.read_text().replace("[push]", f"{worker_extra}\n[push]"))
+    cli = ["key_provisioner.cli", "--config", str(config)]
+    run_module(*cli, "migrate")
+    token = run_module(*cli, "token", "create", "--role", "admin", "--name", "e2e").strip()
+    process = Process([*cli, *serve, "--port", str(port)], directory / "keyserver.log", ready)
+    process.start(timeout)
+    return KeyServerApi(f"http://127.0.0.1:{port}", token), process, cli

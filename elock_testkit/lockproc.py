@@ -79,7 +79,11 @@ class LockProcess:
                 raise RuntimeError(f"lock exited: {log_path.read_text()}")
             return b"listening on" in log_path.read_bytes()[seen:]
 
-        wait_for(listening, 15, "the lock's 'listening on' line")
+        try:
+            wait_for(listening, 15, "the lock's 'listening on' line")
+        except BaseException:  # never leave a half-started lock (or its log file) behind
+            self.stop()
+            raise
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -240,15 +240,30 @@ def _pcsc(wanted: str | None) -> AppletChannel:
             connection.connect()
         except (NoCardException, CardConnectionException):
             problems.append(f"{reader}: no card")
+            _release(connection)
             continue
 
         def transmit(apdu: bytes, connection: object = connection) -> bytes:
             data, sw1, sw2 = connection.transmit(list(apdu))  # type: ignore[attr-defined]
             return bytes(data) + bytes([sw1, sw2])
 
+        def close(connection: object = connection) -> None:
+            try:
+                connection.disconnect()  # type: ignore[attr-defined]
+            finally:
+                _release(connection)
+
         try:
-            return AppletChannel(transmit, close=connection.disconnect)
+            return AppletChannel(transmit, close=close)
         except CardError as exc:
             problems.append(f"{reader}: {exc}")
-            connection.disconnect()
+            close()
     raise CardMissingError("no eLock card found (" + "; ".join(problems) + ")")
+
+
+def _release(connection: object) -> None:
+    """Give back the connection's PC/SC context now: pyscard would otherwise release it
+    from ``__del__``, whenever the collector runs, and raise there if pcscd has gone."""
+    release = getattr(connection, "release", None)  # pyscard >= 2.1 holds a context
+    if release is not None:
+        release()

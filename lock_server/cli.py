@@ -65,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, required=True)
     serve.set_defaults(func=_serve)
 
+    _add_mint(sub)
+
+    status = sub.add_parser("status", help="show relay, revocations and recent audit rows")
+    status.add_argument("--config", type=Path, required=True)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_status)
+
+    _add_maintenance(sub)
+    return p
+
+
+def _add_mint(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mint = sub.add_parser("mint", help="print a new key (identity and PSK) for this lock")
     mint.add_argument("--config", type=Path, required=True)
     mint.add_argument("--admin", action="store_true", help="add the admin right")
@@ -86,11 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     mint.add_argument("--json", action="store_true")
     mint.set_defaults(func=_mint)
 
-    status = sub.add_parser("status", help="show relay, revocations and recent audit rows")
-    status.add_argument("--config", type=Path, required=True)
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(func=_status)
 
+def _add_maintenance(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands an operator or the unit file runs on a stopped lock's data."""
     audit = sub.add_parser("audit", help="maintain the audit log").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -109,7 +119,6 @@ def _parser() -> argparse.ArgumentParser:
     off = relay.add_parser("off", help="release the strike (the unit's ExecStopPost)")
     off.add_argument("--config", type=Path, required=True)
     off.set_defaults(func=_relay_off)
-    return p
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -61,6 +61,74 @@ async def _start_sync(
     return client, task
 
 
+class _Housekeeping:
+    """The lock's own timers: refusal digests flushed every few seconds, the audit table pruned."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        service: LockService,
+        writer: AuditWriter,
+        aggregate_seconds: float,
+    ) -> None:
+        self._loop = loop
+        self._service = service
+        self._writer = writer
+        self._flush_every = min(5.0, aggregate_seconds)
+        self._handles: list[asyncio.Handle] = []
+
+    def start(self) -> None:
+        self._handles = [
+            self._loop.call_soon(self._flush_refusals),
+            self._loop.call_soon(self._prune),
+        ]
+
+    def cancel(self) -> None:
+        for handle in self._handles:
+            handle.cancel()
+
+    def _flush_refusals(self) -> None:
+        self._service.flush_refusals()
+        self._handles[0] = self._loop.call_later(self._flush_every, self._flush_refusals)
+
+    def _prune(self) -> None:
+        self._writer.request_prune()  # runs in the writer's thread, off the loop
+        self._handles[1] = self._loop.call_later(PRUNE_SECONDS, self._prune)
+
+
+async def _listen(
+    context: aiocoap.Context,
+    config: LockConfig,
+    credentials: KeyDerivingCredentials,
+    service: LockService,
+) -> None:
+    """Open the DTLS listener; a refused handshake is recorded as an unauthenticated attempt."""
+
+    def refusal(peer: str, key_id: str | None, reason: str) -> None:
+        # A handshake refusal: the peer proved no key, whatever key id it claims.
+        service.record_unauthenticated(peer, key_id, "handshake", reason)
+
+    loop = asyncio.get_running_loop()
+    await context._append_tokenmanaged_messagemanaged_transport(
+        lambda mman: LockDtlsServer.create_server(
+            (config.host, config.port),
+            mman,
+            log=context.log,
+            loop=loop,
+            server_credentials=credentials,
+            refusal_sink=refusal,
+        )
+    )
+
+
+async def _stop_sync(sync: tuple[SyncClient, asyncio.Task[None]] | None) -> None:
+    if sync is not None:
+        client, task = sync
+        client.stop()
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+
+
 async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> None:
     secret = config.load_secret()
     path = config.data_dir / "lock.sqlite3"
@@ -80,36 +148,14 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
     exporter: metrics.Exporter | None = None
     notifier = Notifier()
     loop = asyncio.get_running_loop()
-    housekeeping: list[asyncio.Handle] = []
-
-    def refusal(peer: str, key_id: str | None, reason: str) -> None:
-        # A handshake refusal: the peer proved no key, whatever key id it claims.
-        service.record_unauthenticated(peer, key_id, "handshake", reason)
-
-    def flush_refusals() -> None:
-        service.flush_refusals()
-        housekeeping[0] = loop.call_later(min(5.0, config.audit.aggregate_seconds), flush_refusals)
-
-    def prune() -> None:
-        writer.request_prune()  # runs in the writer's thread, off the loop
-        housekeeping[1] = loop.call_later(PRUNE_SECONDS, prune)
-
+    housekeeping = _Housekeeping(loop, service, writer, config.audit.aggregate_seconds)
     try:
-        await context._append_tokenmanaged_messagemanaged_transport(
-            lambda mman: LockDtlsServer.create_server(
-                (config.host, config.port),
-                mman,
-                log=context.log,
-                loop=loop,
-                server_credentials=credentials,
-                refusal_sink=refusal,
-            )
-        )
+        await _listen(context, config, credentials, service)
         exporter = metrics.start(config, door)  # None unless [metrics] enabled
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        housekeeping.extend([loop.call_soon(flush_refusals), loop.call_soon(prune)])
+        housekeeping.start()
         log.warning("lock %r listening on coaps://%s:%d", config.name, config.host, config.port)
         notifier.ready()
         if ready is not None:
@@ -120,13 +166,8 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
         if exporter is not None:
             exporter.close()
         notifier.stopping()
-        for handle in housekeeping:
-            handle.cancel()
-        if sync is not None:
-            client, task = sync
-            client.stop()
-            task.cancel()
-            await asyncio.wait({task}, timeout=5)
+        housekeeping.cancel()
+        await _stop_sync(sync)
         await context.shutdown()
         service.flush_refusals(force=True)
         writer.close()

@@ -64,6 +64,8 @@ async def _run(cfg: RacsConfig, ready: str | None) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.close()
+    if apdu_log is not None:
+        apdu_log.close()
     if exporter is not None:
         exporter.close()
 

@@ -99,6 +99,24 @@ def _ranged(value: Any, key: str, where: str, low: float, high: float) -> Any:
 
 def load_config(path: Path) -> RacsConfig:
     """Read racs.toml and every file it names; ConfigError on the first problem."""
+    raw = _read_toml(path)
+    cfg = RacsConfig(path)
+    _server_section(cfg, raw.get("server", {}))
+    lim, lw = raw.get("limits", {}), f"{path} [limits]"
+    cfg.limits = Limits(**{k: _ranged(_typed(lim, k, int, lw, 0), k, lw, 1, 2**31) for k in lim})
+    cfg.policy = _access_policy(path, raw.get("access", {}))
+    met, mw = raw.get("metrics", {}), f"{path} [metrics]"
+    cfg.metrics_enabled = _typed(met, "enabled", bool, mw, False)
+    cfg.metrics_host = _typed(met, "host", str, mw, cfg.metrics_host)
+    cfg.metrics_port = _ranged(_typed(met, "port", int, mw, cfg.metrics_port), "port", mw, 1, 65535)
+    seids = raw.get("seids", {})
+    cfg.seids = {k: _named_file(path, seids, k, "seids") for k in seids}
+    cfg.se = _se_specs(path, raw.get("se", []))
+    return cfg
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The parsed file, with every section and key known (a typo fails here)."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
@@ -113,25 +131,30 @@ def load_config(path: Path) -> RacsConfig:
         unknown = set(value) - _SECTIONS[name]
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
-    base = path.parent
-    srv, acc = raw.get("server", {}), raw.get("access", {})
-    where = f"{path} [server]"
+    return raw
 
-    def file(table: dict[str, Any], key: str, section: str, required: bool = True) -> Path:
-        if key not in table:
-            if required:
-                raise ConfigError(f"{path} [{section}]: '{key}' is required")
-            return Path()
-        p: Path = base / _typed(table, key, str, f"{path} [{section}]", "")
-        if not p.exists():
-            raise ConfigError(f"{path} [{section}]: {key} = {p} does not exist")
-        return p
 
-    cfg = RacsConfig(path)
+def _named_file(
+    path: Path, table: dict[str, Any], key: str, section: str, required: bool = True
+) -> Path:
+    """A file named relative to racs.toml, which must exist; ``Path()`` if optional and absent."""
+    if key not in table:
+        if required:
+            raise ConfigError(f"{path} [{section}]: '{key}' is required")
+        return Path()
+    p: Path = path.parent / _typed(table, key, str, f"{path} [{section}]", "")
+    if not p.exists():
+        raise ConfigError(f"{path} [{section}]: {key} = {p} does not exist")
+    return p
+
+
+def _server_section(cfg: RacsConfig, srv: dict[str, Any]) -> None:
+    path, where = cfg.path, f"{cfg.path} [server]"
     cfg.host = _typed(srv, "host", str, where, cfg.host)
     cfg.port = _ranged(_typed(srv, "port", int, where, cfg.port), "port", where, 0, 65535)
-    cfg.cert, cfg.key = file(srv, "cert", "server"), file(srv, "key", "server")
-    cfg.client_ca = file(srv, "client_ca", "server")
+    cfg.cert = _named_file(path, srv, "cert", "server")
+    cfg.key = _named_file(path, srv, "key", "server")
+    cfg.client_ca = _named_file(path, srv, "client_ca", "server")
     idle = _typed(srv, "idle_timeout", float, where, cfg.idle_timeout)
     cfg.idle_timeout = _ranged(idle, "idle_timeout", where, 0.1, 86400)
     sessions = _typed(srv, "max_sessions", int, where, cfg.max_sessions)
@@ -143,17 +166,17 @@ def load_config(path: Path) -> RacsConfig:
         names = " or ".join(repr(s.value) for s in ServerStyle)
         raise ConfigError(f"{where}: 'style' must be {names}, not {style!r}") from None
     if "log_apdus" in srv:
-        cfg.log_apdus = base / _typed(srv, "log_apdus", str, where, "")
-    lim = raw.get("limits", {})
-    lw = f"{path} [limits]"
-    cfg.limits = Limits(**{k: _ranged(_typed(lim, k, int, lw, 0), k, lw, 1, 2**31) for k in lim})
-    policy = AccessPolicy(users=load_users(file(acc, "users", "access")))
-    seid_dir = file(acc, "seid_dir", "access", required=False)
+        cfg.log_apdus = path.parent / _typed(srv, "log_apdus", str, where, "")
+
+
+def _access_policy(path: Path, acc: dict[str, Any]) -> AccessPolicy:
+    policy = AccessPolicy(users=load_users(_named_file(path, acc, "users", "access")))
+    seid_dir = _named_file(path, acc, "seid_dir", "access", required=False)
     if seid_dir != Path():
         for table in sorted(seid_dir.glob("*.txt")):
             policy.seid_tables[table.stem] = load_seid_table(table)
     if "filters" in acc:
-        policy.filters = load_filters(file(acc, "filters", "access"))
+        policy.filters = load_filters(_named_file(path, acc, "filters", "access"))
     aw = f"{path} [access]"
     policy.se_default_access = _typed(acc, "se_default_access", bool, aw, False)
     policy.require_select = _typed(acc, "require_select", bool, aw, False)
@@ -161,13 +184,10 @@ def load_config(path: Path) -> RacsConfig:
     if default not in ("allow", "deny"):
         raise ConfigError(f"{aw}: filter_default must be 'allow' or 'deny'")
     policy.filter_default_allow = default == "allow"
-    cfg.policy = policy
-    met, mw = raw.get("metrics", {}), f"{path} [metrics]"
-    cfg.metrics_enabled = _typed(met, "enabled", bool, mw, False)
-    cfg.metrics_host = _typed(met, "host", str, mw, cfg.metrics_host)
-    cfg.metrics_port = _ranged(_typed(met, "port", int, mw, cfg.metrics_port), "port", mw, 1, 65535)
-    cfg.seids = {k: file(raw.get("seids", {}), k, "seids") for k in raw.get("seids", {})}
-    se_list = raw.get("se", [])
+    return policy
+
+
+def _se_specs(path: Path, se_list: Any) -> list[dict[str, Any]]:
     if not isinstance(se_list, list):
         raise ConfigError(f"{path}: 'se' must be an array of tables ([[se]])")
     for number, spec in enumerate(se_list, 1):
@@ -175,8 +195,7 @@ def load_config(path: Path) -> RacsConfig:
             raise ConfigError(f"{path} [[se]] #{number}: unknown keys or not a table")
         if spec.get("backend", "inprocess") not in ("inprocess", "pcsc"):
             raise ConfigError(f"{path} [[se]] #{number}: backend is 'inprocess' or 'pcsc'")
-        cfg.se.append(spec)
-    return cfg
+    return list(se_list)
 
 
 def import_applet(spec: str, where: str) -> Any:

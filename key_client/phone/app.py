@@ -200,24 +200,7 @@ def create_app(
     ) -> Any:
         guard(request, x_elock)
         async with one_at_a_time:
-            try:
-                channel = connect()
-                key = next((k for k in channel.keys() if k.container_id == body.id), None)
-                if key is None:
-                    raise NoSuchKeyError(f"no key {body.id} in the card")
-                if key.pin_required:
-                    if body.pin is None:
-                        raise PinRequiredError("this key needs the PIN")
-                    channel.verify_pin(body.pin)
-                outcome = await open_door(channel, key, timeout=timeout)
-            except KeyHostError as exc:
-                return _failure(exc)
-        return {
-            "status": "opened",
-            "message": outcome.message or "opened",
-            "code": outcome.code,
-            "elapsed_ms": round(outcome.elapsed * 1000),
-        }
+            return await _open(connect, body, timeout)
 
     @app.get("/api/sync")
     async def sync_state(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
@@ -237,6 +220,28 @@ def create_app(
         return progress.last
 
     return app
+
+
+async def _open(connect: Callable[[], OpenChannel], body: OpenRequest, timeout: float) -> Any:
+    """One Open from the page: the key by its container id, its PIN if it needs one."""
+    try:
+        channel = connect()
+        key = next((k for k in channel.keys() if k.container_id == body.id), None)
+        if key is None:
+            raise NoSuchKeyError(f"no key {body.id} in the card")
+        if key.pin_required:
+            if body.pin is None:
+                raise PinRequiredError("this key needs the PIN")
+            channel.verify_pin(body.pin)
+        outcome = await open_door(channel, key, timeout=timeout)
+    except KeyHostError as exc:
+        return _failure(exc)
+    return {
+        "status": "opened",
+        "message": outcome.message or "opened",
+        "code": outcome.code,
+        "elapsed_ms": round(outcome.elapsed * 1000),
+    }
 
 
 def _failure(exc: KeyHostError) -> JSONResponse:

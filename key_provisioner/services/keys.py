@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from elock_common import IdentityFormatError, MintedKey, Rights, mint_key
+from elock_common import IdentityFormatError, KeyIdentity, MintedKey, Rights, mint_key
 from elock_common.identity import EVERY_DAY, MINUTES_PER_DAY, NO_NOT_AFTER
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.core.errors import InvalidRequestError, NotFoundError
@@ -69,12 +69,7 @@ def issue(
     ``push_note`` says why it will wait instead (pushing not configured).
     """
     now = now or utcnow()
-    lock = session.get(Lock, new.lock_id)
-    if lock is None:
-        raise InvalidRequestError(f"no lock {new.lock_id}")
-    lock = locks.get_active(session, new.lock_id)
-    if session.get(SecureElement, new.secure_element_id) is None:
-        raise InvalidRequestError(f"no secure element {new.secure_element_id}")
+    lock = _lock_to_issue_on(session, new)
     not_before = int(new.not_before.timestamp()) if new.not_before else 0
     not_after = math.ceil(new.not_after.timestamp()) if new.not_after else NO_NOT_AFTER
     if not_after <= now.timestamp():
@@ -94,26 +89,7 @@ def issue(
             )
         except IdentityFormatError as exc:
             raise InvalidRequestError(f"cannot mint that key: {exc}") from None
-        key = Key(
-            id=uuid.uuid4(),
-            lock_id=lock.id,
-            secure_element_id=new.secure_element_id,
-            key_id=claims.key_id_hex,
-            identity=minted.identity.decode("ascii"),
-            label=new.label,
-            rights=int(claims.rights),
-            not_before=claims.not_before,
-            not_after=claims.not_after,
-            weekdays=claims.weekdays,
-            window_start=claims.window_start,
-            window_end=claims.window_end,
-            max_uses=claims.max_uses,
-            issued_at=now,
-            push_state=PushState.PENDING,
-            push_due_at=now,
-            push_attempts=0,
-            push_error=push_note,
-        )
+        key = _key_row(lock, new, claims, minted, now=now, push_note=push_note)
         session.add(key)
         try:
             session.flush()
@@ -133,6 +109,48 @@ def issue(
         session.commit()
         return key, minted, lock
     raise InvalidRequestError("could not mint a unique key id; try again")
+
+
+def _lock_to_issue_on(session: Session, new: NewKey) -> Lock:
+    """The active lock the key opens; its secure element must exist too."""
+    if session.get(Lock, new.lock_id) is None:
+        raise InvalidRequestError(f"no lock {new.lock_id}")
+    lock = locks.get_active(session, new.lock_id)
+    if session.get(SecureElement, new.secure_element_id) is None:
+        raise InvalidRequestError(f"no secure element {new.secure_element_id}")
+    return lock
+
+
+def _key_row(
+    lock: Lock,
+    new: NewKey,
+    claims: KeyIdentity,
+    minted: MintedKey,
+    *,
+    now: dt.datetime,
+    push_note: str | None,
+) -> Key:
+    """The stored key: the claims as minted (not as asked), due for its push at once."""
+    return Key(
+        id=uuid.uuid4(),
+        lock_id=lock.id,
+        secure_element_id=new.secure_element_id,
+        key_id=claims.key_id_hex,
+        identity=minted.identity.decode("ascii"),
+        label=new.label,
+        rights=int(claims.rights),
+        not_before=claims.not_before,
+        not_after=claims.not_after,
+        weekdays=claims.weekdays,
+        window_start=claims.window_start,
+        window_end=claims.window_end,
+        max_uses=claims.max_uses,
+        issued_at=now,
+        push_state=PushState.PENDING,
+        push_due_at=now,
+        push_attempts=0,
+        push_error=push_note,
+    )
 
 
 def get(session: Session, key_uuid: uuid.UUID) -> Key:

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from elock_testkit.procs import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "deploy" / "prometheus"
 
@@ -98,11 +100,7 @@ class Prometheus:
         raise AssertionError(f"{what}: not within {timeout} s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
+        try:
+            terminate(self.proc, 15)
+        finally:
+            self.log.close()

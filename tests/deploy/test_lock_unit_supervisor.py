@@ -69,7 +69,7 @@ class Supervisor:
         rest = [str(config) if w == INSTALLED_CONFIG else w for w in words[1:]]
         return [sys.executable, "-m", "lock_server.cli", *rest]
 
-    def start(self) -> None:
+    def start(self) -> subprocess.Popen[bytes]:
         env = {**_env(), "NOTIFY_SOCKET": str(self.notify_path),
                "WATCHDOG_USEC": str(int(self.watchdog * 1e6))}  # fmt: skip
         # systemd sets WATCHDOG_PID to the main PID before exec; `exec` keeps the sh's PID.
@@ -80,6 +80,7 @@ class Supervisor:
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         assert self.wait_message("READY=1", 20), self.log.read_text()
+        return self.proc
 
     def wait_message(self, wanted: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -134,20 +135,22 @@ def unit(tmp_path: Path) -> Iterator[tuple[Supervisor, LockProcess]]:
         supervisor.close()
 
 
-def _open(lock: LockProcess) -> None:
+def _opened(unit: tuple[Supervisor, LockProcess]) -> subprocess.Popen[bytes]:
+    """Start the unit and open the door through it: the relay is on; the unit's main process."""
+    supervisor, lock = unit
+    main = supervisor.start()
     assert "opened" in coap("coap-client-openssl", "post", lock.mint(), lock.uri)
     assert lock.relay_on()
+    return main
 
 
 def test_kill_9_with_the_relay_energized_leaves_it_off(
     unit: tuple[Supervisor, LockProcess],
 ) -> None:
     supervisor, lock = unit
-    supervisor.start()
-    _open(lock)
-    assert supervisor.proc is not None
-    supervisor.proc.send_signal(signal.SIGKILL)
-    supervisor.proc.wait(10)
+    main = _opened(unit)
+    main.send_signal(signal.SIGKILL)
+    main.wait(10)
     assert lock.relay_on()  # nothing in the dead process can release it: the unit must
     assert supervisor.watch(5) == "exited"
     assert not lock.relay_on() and lock.relay_events()[-1] == "off"
@@ -157,24 +160,21 @@ def test_a_frozen_loop_stops_the_pings_and_the_watchdog_releases_the_relay(
     unit: tuple[Supervisor, LockProcess],
 ) -> None:
     supervisor, lock = unit
-    supervisor.start()
-    _open(lock)
+    main = _opened(unit)
     assert supervisor.watch(supervisor.watchdog * 0.8) == "healthy"  # pings while it runs
-    assert supervisor.proc is not None
-    os.kill(supervisor.proc.pid, signal.SIGSTOP)  # the loop hangs
+    os.kill(main.pid, signal.SIGSTOP)  # the loop hangs
     began = time.monotonic()
     assert supervisor.watch(supervisor.watchdog + supervisor.stop_timeout + 10) == "watchdog"
     assert time.monotonic() - began <= supervisor.watchdog + supervisor.stop_timeout + 5
-    assert supervisor.proc.returncode == -signal.SIGKILL
+    assert main.returncode == -signal.SIGKILL
     assert not lock.relay_on() and lock.relay_events()[-1] == "off"
 
 
 def test_a_clean_stop_still_says_stopping(unit: tuple[Supervisor, LockProcess]) -> None:
     supervisor, lock = unit
-    supervisor.start()
-    assert supervisor.proc is not None
-    supervisor.proc.send_signal(signal.SIGTERM)
+    main = supervisor.start()
+    main.send_signal(signal.SIGTERM)
     assert supervisor.wait_message("STOPPING=1", 10)
-    supervisor.proc.wait(10)
+    main.wait(10)
     supervisor.stop_post()
     assert not lock.relay_on()

@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import yaml
 
-from elock_demo import setup
 from elock_demo.services import KeyServerApi
-from elock_testkit.cardproc import ServedCard, coap_open, elock_se, env
-from elock_testkit.liveserver import Process, free_tcp_port, run_module
-from elock_testkit.lockproc import Key, LockProcess, coap, free_udp_port
+from elock_testkit.cardproc import coap_open
+from elock_testkit.liveserver import Process, free_tcp_port, run_module, start_demo_keyserver
+from elock_testkit.lockproc import Key, LockProcess, coap
 from elock_testkit.pcsc import READER
 from elock_testkit.waiting import wait_for
 from key_provisioner.observability import metric_names as keyserver_metrics
@@ -31,7 +30,12 @@ from lock_server.metrics import metric_names as lock_metrics
 from racs.metrics import metric_names as racs_metrics
 from tests.conftest import require_tool
 from tests.deploy.monitoring_stack import SHIPPED, Prometheus, templated_config
-from tests.push.test_e2e_keyserver_pcsc import elock_pki_init, push_state
+from tests.push.test_e2e_keyserver_pcsc import (
+    elock_pki_init,
+    enrolled_lock,
+    push_state,
+    served_card_and_racs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "elock-dashboard.json"
@@ -87,52 +91,16 @@ def test_promtool_checks_the_shipped_rules_and_config(tmp_path: Path) -> None:
 
 
 def _keyserver(directory: Path, paths_dir: Path) -> tuple[KeyServerApi, str, Process]:
-    port = free_tcp_port()
-    # the lock dials this (it goes into its bundle): its revocation list and audit come over it
-    config = setup.keyserver_config(directory, paths_dir, f"ws://127.0.0.1:{port}/sync/lock")
-    config.write_text(config.read_text().replace("[push]", "audit_seconds = 1\n\n[push]"))
-    cli = ["key_provisioner.cli", "--config", str(config)]
-    run_module(*cli, "migrate")
-    admin = run_module(*cli, "token", "create", "--role", "admin", "--name", "e2e").strip()
+    api, process, cli = start_demo_keyserver(
+        directory,
+        paths_dir,
+        worker_extra="audit_seconds = 1\n",
+        serve=("--log-format", "json", "serve", "--workers", "2"),
+        ready="Application startup complete",
+        timeout=90,  # two workers take longer than one
+    )
     scraper = run_module(*cli, "token", "create", "--role", "auditor", "--name", "prom").strip()
-    serve = [*cli, "--log-format", "json", "serve", "--port", str(port), "--workers", "2"]
-    process = Process(serve, directory / "keyserver.log", "Application startup complete")
-    with open(process.log, "ab") as out:  # Process.start allows 20 s: two workers need more
-        process.proc = subprocess.Popen([sys.executable, "-m", *serve], stdout=out,
-                                        stderr=subprocess.STDOUT, env=env())  # fmt: skip
-
-    def started() -> bool:
-        assert process.proc is not None and process.proc.poll() is None, process.log.read_text()
-        return process.ready.encode() in process.log.read_bytes()
-
-    try:
-        wait_for(started, 90, "key server start")
-    except BaseException:
-        process.stop()
-        raise
-    return KeyServerApi(f"http://127.0.0.1:{port}", admin), scraper, process
-
-
-class _Racs:
-    def __init__(self, directory: Path, pki_dir: Path, metrics_port: int) -> None:
-        config = setup.racs_config(directory, pki_dir, SEID, READER, port=0)
-        with config.open("a") as f:
-            f.write(f"\n[metrics]\nenabled = true\nport = {metrics_port}\n")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "racs.cli", "--config", str(config), "--ready-line",
-             "ready {port}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env=env(),
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("ready "), line
-        self.port = int(line.split()[1])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+    return api, scraper, process
 
 
 @pytest.fixture
@@ -140,28 +108,14 @@ def fleet(tmp_path: Path) -> Iterator[tuple[KeyServerApi, LockProcess, Prometheu
     """Card behind pcscd, RACS, key server, lock, then Prometheus scraping all three."""
     exe = require_tool("prometheus")
     paths = elock_pki_init(tmp_path / "pki")
-    card = tmp_path / "card.json"
-    elock_se("personalize", "--card", str(card), "--seid", SEID,
-             "--issuer-cert", str(paths.se_issuer_ca.cert),
-             "--issuer-key", str(paths.se_issuer_ca.key),
-             "--key-server-ca", str(paths.key_server_ca.cert))  # fmt: skip
-    stack: list[Callable[[], None]] = []
-    try:
-        served = ServedCard(card)
-        stack.append(served.stop)
+    with ExitStack() as stack:  # every stop runs, whatever one of them raised
         racs_metrics_port = free_tcp_port()
-        racs = _Racs(tmp_path / "racs", paths.directory, racs_metrics_port)
-        stack.append(racs.stop)
+        racs = served_card_and_racs(stack, tmp_path, paths, SEID, metrics_port=racs_metrics_port)
         api, scraper, keyserver = _keyserver(tmp_path / "keyserver", paths.directory)
-        stack.append(keyserver.stop)
-        port, lock_metrics_port = free_udp_port(), free_tcp_port()
-        enrolled = api.call("POST", "/locks", {"name": "gate", "host": "127.0.0.1", "port": port})
-        lock = LockProcess(tmp_path / "lock", port)
-        setup.install_lock(lock.directory, enrolled["bundle"], tmp_path / "bundle.json")
-        with lock.config.open("a") as f:
-            f.write(f"\n[metrics]\nenabled = true\nport = {lock_metrics_port}\n")
-        lock.start()
-        stack.append(lock.stop)
+        stack.callback(keyserver.stop)
+        lock_metrics_port = free_tcp_port()
+        metrics = f"\n[metrics]\nenabled = true\nport = {lock_metrics_port}\n"
+        lock, enrolled = enrolled_lock(stack, api, tmp_path, "gate", config=metrics)
         body = {"seid": SEID, "racs_server": f"127.0.0.1:{racs.port}", "label": "gate"}
         se = api.call("POST", "/secure-elements", body)
         targets = {
@@ -172,18 +126,8 @@ def fleet(tmp_path: Path) -> Iterator[tuple[KeyServerApi, LockProcess, Prometheu
         (tmp_path / "prom").mkdir()
         config = templated_config(tmp_path / "prom", targets, scraper, "gate")
         prometheus = Prometheus(exe, config, tmp_path / "prom", free_tcp_port())
-        stack.append(prometheus.stop)
+        stack.callback(prometheus.stop)
         yield api, lock, prometheus, enrolled["lock"]["id"], se["id"]
-    finally:
-        # every stop runs, whatever one of them raised: a pcscd left behind breaks later tests
-        failures = []
-        for stop in reversed(stack):
-            try:
-                stop()
-            except Exception as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
 
 
 @pytest.mark.peer

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import socket
 import subprocess
@@ -24,6 +25,8 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 from DTLSSocket import dtls
+
+from elock_testkit.procs import terminate
 
 PEER_ADDR = ("::ffff:127.0.0.1", 5000)
 EVENT_CONNECTED = 0x01DE
@@ -179,6 +182,40 @@ def _terminal(event: Any) -> bool:
     }
 
 
+def _send_flight(
+    client: Host,
+    now: float,
+    run: HostRun,
+    drop_out: DropSpec,
+    out_index: int,
+    deliver: Callable[[bytes], object],
+) -> int:
+    """Send what the client has due at ``now``, losing the ``drop_out`` ones; the next index."""
+    for datagram in client.datagrams_to_send(now):
+        run.sent.append(datagram)
+        if not _dropped(drop_out, out_index, datagram):
+            deliver(datagram)
+        out_index += 1
+    return out_index
+
+
+def _ended(run: HostRun, next_event: Callable[[], Any], stop: Callable[[Any], bool]) -> bool:
+    """Collect the client's events; whether the last one ends the run."""
+    while (event := next_event()) is not None:
+        run.events.append(event)
+    return bool(run.events) and stop(run.events[-1])
+
+
+def _kept(datagrams: list[bytes], drop_in: DropSpec, in_index: int) -> tuple[list[bytes], int]:
+    """The datagrams that reach the client (the ``drop_in`` ones lost), and the next index."""
+    kept = []
+    for datagram in datagrams:
+        if not _dropped(drop_in, in_index, datagram):
+            kept.append(datagram)
+        in_index += 1
+    return kept, in_index
+
+
 def run_in_memory(
     client: Host,
     server: Server,
@@ -200,23 +237,13 @@ def run_in_memory(
     client.connect(now)
     run.exchanges = 1
     while run.exchanges <= max_exchanges:
-        for datagram in client.datagrams_to_send(now):
-            run.sent.append(datagram)
-            if not _dropped(drop_out, out_index, datagram):
-                server.receive(datagram)
-            out_index += 1
-        while (event := next_event()) is not None:
-            run.events.append(event)
-        if run.events and stop(run.events[-1]):
+        out_index = _send_flight(client, now, run, drop_out, out_index, server.receive)
+        if _ended(run, next_event, stop):
             return run
-        arrived = []
         outbox = server.take()
         if not outbox and server.send_deferred():
             outbox = server.take()
-        for datagram in outbox:
-            if not _dropped(drop_in, in_index, datagram):
-                arrived.append(datagram)
-            in_index += 1
+        arrived, in_index = _kept(outbox, drop_in, in_index)
         run.exchanges += 1
         if arrived:
             for datagram in arrived:
@@ -255,11 +282,12 @@ class LibcoapServer:
         self.tool = tool
         self.port = free_port_pair()
         self.dtls_port = self.port + 1
-        self.proc = subprocess.Popen(
-            [tool, "-A", "127.0.0.1", "-p", str(self.port), "-k", psk, "-v", "3", *extra],
-            stdout=subprocess.DEVNULL if not log else open(log, "w"),
-            stderr=subprocess.STDOUT,
-        )
+        with open(log or os.devnull, "w") as out:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [tool, "-A", "127.0.0.1", "-p", str(self.port), "-k", psk, "-v", "3", *extra],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -279,12 +307,7 @@ class LibcoapServer:
         raise RuntimeError(f"{self.tool} did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 2)
 
 
 @contextlib.contextmanager
@@ -323,14 +346,8 @@ def run_udp(
         client.connect(time.monotonic())
         run.exchanges = 1
         while True:
-            for datagram in client.datagrams_to_send(time.monotonic()):
-                run.sent.append(datagram)
-                if not _dropped(drop_out, out_index, datagram):
-                    sock.send(datagram)
-                out_index += 1
-            while (event := next_event()) is not None:
-                run.events.append(event)
-            if run.events and stop(run.events[-1]):
+            out_index = _send_flight(client, time.monotonic(), run, drop_out, out_index, sock.send)
+            if _ended(run, next_event, stop):
                 return run
             now = time.monotonic()
             if now > end:
@@ -344,11 +361,7 @@ def run_udp(
                 sock.settimeout(quiet)
                 while True:
                     arrived.append(sock.recv(4096))
-            kept = []
-            for datagram in arrived:
-                if not _dropped(drop_in, in_index, datagram):
-                    kept.append(datagram)
-                in_index += 1
+            kept, in_index = _kept(arrived, drop_in, in_index)
             if kept:
                 run.exchanges += 1
                 for datagram in kept:

@@ -116,13 +116,7 @@ def test_coap_timer_backs_off() -> None:
     server = ScriptedServer(IDENTITY, PSK, responder=lambda data: None)
     # The largest random factor; the handshake's round trips took no time, so the link
     # timeout is its floor (0.1 s) and ACK_TIMEOUT twice that (RFC 7252 4.8.1).
-    session = _session(rng=lambda n: b"\xff" * n)
-    session.connect(0.0)
-    while session.state is not OpenState.AWAITING_RESPONSE:
-        for datagram in session.datagrams_to_send(0.0):
-            server.receive(datagram)
-        for datagram in server.take():
-            session.receive_datagram(datagram, 0.0)
+    session = _handshake_done(server, rng=lambda n: b"\xff" * n)
     session.datagrams_to_send(0.0)
     deadlines = []
     while (timer := session.get_timer()) is not None:
@@ -148,16 +142,22 @@ def test_wrong_token_is_ignored_and_the_right_one_accepted() -> None:
     assert len(calls) == 2  # the first answer was ignored; the retransmission got the second
 
 
-def _request_sent_to_a_silent_server() -> tuple[OpenSession, ScriptedServer]:
-    """A finished handshake and the request delivered; the server has not answered."""
-    server = ScriptedServer(IDENTITY, PSK, responder=lambda data: None)
-    session = _session()
+def _handshake_done(server: ScriptedServer, **kwargs: object) -> OpenSession:
+    """A session whose handshake with ``server`` is over, its request not yet sent."""
+    session = _session(**kwargs)
     session.connect(0.0)
     while session.state is not OpenState.AWAITING_RESPONSE:
         for datagram in session.datagrams_to_send(0.0):
             server.receive(datagram)
         for datagram in server.take():
             session.receive_datagram(datagram, 0.0)
+    return session
+
+
+def _request_sent_to_a_silent_server(**kwargs: object) -> tuple[OpenSession, ScriptedServer]:
+    """A finished handshake and the request delivered; the server has not answered."""
+    server = ScriptedServer(IDENTITY, PSK, responder=lambda data: None)
+    session = _handshake_done(server, **kwargs)
     for datagram in session.datagrams_to_send(0.0):
         server.receive(datagram)
     return session, server
@@ -211,16 +211,7 @@ def test_close_before_the_end_reports_a_failure() -> None:
 
 
 def _session_awaiting_response() -> tuple[OpenSession, ScriptedServer, bytes]:
-    server = ScriptedServer(IDENTITY, PSK, responder=lambda data: None)
-    session = _session(rng=lambda n: bytes(range(1, n + 1)))
-    session.connect(0.0)
-    while session.state is not OpenState.AWAITING_RESPONSE:
-        for datagram in session.datagrams_to_send(0.0):
-            server.receive(datagram)
-        for datagram in server.take():
-            session.receive_datagram(datagram, 0.0)
-    for datagram in session.datagrams_to_send(0.0):
-        server.receive(datagram)
+    session, server = _request_sent_to_a_silent_server(rng=lambda n: bytes(range(1, n + 1)))
     return session, server, server.received[0]
 
 

@@ -122,21 +122,26 @@ def test_handshake_survives_loss_against_libcoap(server: LibcoapServer, lost: se
     assert_fresh_sequence_numbers(run)
 
 
-@pytest.mark.peer
-def test_lost_server_final_flight_against_openssl() -> None:
-    """CCS+Finished lost: our timer repeats our final flight, OpenSSL repeats its own."""
-    tool = require_tool("coap-server-openssl")
+def _final_server_flight_lost(tool_name: str, client: DtlsClient, deadline: float) -> HostRun:
+    """A handshake with libcoap's server (``tool_name``) whose CCS+Finished is lost once."""
+    tool = require_tool(tool_name)
     lose = drop_first(1, _is_final_server_flight)
     with libcoap_server(tool, PSK.decode()) as server:
-        client = DtlsClient(IDENTITY, PSK)
         run = run_udp(
             client,
             ("127.0.0.1", server.dtls_port),
             next_event=client.next_event,
             drop_in=lose,
-            deadline=4.0,
+            deadline=deadline,
         )
     assert lose.remaining == 0
+    return run
+
+
+@pytest.mark.peer
+def test_lost_server_final_flight_against_openssl() -> None:
+    """CCS+Finished lost: our timer repeats our final flight, OpenSSL repeats its own."""
+    run = _final_server_flight_lost("coap-server-openssl", DtlsClient(IDENTITY, PSK), 4.0)
     assert run.events == [HandshakeCompleted()]
     assert len(run.sent) == 4
     assert_fresh_sequence_numbers(run)
@@ -147,18 +152,8 @@ def test_gnutls_does_not_repeat_its_last_flight() -> None:
     """A peer gap, pinned so it is not mistaken for ours: libcoap 4.3.1's GnuTLS server,
     once established, discards our repeated final flight ("Discarded message due to
     invalid decryption" at -v 9) instead of repeating CCS+Finished (RFC 6347 4.2.4)."""
-    tool = require_tool("coap-server-gnutls")
-    lose = drop_first(1, _is_final_server_flight)
-    with libcoap_server(tool, PSK.decode()) as server:
-        client = DtlsClient(IDENTITY, PSK, max_retransmissions=1)
-        run = run_udp(
-            client,
-            ("127.0.0.1", server.dtls_port),
-            next_event=client.next_event,
-            drop_in=lose,
-            deadline=4.5,
-        )
-    assert lose.remaining == 0
+    client = DtlsClient(IDENTITY, PSK, max_retransmissions=1)
+    run = _final_server_flight_lost("coap-server-gnutls", client, 4.5)
     assert run.events == [ConnectionTerminated("handshake timed out", None, from_peer=False)]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -167,6 +168,8 @@ def run(state: str, sequence: list[bytes]) -> None:
     assert len(host.list_containers(card.tx)) >= 1
 
 
+# 300 examples for each of five states: seconds, so out of the fast run (CI runs them).
+pytestmark = pytest.mark.slow
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -107,6 +107,7 @@ def mutate(record: bytes, how: int, where: int, value: int) -> bytes:
     return record + record
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -121,6 +122,7 @@ def test_random_bytes_in_every_state(
     check(server)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

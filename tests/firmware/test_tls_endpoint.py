@@ -15,16 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from elock_common import card_protocol as c
+from elock_common import provisioning_wire as wire
 from elock_common.container import parse_list
-from elock_common.provisioning_wire import (
-    MessageSplitter,
-    Response,
-    Status,
-    decode_response,
-    encode_delete,
-    encode_install,
-    encode_list,
-)
+from elock_testkit.tls_card import SELECT, applet_with_tls, carry_records, sender
 from firmware.apdu import ApduCommand
 from firmware.applet import Applet
 from firmware.provisioning_channel import (
@@ -75,7 +68,7 @@ class KeyServer:
         self.wire += [data, answer]
         self.incoming.write(answer)
 
-    def command(self, carry: object, message: bytes, mutate: object = None) -> list[Response]:
+    def command(self, carry: object, message: bytes, mutate: object = None) -> list[wire.Response]:
         self.tls.write(message)
         self.round_trip(carry, mutate)
         data = bytearray()
@@ -84,24 +77,34 @@ class KeyServer:
                 data += piece
         except ssl.SSLWantReadError:
             pass
-        return [decode_response(t, v or b"") for t, v in MessageSplitter().feed(bytes(data))]
+        return [
+            wire.decode_response(t, v or b"") for t, v in wire.MessageSplitter().feed(bytes(data))
+        ]
 
 
-def test_provisioning_through_tls(card_pki: CardPki) -> None:
+def _provisioning_session(
+    card_pki: CardPki,
+) -> tuple[InMemoryContainerStore, TlsEndpoint, KeyServer]:
+    """An endpoint over an empty store, opened, and a key server done with its handshake."""
     store = InMemoryContainerStore()
     endpoint = endpoint_for(card_pki, store)
     endpoint.open(time.time())
     key_server = KeyServer(card_pki)
     key_server.handshake(endpoint.feed)
+    return store, endpoint, key_server
+
+
+def test_provisioning_through_tls(card_pki: CardPki) -> None:
+    store, endpoint, key_server = _provisioning_session(card_pki)
     assert endpoint.state is EndpointState.OPEN
     assert endpoint.peer_certificate is not None
-    (installed,) = key_server.command(endpoint.feed, encode_install(container()))
-    assert installed.status is Status.DONE
-    (again,) = key_server.command(endpoint.feed, encode_install(container()))
-    assert again.status is Status.UNCHANGED
-    listed, deleted = key_server.command(endpoint.feed, encode_list() + encode_delete(1))
+    (installed,) = key_server.command(endpoint.feed, wire.encode_install(container()))
+    assert installed.status is wire.Status.DONE
+    (again,) = key_server.command(endpoint.feed, wire.encode_install(container()))
+    assert again.status is wire.Status.UNCHANGED
+    listed, deleted = key_server.command(endpoint.feed, wire.encode_list() + wire.encode_delete(1))
     assert [k.container_id for k in listed.containers()] == [1]
-    assert deleted.status is Status.DONE and store.list() == []
+    assert deleted.status is wire.Status.DONE and store.list() == []
     # What RACS and the phone carried: ciphertext only.
     assert all(PSK not in chunk for chunk in key_server.wire)
     key_server.incoming.write(endpoint.close())
@@ -114,17 +117,13 @@ def flip_last_byte_but_one(data: bytes) -> bytes:
 
 
 def test_a_record_changed_in_flight_aborts_and_leaves_the_store(card_pki: CardPki) -> None:
-    store = InMemoryContainerStore()
-    endpoint = endpoint_for(card_pki, store)
-    endpoint.open(time.time())
-    key_server = KeyServer(card_pki)
-    key_server.handshake(endpoint.feed)
-    (first,) = key_server.command(endpoint.feed, encode_install(container(1)))
-    assert first.status is Status.DONE
+    store, endpoint, key_server = _provisioning_session(card_pki)
+    (first,) = key_server.command(endpoint.feed, wire.encode_install(container(1)))
+    assert first.status is wire.Status.DONE
     with pytest.raises(ssl.SSLError, match="BAD_RECORD_MAC"):
         key_server.command(
             endpoint.feed,
-            encode_install(container(2, identity=b"second")),
+            wire.encode_install(container(2, identity=b"second")),
             mutate=flip_last_byte_but_one,
         )
     assert endpoint.state is EndpointState.FAILED
@@ -143,7 +142,7 @@ def test_a_broken_provisioning_stream_closes_the_session(card_pki: CardPki) -> N
     key_server = KeyServer(card_pki)
     key_server.handshake(endpoint.feed)
     (answer,) = key_server.command(endpoint.feed, b"\xff\x00")
-    assert answer.status is Status.MALFORMED
+    assert answer.status is wire.Status.MALFORMED
     assert endpoint.state is EndpointState.CLOSED
 
 
@@ -162,51 +161,36 @@ def test_open_starts_over(card_pki: CardPki) -> None:
 
 
 class ApduHost:
-    """The host side of draft-urien-tls-se: 240-byte blocks, then GET RESPONSE."""
+    """The host side of draft-urien-tls-se, counting the APDUs it sends."""
 
     def __init__(self, applet: Applet) -> None:
-        self.applet = applet
+        self._send = sender(applet)
         self.last_sw = 0
         self.apdus = 0
 
     def send(self, apdu: bytes) -> tuple[bytes, int]:
         self.apdus += 1
-        response = self.applet.process(apdu)
-        return response[:-2], int.from_bytes(response[-2:], "big")
+        return self._send(apdu)
 
     def carry(self, records: bytes) -> bytes:
-        blocks = [records[i : i + 240] for i in range(0, len(records), 240)] or [b""]
-        answer = b""
-        for i, block in enumerate(blocks):
-            p2 = (0x01 if i == 0 else 0) | (0x02 if i == len(blocks) - 1 else 0)
-            data, sw = self.send(bytes([0x00, 0xD8, 0x00, p2, len(block)]) + block + b"\x00")
-            answer += data
-            while sw >> 8 == 0x61:
-                data, sw = self.send(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
-                answer += data
-            # the last block ends with the session's status (TLS-SE): 9000 or 9001 here
-            assert sw in (0x9000, SW_TLS_OPEN), hex(sw)
-            self.last_sw = sw
+        # every block ends with the session's status (TLS-SE): 9000 or 9001 here
+        answer, self.last_sw = carry_records(self.send, records, ok=(0x9000, SW_TLS_OPEN))
+        assert self.last_sw in (0x9000, SW_TLS_OPEN), hex(self.last_sw)
         return answer
 
 
 def test_provisioning_through_the_applet(card_pki: CardPki) -> None:
-    applet = Applet(Store(Eeprom()))
-    endpoint = endpoint_for(card_pki, KeyringContainerStore(applet.keyring))
-    handler = TlsApduHandler(endpoint, clock=time.time)
-    for entry in handler.routes():
-        applet.registry.add(entry)
+    applet, handler = applet_with_tls(card_pki.card_cert, card_pki.card_key, card_pki.key_server_ca)
     host = ApduHost(applet)
-    select = bytes([0x00, 0xA4, 0x04, 0x00, len(c.AID)]) + c.AID
-    assert host.send(select)[1] == 0x9000
+    assert host.send(SELECT)[1] == 0x9000
     assert host.send(bytes.fromhex("00D8000000"))[1] == 0x9000  # RESET TLS, as the draft
     key_server = KeyServer(card_pki)
     key_server.handshake(host.carry)
     handshake_apdus = host.apdus
     assert handler.session_sw == SW_TLS_OPEN
     assert host.last_sw == SW_TLS_OPEN  # the dispatcher ends the answer with 9001
-    (installed,) = key_server.command(host.carry, encode_install(container(3)))
-    assert installed.status is Status.DONE
+    (installed,) = key_server.command(host.carry, wire.encode_install(container(3)))
+    assert installed.status is wire.Status.DONE
     entries, sw = host.send(bytes([0x80, c.INS_LIST, 0x00, 0x00, 0x00]))
     assert sw == 0x9000 and [k.container_id for k in parse_list(entries)] == [3]
     assert handshake_apdus <= 12
@@ -214,7 +198,7 @@ def test_provisioning_through_the_applet(card_pki: CardPki) -> None:
     applet.reset()
     handler.reset()
     assert handler.session_sw == 0x9000
-    assert host.send(select)[1] == 0x9000
+    assert host.send(SELECT)[1] == 0x9000
     assert host.send(bytes.fromhex("00D8000301AA"))[1] == 0x6985  # no session
 
 

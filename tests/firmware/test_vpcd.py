@@ -22,7 +22,7 @@ import pytest
 from elock_common import card_protocol as c
 from elock_common.container import parse_list
 from elock_demo.pcscd import SOCKET
-from elock_testkit.pcsc import READER, Pcscd, wait_for_card
+from elock_testkit.pcsc import READER, CardConnection, Pcscd, wait_for_card
 from firmware.virtual import cardfile, host
 from tests.conftest import require_tool
 from tests.firmware.helpers import PSKS
@@ -92,26 +92,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         served.pcscd.stop()  # the restart test may have replaced the one started here
 
 
-def connect() -> tuple[host.Transmit, object]:
-    from smartcard.System import readers
-
-    names = [str(r) for r in readers()]
-    assert READER in names, names
-    connection = next(r for r in readers() if str(r) == READER).createConnection()
-    connection.connect()
-
-    def transmit(apdu: bytes) -> bytes:
-        data, sw1, sw2 = connection.transmit(list(apdu))
-        return bytes(data) + bytes((sw1, sw2))
-
-    return transmit, connection
-
-
 @pytest.mark.peer
 def test_pyscard_select_list_and_round_trip(served: Served) -> None:
-    transmit, connection = connect()
-    try:
-        assert bytes(connection.getATR()) == c.ATR  # type: ignore[attr-defined]
+    with CardConnection() as connection:
+        transmit = connection.transmit
+        assert connection.atr() == c.ATR
         host.select(transmit)
         raw = host.transceive(transmit, bytes.fromhex("8030000000"))
         listed = parse_list(raw)
@@ -123,8 +108,6 @@ def test_pyscard_select_list_and_round_trip(served: Served) -> None:
             transmit(bytes.fromhex("8030000000"))
             times.append(time.perf_counter() - start)
         print(f"\nLIST round trip through pcscd: median {statistics.median(times) * 1e3:.3f} ms")
-    finally:
-        connection.disconnect()  # type: ignore[attr-defined]
 
 
 @pytest.mark.peer
@@ -183,9 +166,6 @@ def test_card_comes_back_after_pcscd_restart(served: Served) -> None:
         time.sleep(0.02)
     served.pcscd = Pcscd.start()
     wait_for_card()
-    transmit, connection = connect()
-    try:
-        host.select(transmit)
-        assert len(host.list_containers(transmit)) == 2
-    finally:
-        connection.disconnect()  # type: ignore[attr-defined]
+    with CardConnection() as connection:
+        host.select(connection.transmit)
+        assert len(host.list_containers(connection.transmit)) == 2

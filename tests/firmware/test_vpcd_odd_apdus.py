@@ -17,7 +17,7 @@ import pytest
 
 from elock_common import card_protocol as c
 from elock_testkit.cardproc import ServedCard, make_card
-from elock_testkit.pcsc import READER
+from elock_testkit.pcsc import READER, CardConnection
 
 SELECT = bytes([c.CLA_ISO, c.INS_SELECT, c.P1_SELECT_BY_NAME, 0, len(c.AID)]) + c.AID
 LIST = bytes([c.CLA_PROPRIETARY, c.INS_LIST, 0, 0, 0])
@@ -33,20 +33,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCard]:
         yield served
     finally:
         served.stop()
-
-
-def _connection() -> object:
-    from smartcard.System import readers
-
-    reader = next(r for r in readers() if str(r) == READER)
-    connection = reader.createConnection()
-    connection.connect()
-    return connection
-
-
-def _transmit(connection: object, apdu: bytes) -> bytes:
-    data, sw1, sw2 = connection.transmit(list(apdu))  # type: ignore[attr-defined]
-    return bytes(data) + bytes([sw1, sw2])
 
 
 def _within(seconds: float, call: Callable[[], bytes]) -> bytes | BaseException:
@@ -67,10 +53,10 @@ def _within(seconds: float, call: Callable[[], bytes]) -> bytes | BaseException:
     return result[0]
 
 
-def _ordinary_apdus_answered(connection: object) -> None:
+def _ordinary_apdus_answered(connection: CardConnection) -> None:
     began = time.monotonic()
-    assert _within(ANSWER_DEADLINE, lambda: _transmit(connection, SELECT)) == b"\x90\x00"
-    listed = _within(ANSWER_DEADLINE, lambda: _transmit(connection, LIST))
+    assert _within(ANSWER_DEADLINE, lambda: connection.transmit(SELECT)) == b"\x90\x00"
+    listed = _within(ANSWER_DEADLINE, lambda: connection.transmit(LIST))
     assert isinstance(listed, bytes) and listed[-2:] == b"\x90\x00"
     print(f"\nordinary APDUs answered {time.monotonic() - began:.3f} s after")
 
@@ -78,46 +64,38 @@ def _ordinary_apdus_answered(connection: object) -> None:
 @pytest.mark.peer
 @pytest.mark.parametrize("byte", [0x80, 0x00, 0x01, 0x02], ids=["80", "00", "01", "02"])
 def test_one_byte_apdu_is_refused_and_the_reader_lives_on(served: ServedCard, byte: int) -> None:
-    connection = _connection()
-    try:
-        assert _transmit(connection, SELECT) == b"\x90\x00"
-        answer = _within(ANSWER_DEADLINE, lambda: _transmit(connection, bytes([byte])))
+    with CardConnection() as connection:
+        assert connection.transmit(SELECT) == b"\x90\x00"
+        answer = _within(ANSWER_DEADLINE, lambda: connection.transmit(bytes([byte])))
         assert answer == b"\x67\x00", answer
         _ordinary_apdus_answered(connection)
-        other = _connection()  # and every other client of the reader
-        try:
+        with CardConnection() as other:  # and every other client of the reader
             _ordinary_apdus_answered(other)
-        finally:
-            other.disconnect()  # type: ignore[attr-defined]
-    finally:
-        connection.disconnect()  # type: ignore[attr-defined]
 
 
 @pytest.mark.peer
 def test_an_apdu_too_long_for_vpcd_is_refused_and_the_card_comes_back(served: ServedCard) -> None:
-    from smartcard.Exceptions import CardConnectionException
+    from smartcard.Exceptions import CardConnectionException, NoCardException
 
-    connection = _connection()
+    connection = CardConnection()
     try:
-        assert _transmit(connection, SELECT) == b"\x90\x00"
+        assert connection.transmit(SELECT) == b"\x90\x00"
         oversized = bytes([0x80, c.INS_LIST, 0, 0, 0, 0xFF, 0xFF]) + bytes(65544 - 7)
-        failed = _within(ANSWER_DEADLINE, lambda: _transmit(connection, oversized))
+        failed = _within(ANSWER_DEADLINE, lambda: connection.transmit(oversized))
         assert isinstance(failed, CardConnectionException), failed
     finally:
         try:
-            connection.disconnect()  # type: ignore[attr-defined]
+            connection.close()
         except CardConnectionException:
             pass  # the card was reset under this handle
     deadline = time.monotonic() + ANSWER_DEADLINE
     while True:  # pcscd sees the card again at its next presence poll (400 ms)
         try:
-            connection = _connection()
+            connection = CardConnection()
             break
-        except CardConnectionException:
+        except (CardConnectionException, NoCardException):  # not seen again yet
             if time.monotonic() > deadline:
                 pytest.fail(f"no card in {READER!r} {ANSWER_DEADLINE} s after the oversized APDU")
             time.sleep(0.05)
-    try:
+    with connection:
         _ordinary_apdus_answered(connection)
-    finally:
-        connection.disconnect()  # type: ignore[attr-defined]

@@ -21,11 +21,10 @@ from collections.abc import Callable
 from functools import cache
 
 from elock_common import IdentityFormatError, KeyIdentity, tlv
-from elock_common import card_protocol as c
 from elock_common.container import KeyContainer, parse_list
 from elock_common.errors import FormatError
 from elock_common.provisioning_wire import MessageSplitter, ProvisioningError, decode_request
-from firmware.applet import Applet
+from elock_testkit.tls_card import SELECT, applet_with_tls
 from firmware.coap_message import CoapFormatError, decode_message
 from firmware.dtls.errors import PeerError
 from firmware.dtls.fragments import pull_fragments
@@ -35,15 +34,11 @@ from firmware.dtls.messages import (
     pull_server_key_exchange,
 )
 from firmware.dtls.records import CT_HANDSHAKE, RecordError, parse_records
-from firmware.provisioning_channel import KeyringContainerStore
-from firmware.store import Eeprom, Store
 from firmware.tls13 import AlertDescription, ConnectionClosed, Tls13Server
 from firmware.tls13 import auth_messages as am
 from firmware.tls13.alerts import TlsAlert
 from firmware.tls13.messages import pull_client_hello
 from firmware.tls13.records import ContentType
-from firmware.tls_apdu import TlsApduHandler
-from firmware.tls_endpoint import TlsEndpoint
 from racs.errors import RacsError, RemoteProtocolError
 from racs.protocol import LineReader, parse_command, parse_response_line
 
@@ -67,16 +62,8 @@ def _tls_credentials():  # type: ignore[no-untyped-def]
 def apdu(data: bytes) -> None:
     """Up to 8 APDUs (one length byte each) into a selected applet with its TLS endpoint."""
     cred = _tls_credentials()
-    applet = Applet(Store(Eeprom()))
-    endpoint = TlsEndpoint(
-        certificate_chain=[cred.card_cert],
-        private_key=cred.card_key,
-        client_trust_anchor=cred.anchor,
-        store=KeyringContainerStore(applet.keyring),
-    )
-    for entry in TlsApduHandler(endpoint, clock=time.time).routes():
-        applet.registry.add(entry)
-    applet.process(bytes([0x00, c.INS_SELECT, 0x04, 0x00, len(c.AID)]) + c.AID)
+    applet, _ = applet_with_tls(cred.card_cert, cred.card_key, cred.anchor)
+    applet.process(SELECT)
     pos = 0
     for _ in range(8):
         if pos >= len(data):

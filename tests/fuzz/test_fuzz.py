@@ -34,6 +34,7 @@ def test_the_corpus_and_past_crashes_pass(name: str) -> None:
         TARGETS[name](path.read_bytes())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_a_short_fuzzing_run_finds_nothing(name: str, tmp_path: Path) -> None:
     import subprocess

@@ -7,60 +7,23 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from elock_testkit.cardproc import env, make_card
+from elock_testkit.browser import chromium
+from elock_testkit.cardproc import make_card, phone_app
 from elock_testkit.lockproc import LockProcess, coap
-from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
 
 # Real peers (libcoap, pcscd, Chromium, systemd-analyze...): not in the fast run.
 pytestmark = pytest.mark.peer
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_phone(card: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``elock-phone`` for ``card`` on a free port, once it answers; (process, its URL)."""
-    port = _free_tcp_port()
-    proc = subprocess.Popen([sys.executable, "-m", "key_client.phone.cli", "--card", str(card),
-                             "--port", str(port), *options], env=env(),
-                            stderr=subprocess.PIPE)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-
-    def answers() -> bool:
-        if proc.poll() is not None:
-            pytest.fail("elock-phone did not start")
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-        except OSError:
-            return False
-        return True
-
-    wait_for(answers, 15, "elock-phone to start")
-    return proc, url
+PHONE_SCREEN: dict[str, Any] = {"viewport": {"width": 390, "height": 760}, "device_scale_factor": 2}
 
 
 @pytest.fixture
@@ -68,35 +31,24 @@ def phone(tmp_path: Path) -> Iterator[tuple[str, LockProcess]]:
     require_tool("coap-client-openssl")
     lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
     lock.start()
-    good, revoked, admin = lock.mint(), lock.mint(), lock.mint("--admin", "--no-open")
-    body = json.dumps({"version": 1, "revoked": [revoked.key_id]})
-    coap(
-        "coap-client-openssl",
-        "post",
-        admin,
-        lock.uri.replace("/lock", "/admin/revocations"),
-        payload=body,
-    )
-    card = make_card(tmp_path, [("Front door", lock.uri, good), ("Back door", lock.uri, revoked)])
-    proc, url = _start_phone(card)
-    yield url, lock
-    proc.terminate()
-    proc.wait(10)
-    if proc.stderr is not None:
-        proc.stderr.close()
-    lock.stop()
+    try:
+        good, revoked, admin = lock.mint(), lock.mint(), lock.mint("--admin", "--no-open")
+        body = json.dumps({"version": 1, "revoked": [revoked.key_id]})
+        revocations = lock.uri.replace("/lock", "/admin/revocations")
+        coap("coap-client-openssl", "post", admin, revocations, payload=body)
+        doors = [("Front door", lock.uri, good), ("Back door", lock.uri, revoked)]
+        with phone_app(make_card(tmp_path, doors)) as url:
+            yield url, lock
+    finally:
+        lock.stop()
 
 
 def test_tap_open_then_refused_on_a_revoked_key(
     phone: tuple[str, LockProcess], tmp_path: Path
 ) -> None:
-    chromium = require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
     url, lock = phone
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 390, "height": 760}, device_scale_factor=2)
+    with chromium(require_tool("chromium")) as browser:
+        page = browser.new_page(**PHONE_SCREEN)
         page.goto(url)
         page.get_by_role("button", name="Front door").click()
         page.wait_for_selector("#status.opened", timeout=15000)
@@ -111,7 +63,6 @@ def test_tap_open_then_refused_on_a_revoked_key(
         text = page.locator("#status").inner_text()
         assert text.startswith("Refused") and "key revoked" in text
         assert lock.relay_events().count("on") == 1
-        browser.close()
 
 
 def test_api_refuses_cross_site_requests(phone: tuple[str, LockProcess]) -> None:
@@ -120,6 +71,7 @@ def test_api_refuses_cross_site_requests(phone: tuple[str, LockProcess]) -> None
                                      headers={"Content-Type": "application/json"})  # fmt: skip
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=5)
+    info.value.close()  # an HTTPError holds the response's socket open
     assert info.value.code == 403
     forged = urllib.request.Request(
         url + "api/open",
@@ -133,21 +85,18 @@ def test_api_refuses_cross_site_requests(phone: tuple[str, LockProcess]) -> None
     )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(forged, timeout=5)
+    info.value.close()
     assert info.value.code == 403
     assert "on" not in lock.relay_events()
 
 
 def test_pin_dialog_for_a_key_that_needs_it(tmp_path: Path) -> None:
-    chromium = require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
+    executable = require_tool("chromium")
     lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
     lock.start()
     card = make_card(tmp_path, [("Garage", lock.uri, lock.mint())], pin="2468")
-    proc, url = _start_phone(card)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        with phone_app(card) as url, chromium(executable) as browser:
             page = browser.new_page()
             page.goto(url)
             page.get_by_role("button", name="Garage").click()
@@ -161,10 +110,7 @@ def test_pin_dialog_for_a_key_that_needs_it(tmp_path: Path) -> None:
             page.click("#pin-ok")
             page.wait_for_selector("#status.opened", timeout=15000)
             assert lock.relay_events().count("on") == 1
-            browser.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
         lock.stop()
 
 
@@ -210,16 +156,10 @@ def test_dns_rebinding_cannot_open_the_door(phone: tuple[str, LockProcess]) -> N
 
 def test_rebound_name_in_chromium_gets_nothing(phone: tuple[str, LockProcess]) -> None:
     """Chromium told that evil.example is 127.0.0.1, as a rebinding DNS server would."""
-    chromium = require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
     url, lock = phone
     port = url.rsplit(":", 1)[1].strip("/")
     rules = "--host-resolver-rules=MAP evil.example 127.0.0.1"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium, headless=True, args=[*CHROMIUM_ARGS, rules]
-        )
+    with chromium(require_tool("chromium"), rules) as browser:
         page = browser.new_page()
         response = page.goto(f"http://evil.example:{port}/")
         assert response is not None and response.status == 421
@@ -234,39 +174,32 @@ def test_rebound_name_in_chromium_gets_nothing(phone: tuple[str, LockProcess]) -
         page.goto(url.replace("127.0.0.1", "localhost"))
         page.get_by_role("button", name="Front door").click()
         page.wait_for_selector("#status.opened", timeout=15000)
-        browser.close()
     assert lock.relay_events().count("on") == 1
 
 
 def test_a_lost_answer_says_the_door_may_be_open(tmp_path: Path) -> None:
     """The request reached the lock, every answer was lost: no "unreachable", a warning."""
-    chromium = require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
     from elock_testkit.lossy_relay import DOWN, LossyRelay, drop_application_data
 
+    executable = require_tool("chromium")
     lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
     lock.start()
-    relay = LossyRelay(("127.0.0.1", lock.port), loss=0.0, pattern=drop_application_data(DOWN))
-    relay.__enter__()
-    uri = f"coaps://127.0.0.1:{relay.port}/lock"
-    card = make_card(tmp_path, [("Side door", uri, lock.mint())])
-    proc, url = _start_phone(card, "--timeout", "3")
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 390, "height": 760}, device_scale_factor=2)
-            page.goto(url)
-            page.get_by_role("button", name="Side door").click()
-            page.wait_for_selector("#status.unknown", timeout=20000)
-            text = page.locator("#status").inner_text()
-            assert text.startswith("No answer from the lock"), text
-            assert "the door may be open; check before trying again" in text
-            assert lock.relay_events().count("on") == 1
-            page.screenshot(path=str(tmp_path / "phone-unknown.png"))
-            browser.close()
+        relay = LossyRelay(("127.0.0.1", lock.port), loss=0.0, pattern=drop_application_data(DOWN))
+        with relay:
+            uri = f"coaps://127.0.0.1:{relay.port}/lock"
+            card = make_card(tmp_path, [("Side door", uri, lock.mint())])
+            with phone_app(card, "--timeout", "3") as url, chromium(executable) as browser:
+                page = browser.new_page(
+                    viewport={"width": 390, "height": 760}, device_scale_factor=2
+                )
+                page.goto(url)
+                page.get_by_role("button", name="Side door").click()
+                page.wait_for_selector("#status.unknown", timeout=20000)
+                text = page.locator("#status").inner_text()
+                assert text.startswith("No answer from the lock"), text
+                assert "the door may be open; check before trying again" in text
+                assert lock.relay_events().count("on") == 1
+                page.screenshot(path=str(tmp_path / "phone-unknown.png"))
     finally:
-        proc.terminate()
-        proc.wait(10)
-        relay.__exit__()
         lock.stop()

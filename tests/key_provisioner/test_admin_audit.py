@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text, update
 
 from elock_testkit.liveserver import env, start_keyserver
@@ -65,6 +66,7 @@ def _walk(reader: Http, query: str, limit: int = 50) -> list[dict[str, Any]]:
         cursor = f"&cursor={page['next_cursor']}"
 
 
+@pytest.mark.peer
 def test_every_change_names_its_token_and_address(tmp_path: Path, database_url: str) -> None:
     server = start_keyserver(tmp_path / "ks", database_url, worker=False)
     config = tmp_path / "ks" / "keyserver.toml"

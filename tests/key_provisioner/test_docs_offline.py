@@ -12,43 +12,22 @@ import re
 import shutil
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+# tests/key_provisioner/test_console.py takes the flags from here
+from elock_testkit.browser import CHROMIUM_ARGS as CHROMIUM_ARGS
+from elock_testkit.browser import chromium, confined_page
 from elock_testkit.liveserver import start_keyserver
 from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.peer  # headless Chromium and the server as a process
 
-# As the phone app's browser tests launch it (tests/key_client/test_phone_browser.py).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-CHROMIUM_ARGS += ["--disable-quic", "--disable-background-networking"]
-CHROMIUM_ARGS += ["--disable-component-update"]
-
-
-def _offline_page(browser: Any, origin: str, elsewhere: list[str], console: list[str]) -> Any:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-
-    def only_the_key_server(route: Any) -> None:
-        if route.request.url.startswith(origin + "/"):
-            route.continue_()
-        else:
-            elsewhere.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_the_key_server)
-    page = context.new_page()
-    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-    return page
-
 
 def test_docs_render_offline_under_a_strict_csp(tmp_path: Path) -> None:
-    chromium = require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
+    executable = require_tool("chromium")
     server = start_keyserver(tmp_path / "ks", f"sqlite:///{tmp_path}/ks.sqlite3", worker=False)
     try:
         spec = httpx.get(server.url + "/openapi.json").json()
@@ -62,9 +41,9 @@ def test_docs_render_offline_under_a_strict_csp(tmp_path: Path) -> None:
             assert "<script>" not in html  # nothing inline for the CSP to allow
         elsewhere: list[str] = []
         console: list[str] = []
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            page = _offline_page(browser, server.url, elsewhere, console)
+        with chromium(executable) as browser:
+            viewport = {"width": 1280, "height": 900}
+            page = confined_page(browser, server.url, elsewhere, viewport=viewport, console=console)
             page.goto(server.url + "/docs")
             # polled from here: a string evaluated in the page is eval, which the CSP forbids
             wait_for(lambda: page.locator(".opblock").count() == operations, 20, "every operation")
@@ -75,7 +54,6 @@ def test_docs_render_offline_under_a_strict_csp(tmp_path: Path) -> None:
                 timeout=20000
             )
             assert page.locator("h2", has_text="Changes made through the API").count() == 1
-            browser.close()
         assert elsewhere == []  # nothing even tried to leave the machine past the CSP
         # The one load the CSP had to stop: ReDoc's "powered by" logo from its CDN.
         blocked = {

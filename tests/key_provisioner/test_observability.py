@@ -11,21 +11,13 @@ import re
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from elock_testkit.metrics import parse_samples
 from key_provisioner.observability.collector import FLEET, PER_LOCK
 from key_provisioner.observability.metrics import HEARTBEAT
 from tests.key_provisioner.conftest import Api
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-")
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def test_health_answers_without_a_token(admin: Api) -> None:
@@ -47,7 +39,7 @@ def test_metrics_need_a_token_and_show_what_the_api_did(admin: Api, auditor: Api
     response = auditor.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    samples = _samples(response.text)
+    samples = parse_samples(response.text)
     revoked = [v for (name, labels), v in samples.items()
                if name == "elock_keyserver_keys" and ("state", "revoked") in labels]  # fmt: skip
     assert revoked == [1]

@@ -103,7 +103,7 @@ class RacsThread:
         return racs
 
     def stop(self, racs: Racs) -> None:
-        self.run(racs.server.close())
+        self.run(racs.close())  # the server and its APDU log
         self.servers.remove(racs)
 
     def close(self) -> None:
@@ -113,14 +113,17 @@ class RacsThread:
         self.thread.join(10)
         self.loop.close()
 
+    def __enter__(self) -> RacsThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @pytest.fixture
 def racs_thread() -> Iterator[RacsThread]:
-    thread = RacsThread()
-    try:
+    with RacsThread() as thread:
         yield thread
-    finally:
-        thread.close()
 
 
 @dataclass

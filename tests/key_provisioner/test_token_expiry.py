@@ -40,6 +40,7 @@ def _line(listing: str, token_id: str) -> str:
     return next(line for line in listing.splitlines() if line.startswith(token_id))
 
 
+@pytest.mark.peer
 def test_expired_tokens_are_refused_by_the_running_server(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -91,6 +92,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("when", "why"),
     [
@@ -115,6 +117,7 @@ def test_token_create_refuses_an_expiry_that_never_works(
     assert _cli(config, "token", "list").stdout == ""
 
 
+@pytest.mark.slow
 def test_expires_takes_durations_dates_and_times(tmp_path: Path) -> None:
     config = _config(tmp_path)
     assert _cli(config, "migrate").returncode == 0

@@ -14,31 +14,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from elock_common import Rights
 from elock_common.identity import KeyIdentity
 from elock_testkit.lockproc import ELOCK_LOCK, Key, LockProcess, _env, coap
+from elock_testkit.metrics import scrape
+from elock_testkit.ports import free_tcp_port
 from lock_server.config import DEFAULT_METRICS_PORT, parse_config
 from lock_server.errors import LockConfigError
 from lock_server.metrics import reason_label
 from lock_server.policy import check_key, uses_exhausted
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def status(lock: LockProcess) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -52,6 +52,7 @@ class CertificateVerifySkippingServer(Tls13Server):
         super()._handle_handshake(msg_type, body, raw)
 
 
+@pytest.mark.slow
 def test_a_client_taking_early_application_data_is_caught() -> None:
     sul = dtls_client_sul.DtlsClientSul(EarlyApplicationDataClient)
     model, _ = learn("broken", sul, DTLS_CLIENT.small_alphabet, DTLS_CLIENT.ci_bound)
@@ -61,6 +62,7 @@ def test_a_client_taking_early_application_data_is_caught() -> None:
     assert check_handshake(DTLS_CLIENT.committed(small=True), DTLS_CLIENT.spec) == []
 
 
+@pytest.mark.slow
 def test_a_server_skipping_certificate_verify_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("firmware.tls_endpoint.Tls13Server", CertificateVerifySkippingServer)
     sul = tls13_sul.Tls13ApduSul()

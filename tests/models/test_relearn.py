@@ -59,10 +59,12 @@ def relearned_matches(target: Target, *, converged: bool = True, tries: int = 1)
     )
 
 
+@pytest.mark.slow
 def test_the_dtls_client_model_is_unchanged() -> None:
     relearned_matches(DTLS_CLIENT)
 
 
+@pytest.mark.slow
 def test_the_tls13_server_model_is_unchanged() -> None:
     relearned_matches(TLS13_SERVER)
 

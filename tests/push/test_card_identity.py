@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from cryptography import x509
 from elock_common import card_protocol as c
 from elock_common import pki
 from elock_common.container import KeyContainer
-from elock_testkit.cardproc import env
+from elock_testkit.cardproc import ELOCK_SE, elock_se, env, personalize_with_identity
 from elock_testkit.push_harness import make_card
 from firmware import identity
 from firmware.applet import Applet
@@ -84,26 +83,19 @@ def test_the_private_key_is_made_once_and_certificates_must_match(
     assert "key hidden" in repr(identity.CardIdentity.load(store))
 
 
+@pytest.mark.slow
 def test_elock_se_personalize_with_an_identity(push_pki: pki.PkiPaths, tmp_path: Path) -> None:
     card = tmp_path / "card.json"
-    run = [sys.executable, "-m", "firmware.virtual.cli"]
-    done = subprocess.run(
-        [*run, "personalize", "--card", str(card), "--seid", "card-0100",
-         "--issuer-cert", str(push_pki.se_issuer_ca.cert),
-         "--issuer-key", str(push_pki.se_issuer_ca.key),
-         "--key-server-ca", str(push_pki.key_server_ca.cert)],
-        capture_output=True, text=True, env=env(), timeout=30, check=True,
-    )  # fmt: skip
-    assert "SEID card-0100" in done.stdout
-    shown = subprocess.run([*run, "certificate", "--card", str(card)], capture_output=True,
-                           text=True, env=env(), timeout=30, check=True)  # fmt: skip
-    cert = x509.load_pem_x509_certificate(shown.stdout.encode())
+    personalized = personalize_with_identity(card, push_pki, "card-0100")
+    assert "SEID card-0100" in personalized
+    shown = elock_se("certificate", "--card", str(card))
+    cert = x509.load_pem_x509_certificate(shown.encode())
     issuer = pki.load_certificate(push_pki.se_issuer_ca.cert)
     pki.verify_se_certificate(cert, issuer, "card-0100", time.time())
     key_cell = cardfile.load(card).read(identity.CELL_KEY)
-    assert key_cell is not None and key_cell.hex() not in done.stdout + shown.stdout
+    assert key_cell is not None and key_cell.hex() not in personalized + shown
     half = subprocess.run(
-        [*run, "personalize", "--card", str(tmp_path / "b.json"), "--seid", "x"],
+        [*ELOCK_SE, "personalize", "--card", str(tmp_path / "b.json"), "--seid", "x"],
         capture_output=True, text=True, env=env(), timeout=30,
     )  # fmt: skip
     assert half.returncode == 1 and "go together" in half.stderr

@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ import pytest
 from elock_common import pki
 from elock_demo import setup
 from elock_demo.services import KeyServerApi
-from elock_testkit.cardproc import ServedCard, coap_open, elock_se, env
-from elock_testkit.liveserver import Process, free_tcp_port, run_module
+from elock_testkit.cardproc import ServedCard, coap_open, env, personalize_with_identity
+from elock_testkit.liveserver import start_demo_keyserver
 from elock_testkit.lockproc import Key, LockProcess, coap, free_udp_port
 from elock_testkit.pcsc import READER
 from elock_testkit.racsproc import RacsProcess
@@ -57,48 +58,51 @@ class System:
     se_id: str
 
 
-def start_keyserver(directory: Path, paths: pki.PkiPaths) -> tuple[KeyServerApi, Process]:
-    """The key server as the demo configures it: SQLite, a fast worker, ``[push]`` from *paths*."""
-    port = free_tcp_port()
-    # the lock dials this (it goes into its bundle): revocations reach it over that connection
-    config = setup.keyserver_config(directory, paths.directory, f"ws://127.0.0.1:{port}/sync/lock")
-    cli = ["key_provisioner.cli", "--config", str(config)]
-    run_module(*cli, "migrate")
-    token = run_module(*cli, "token", "create", "--role", "admin", "--name", "e2e").strip()
-    process = Process([*cli, "serve", "--port", str(port)], directory / "keyserver.log",
-                      "Uvicorn running on")  # fmt: skip
-    process.start()
-    return KeyServerApi(f"http://127.0.0.1:{port}", token), process
+def served_card_and_racs(
+    stack: ExitStack,
+    directory: Path,
+    paths: pki.PkiPaths,
+    seid: str,
+    *,
+    metrics_port: int | None = None,
+) -> RacsProcess:
+    """A card personalized with ``seid`` served behind pcscd, and racs-server for its reader;
+    both stopped when ``stack`` closes."""
+    card = directory / "card.json"
+    personalize_with_identity(card, paths, seid)
+    stack.callback(ServedCard(card).stop)
+    racs = RacsProcess(paths, directory / "racs", seid, metrics_port=metrics_port)
+    stack.callback(racs.stop)
+    return racs
+
+
+def enrolled_lock(
+    stack: ExitStack, api: KeyServerApi, directory: Path, name: str, *, config: str = ""
+) -> tuple[LockProcess, dict[str, Any]]:
+    """A lock enrolled through the API and installed from its bundle (``config`` appended to
+    its lock.toml), running until ``stack`` closes; the lock and what enrolment answered."""
+    port = free_udp_port()
+    enrolled = api.call("POST", "/locks", {"name": name, "host": "127.0.0.1", "port": port})
+    lock = LockProcess(directory / "lock", port)
+    setup.install_lock(lock.directory, enrolled["bundle"], directory / "bundle.json")
+    with lock.config.open("a") as f:
+        f.write(config)
+    lock.start()
+    stack.callback(lock.stop)
+    return lock, enrolled
 
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
     paths = elock_pki_init(tmp_path / "pki")
-    card = tmp_path / "card.json"
-    elock_se("personalize", "--card", str(card), "--seid", SEID,
-             "--issuer-cert", str(paths.se_issuer_ca.cert),
-             "--issuer-key", str(paths.se_issuer_ca.key),
-             "--key-server-ca", str(paths.key_server_ca.cert))  # fmt: skip
-    stack: list[Callable[[], None]] = []
-    try:
-        served = ServedCard(card)
-        stack.append(served.stop)
-        racs = RacsProcess(paths, tmp_path, SEID)
-        stack.append(racs.stop)
-        api, keyserver = start_keyserver(tmp_path / "keyserver", paths)
-        stack.append(keyserver.stop)
-        port = free_udp_port()
-        enrolled = api.call("POST", "/locks", {"name": "e2e", "host": "127.0.0.1", "port": port})
-        lock = LockProcess(tmp_path / "lock", port)
-        setup.install_lock(lock.directory, enrolled["bundle"], tmp_path / "bundle.json")
-        lock.start()
-        stack.append(lock.stop)
+    with ExitStack() as stack:  # every stop runs, whatever one of them raised
+        racs = served_card_and_racs(stack, tmp_path, paths, SEID)
+        api, keyserver, _ = start_demo_keyserver(tmp_path / "keyserver", paths.directory)
+        stack.callback(keyserver.stop)
+        lock, enrolled = enrolled_lock(stack, api, tmp_path, "e2e")
         body = {"seid": SEID, "racs_server": f"127.0.0.1:{racs.port}", "label": "e2e phone"}
         se = api.call("POST", "/secure-elements", body)
         yield System(api, racs, lock, enrolled["lock"]["id"], se["id"])
-    finally:
-        for stop in reversed(stack):
-            stop()
 
 
 def push_state(api: KeyServerApi, key_id: str, state: str) -> Callable[[], Any]:

@@ -15,7 +15,7 @@ import pytest
 from elock_common import pki
 from elock_common.container import KeyContainer
 from elock_push import Delete, Install, Outcome
-from elock_testkit.cardproc import ServedCard, elock_se
+from elock_testkit.cardproc import ServedCard, personalize_with_identity
 from elock_testkit.push_harness import pusher_for
 from elock_testkit.racsproc import RacsProcess
 from firmware.keyring import Keyring
@@ -29,10 +29,7 @@ PSK = "cGNzYy1wYXRoLXNlY3JldC1wc2stMDAx"
 @pytest.fixture
 def served(push_pki: pki.PkiPaths, tmp_path: Path) -> Iterator[tuple[Path, RacsProcess]]:
     card = tmp_path / "card.json"
-    elock_se("personalize", "--card", str(card), "--seid", "card-0200",
-             "--issuer-cert", str(push_pki.se_issuer_ca.cert),
-             "--issuer-key", str(push_pki.se_issuer_ca.key),
-             "--key-server-ca", str(push_pki.key_server_ca.cert))  # fmt: skip
+    personalize_with_identity(card, push_pki, "card-0200")
     served = ServedCard(card)
     try:
         racs = RacsProcess(push_pki, tmp_path, "card-0200")

@@ -29,7 +29,7 @@ from racs.registry import Registry, Slot
 from racs.server import RacsServer
 from racs.service import RacsService
 from tests.conftest import require_tool
-from tests.racs.test_cli import s_client, start_server, write_config
+from tests.racs.test_cli import lines_until_end, s_client, start_server, write_config
 
 pytestmark = pytest.mark.peer
 BLACK_LISTED = "A0000000041010"  # OTHER_AID of the test applet: alice may not select it
@@ -147,13 +147,8 @@ async def s_client_session(
     )  # fmt: skip
     assert proc.stdin and proc.stdout
     proc.stdin.write(b"BEGIN\nLIST\nEND\n")
-    out: list[str] = []
     try:
-        while not out or out[-1] != "END":
-            raw = await asyncio.wait_for(proc.stdout.readline(), 10)
-            if not raw:
-                break
-            out.append(raw.decode(errors="replace").rstrip("\r\n"))
+        out = await lines_until_end(proc.stdout)
         proc.stdin.write(b"Q\n")  # s_client's command for a clean close (close_notify)
         with contextlib.suppress(ConnectionError):
             await proc.stdin.drain()

@@ -78,6 +78,17 @@ async def start_server(config: Path) -> tuple[asyncio.subprocess.Process, int]:
     return proc, int(line.split()[1])
 
 
+async def lines_until_end(stream: asyncio.StreamReader) -> list[str]:
+    """What s_client printed, line by line, up to RACS's END (or its end of output)."""
+    lines: list[str] = []
+    while not lines or lines[-1] != "END":
+        raw = await asyncio.wait_for(stream.readline(), 10)
+        if not raw:
+            break
+        lines.append(raw.decode(errors="replace").rstrip("\r\n"))
+    return lines
+
+
 async def s_client(
     pki: Pki, port: int, tls: str, cn: str | None, request: str
 ) -> tuple[list[str], str]:
@@ -96,13 +107,8 @@ async def s_client(
         await proc.stdin.drain()
     except (ConnectionResetError, BrokenPipeError):
         pass  # s_client already gave up: the server refused the handshake; stderr says how
-    lines: list[str] = []
     try:
-        while not lines or lines[-1] != "END":
-            raw = await asyncio.wait_for(proc.stdout.readline(), 10)
-            if not raw:
-                break
-            lines.append(raw.decode().rstrip("\r\n"))
+        lines = await lines_until_end(proc.stdout)
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -8,13 +8,13 @@ so each test compares before and after.
 from __future__ import annotations
 
 import asyncio
-import socket
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from elock_testkit.metrics import Samples
+from elock_testkit.metrics import scrape as scrape_now
+from elock_testkit.ports import free_tcp_port
 from elock_testkit.racs_applets import ELOCK_AID
 from elock_testkit.racs_pki import Pki
 from racs import metrics
@@ -24,27 +24,9 @@ from racs.errors import ConfigError
 from tests.racs.conftest import Harness, raw_client_context
 from tests.racs.test_server import read_block, select
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
 
 async def scrape(port: int) -> Samples:
-    return await asyncio.to_thread(_scrape, port)
+    return await asyncio.to_thread(scrape_now, port)
 
 
 def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:

@@ -28,15 +28,19 @@ class Procs:
         self.procs.append(proc)
         return proc
 
+    def __enter__(self) -> Procs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Every process spawned, with its group, on every exit path."""
+        for proc in self.procs:
+            stop_group(proc)
+
 
 @pytest.fixture
 def procs() -> Iterator[Procs]:
-    p = Procs()
-    try:
+    with Procs() as p:
         yield p
-    finally:
-        for proc in p.procs:
-            stop_group(proc)
 
 
 @pytest.fixture
@@ -48,5 +52,3 @@ def paths(tmp_path: Path) -> pki.PkiPaths:
 def api(procs: Procs, paths: pki.PkiPaths, tmp_path: Path) -> KeyServer:
     return start_keyserver(procs.spawn, HERE, tmp_path / "ks", paths, listen="127.0.0.1",
                            port=free_tcp_port())  # fmt: skip
-
-

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from elock_common import pki
+from elock_testkit.cardproc import personalize_with_identity
 from elock_testkit.liveserver import FAST_WORKER, env, run_module
 from elock_testkit.waiting import wait_for
 from key_provisioner.core.crypto import MasterKey
@@ -128,11 +129,7 @@ def start_keyserver(
 
 def personalize_card(directory: Path, paths: pki.PkiPaths, seid: str, key_server: str) -> Path:
     card = directory / f"{seid}.json"
-    run_module("firmware.virtual.cli", "personalize", "--card", str(card), "--seid", seid,
-               "--issuer-cert", str(paths.se_issuer_ca.cert),
-               "--issuer-key", str(paths.se_issuer_ca.key),
-               "--key-server-ca", str(paths.key_server_ca.cert),
-               "--key-server", key_server)  # fmt: skip
+    personalize_with_identity(card, paths, seid, "--key-server", key_server)
     return card
 
 
