@@ -124,6 +124,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         self._established = False
         self._key_exchange: bytes | None = None  # the first ClientKeyExchange, as received
         self._finished_lengths: frozenset[int] = frozenset()  # the client's Finished record
+        self._sent_fatal = False
 
     async def _run_retransmissions(self) -> None:
         """aiocoap's retransmission check, never sooner than ``MIN_RETRANSMIT_CHECK``."""
@@ -138,6 +139,8 @@ class _PeerDTLS(upstream._AddressDTLS):
 
     def _write(self, recipient: Any, data: bytes) -> int:
         self._written.append(bytes(data))
+        if _has_fatal_alert(data):
+            self._sent_fatal = True
         return super()._write(recipient, data)  # type: ignore[no-any-return]
 
     def before_datagram(self, data: bytes) -> bool:
@@ -276,10 +279,29 @@ class _PeerDTLS(upstream._AddressDTLS):
                 # The client repeated its Finished: ours was lost. tinydtls
                 # accepts the repeat but sends nothing, so replay it here.
                 self._replay(self._final_flight)
+        if self._sent_fatal:
+            self._after_fatal_alert()
         messages = _handshake_messages(data)
         if messages and self._written and len(self._answers) < MAX_REMEMBERED_FLIGHTS:
             self._answers.setdefault(messages, list(self._written))
         self._written.clear()
+
+    def _after_fatal_alert(self) -> None:
+        """tinydtls sent a fatal alert (an unexpected message): the peer is forgotten.
+
+        RFC 5246 7.2.2: a fatal alert ends the connection. tinydtls kept the
+        peer's half-done handshake, so a later message could carry it on from
+        where the alert left it (learning showed a tangle of such states); a
+        peer that goes on must start a new handshake from its ClientHello.
+        """
+        self._sent_fatal = False
+        if self._pending is not None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self._handshake_failed("unexpected message")
+        else:
+            self._forget_soon()
 
     def _settle(self) -> None:
         if self._deadline is not None:
@@ -328,6 +350,18 @@ class _PeerPool(upstream._DatagramServerSocketSimpleDTLS):
 def _has_alert(datagram: bytes) -> bool:
     """Whether a datagram holds an alert record (type 21), of any epoch."""
     return any(kind == 21 for kind, _ in _records(datagram))
+
+
+def _has_fatal_alert(datagram: bytes) -> bool:
+    """Whether a datagram holds a plaintext (epoch 0) fatal alert record."""
+    offset = 0
+    while offset + 15 <= len(datagram):
+        length = int.from_bytes(datagram[offset + 11 : offset + 13], "big")
+        plain = datagram[offset + 3 : offset + 5] == b"\0\0"
+        if datagram[offset] == 21 and plain and datagram[offset + 13] == _LEVEL_FATAL:
+            return True
+        offset += 13 + length
+    return False
 
 
 def _has_encrypted_handshake(datagram: bytes) -> bool:
