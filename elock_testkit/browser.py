@@ -44,10 +44,13 @@ def confined_page(
     *,
     viewport: dict[str, int],
     console: list[str] | None = None,
+    accept_downloads: bool = False,
+    script_errors: bool = False,
 ) -> Any:
     """A page that may load only from ``origin``; other URLs are aborted and noted in
-    ``elsewhere``; console messages go to ``console`` when given."""
-    context = browser.new_context(viewport=viewport)
+    ``elsewhere`` (with uncaught script errors too, when ``script_errors``); console
+    messages go to ``console`` when given."""
+    context = browser.new_context(viewport=viewport, accept_downloads=accept_downloads)
 
     def only_the_origin(route: Any) -> None:
         if route.request.url.startswith(origin + "/"):
@@ -60,4 +63,6 @@ def confined_page(
     page = context.new_page()
     if console is not None:
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    if script_errors:
+        page.on("pageerror", lambda error: elsewhere.append(f"script error: {error}"))
     return page

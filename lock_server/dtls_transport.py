@@ -174,13 +174,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         found it (docs/testing.md). The alert's level is encrypted from epoch 1 on,
         so any alert counts: a handshake has no use for a warning either.
         """
-        if self._pending is not None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-            self._handshake_failed("alert from the peer during the handshake")
-        else:
-            self._forget_soon()
+        self._end_handshake("alert from the peer during the handshake")
 
     def _second_key_exchange(self, data: bytes) -> bool:
         """A ClientKeyExchange that is not a copy of the first ends the handshake.
@@ -295,11 +289,15 @@ class _PeerDTLS(upstream._AddressDTLS):
         peer that goes on must start a new handshake from its ClientHello.
         """
         self._sent_fatal = False
+        self._end_handshake("unexpected message")
+
+    def _end_handshake(self, why: str) -> None:
+        """Fail a handshake in progress (audited if a key was offered) and drop the peer."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         if self._pending is not None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-            self._handshake_failed("unexpected message")
+            self._handshake_failed(why)
         else:
             self._forget_soon()
 

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from elock_testkit.browser import confined_page
 from elock_testkit.liveserver import LiveKeyServer, Process, env, start_keyserver
 from elock_testkit.ports import free_udp_port
 from elock_testkit.waiting import wait_for
@@ -61,19 +62,10 @@ def _auditor_token(config: Path) -> str:
 def _page(browser: Any, origin: str, elsewhere: list[str]) -> Any:
     """A tab whose requests to any other origin, and uncaught script errors, are
     refused or recorded in *elsewhere* (a test ends with it empty)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 820}, accept_downloads=True)
-
-    def only_the_key_server(route: Any) -> None:
-        if route.request.url.startswith(origin + "/"):
-            route.continue_()
-        else:
-            elsewhere.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_the_key_server)
-    page = context.new_page()
-    page.on("pageerror", lambda error: elsewhere.append(f"script error: {error}"))
-    return page
+    viewport = {"width": 1280, "height": 820}
+    return confined_page(
+        browser, origin, elsewhere, viewport=viewport, accept_downloads=True, script_errors=True
+    )
 
 
 def _sign_in(page: Any, origin: str, token: str, who: str) -> None:

@@ -22,6 +22,7 @@ from aalpy.learning_algs import run_Lstar
 from aalpy.oracles import RandomWMethodEqOracle, WMethodEqOracle
 
 from tests.models.mealy import Model, from_aalpy
+from tests.models.properties import Spec, violating_words
 
 
 @dataclass(frozen=True)
@@ -49,26 +50,33 @@ class Stats:
     equivalence_queries: int  # tests the equivalence oracle ran on the SUL
     equivalence_steps: int
     seconds: float
+    # After the last round: a word on which the final hypothesis breaks a property and the
+    # system answers otherwise (the bound stopped learning before it could refine it).
+    property_word_refuted: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def learn(name: str, sul: SUL, alphabet: list[str], bound: Bound) -> tuple[Model, Stats]:
+def learn(
+    name: str, sul: SUL, alphabet: list[str], bound: Bound, spec: Spec | None = None
+) -> tuple[Model, Stats]:
     random.seed(bound.seed)
     logging.disable(logging.WARNING)  # every refused message logs a warning: millions here
     try:
-        return _learn(name, sul, alphabet, bound)
+        return _learn(name, sul, alphabet, bound, spec)
     finally:
         logging.disable(logging.NOTSET)
 
 
-def _learn(name: str, sul: SUL, alphabet: list[str], bound: Bound) -> tuple[Model, Stats]:
+def _learn(
+    name: str, sul: SUL, alphabet: list[str], bound: Bound, spec: Spec | None
+) -> tuple[Model, Stats]:
     eq: Any
     if bound.extra_states is None:
-        eq = _RandomWMethod(alphabet, sul, bound)
+        eq = _RandomWMethod(alphabet, sul, bound, spec)
     else:
-        eq = _GrowingWMethod(alphabet, sul, bound.extra_states, bound.repeats)
+        eq = _GrowingWMethod(alphabet, sul, bound.extra_states, bound.repeats, spec)
     started = time.monotonic()
     machine, info = run_Lstar(
         alphabet,
@@ -81,6 +89,7 @@ def _learn(name: str, sul: SUL, alphabet: list[str], bound: Bound) -> tuple[Mode
         print_level=bound.print_level,
     )
     seconds = time.monotonic() - started
+    refuted = _property_cex(eq, machine, spec)
     model = from_aalpy(name, alphabet, machine)
     states, transitions = model.size()
     stats = Stats(
@@ -94,6 +103,7 @@ def _learn(name: str, sul: SUL, alphabet: list[str], bound: Bound) -> tuple[Mode
         equivalence_queries=int(info["queries_eq_oracle"]),
         equivalence_steps=int(info["steps_eq_oracle"]),
         seconds=round(seconds, 2),
+        property_word_refuted=refuted,
     )
     return model, stats
 
@@ -115,37 +125,81 @@ def _runs(oracle: Any, hypothesis: Any, repeats: int) -> tuple[str, ...] | None:
             for n in range(2, repeats + 1):
                 for suffix in suffixes:
                     seq = state.prefix + (letter,) * n + tuple(suffix)
-                    oracle.reset_hyp_and_sul(hypothesis)
-                    for i, x in enumerate(seq):
-                        oracle.num_steps += 1
-                        if hypothesis.step(x) != oracle.sul.step(x):
-                            oracle.sul.post()
-                            return seq[: i + 1]
-                    oracle.sul.post()
+                    cex = _first_difference(oracle, hypothesis, seq)
+                    if cex is not None:
+                        return cex
+    return None
+
+
+def _first_difference(oracle: Any, hypothesis: Any, word: tuple[str, ...]) -> Any:
+    """Run ``word`` on the hypothesis and the system; its prefix up to where they differ."""
+    oracle.reset_hyp_and_sul(hypothesis)
+    for i, x in enumerate(word):
+        oracle.num_steps += 1
+        if hypothesis.step(x) != oracle.sul.step(x):
+            oracle.sul.post()
+            return word[: i + 1]
+    oracle.sul.post()
+    return None
+
+
+MAX_PROPERTY_WORDS = 200  # per equivalence query: the shortest violating words
+
+
+def _property_cex(oracle: Any, hypothesis: Any, spec: Spec | None) -> tuple[str, ...] | None:
+    """Ask the system the words on which the hypothesis breaks a property.
+
+    A hypothesis that is not yet the system's machine can break a property the
+    system keeps (a bounded one especially: the lock's). Each violating word is
+    run on the system: where the two answer apart, that is a counterexample;
+    where they agree, the violation is real and stays in the model for the
+    property tests to report. So what the properties find is never an artefact
+    of an unfinished hypothesis.
+    """
+    if spec is None:
+        return None
+    model = from_aalpy("hypothesis", list(oracle.alphabet), hypothesis)
+    for word in violating_words(model, spec)[:MAX_PROPERTY_WORDS]:
+        oracle.num_queries += 1
+        cex = _first_difference(oracle, hypothesis, word)
+        if cex is not None:
+            return cex
     return None
 
 
 class _GrowingWMethod(WMethodEqOracle):  # type: ignore[misc]
-    """The W-method for n + k states (AALpy's takes a fixed bound), then the runs."""
+    """The property words, the W-method for n + k states (AALpy's takes a fixed bound),
+    then the runs."""
 
-    def __init__(self, alphabet: list[str], sul: SUL, extra_states: int, repeats: int) -> None:
+    def __init__(
+        self, alphabet: list[str], sul: SUL, extra_states: int, repeats: int, spec: Spec | None
+    ) -> None:
         super().__init__(alphabet, sul, max_number_of_states=1 + extra_states)
         self._extra = extra_states
         self._repeats = repeats
+        self._spec = spec
 
     def find_cex(self, hypothesis: Any) -> Any:
+        cex = _property_cex(self, hypothesis, self._spec)
+        if cex is not None:
+            return cex
         self.m = len(hypothesis.states) + self._extra
         cex = super().find_cex(hypothesis)
         return cex if cex is not None else _runs(self, hypothesis, self._repeats)
 
 
 class _RandomWMethod(RandomWMethodEqOracle):  # type: ignore[misc]
-    """Seeded random walks from every state ending in a W suffix, then the runs."""
+    """The property words, seeded random walks from every state ending in a W suffix,
+    then the runs."""
 
-    def __init__(self, alphabet: list[str], sul: SUL, bound: Bound) -> None:
+    def __init__(self, alphabet: list[str], sul: SUL, bound: Bound, spec: Spec | None) -> None:
         super().__init__(alphabet, sul, bound.walks_per_state, bound.walk_len)
         self._repeats = bound.repeats
+        self._spec = spec
 
     def find_cex(self, hypothesis: Any) -> Any:
+        cex = _property_cex(self, hypothesis, self._spec)
+        if cex is not None:
+            return cex
         cex = super().find_cex(hypothesis)
         return cex if cex is not None else _runs(self, hypothesis, self._repeats)

@@ -179,7 +179,10 @@ class LockClientMapper:
                 s.extended_master_secret = hello.extended_master_secret
                 s.add(whole)
             elif fragment.msg_type == FINISHED:
-                names.append(CONNECTED)
+                # The lock's Finished again (its answer to a retransmitted flight) is the
+                # same session's replay, not a second completion: no CONNECTED for it.
+                if not self.connected:
+                    names.append(CONNECTED)
                 self.connected = True
             else:
                 s.add(whole)
@@ -221,11 +224,7 @@ class LockSul(SUL):  # type: ignore[misc]
         # One key serves every query, and a key that taps again while the door is still open
         # from its own last open gets "opened" without moving the relay (lock_server.service):
         # so a query starts only once the door has closed again.
-        deadline = time.monotonic() + 5
-        while self._door_open():
-            if time.monotonic() > deadline:
-                raise TimeoutError("the lock's door did not close")
-            time.sleep(0.01)
+        self._wait_for_the_door()
         self.peer = _udp(self._next_address())
         self.mapper = LockClientMapper(self.key, self.stranger)
 
@@ -278,7 +277,20 @@ class LockSul(SUL):  # type: ignore[misc]
                 out += self.mapper.observe(datagram)
         if self._relay_ons() > ons:
             out.append(RELAY_ON)
+            self._wait_for_the_door()
         return join(out)
+
+    def _wait_for_the_door(self) -> None:
+        """The relay's open time is a clock, not a handshake state: a step that ends while
+        the door is open would make the next request's answer depend on how long the steps
+        in between took (an open door is "opened" again without moving the relay). So each
+        step that opens it also waits for it to close, and every authorized request moves
+        the relay (docs/testing.md)."""
+        deadline = time.monotonic() + 5
+        while self._door_open():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the lock's door did not close")
+            time.sleep(0.01)
 
     def _probe(self) -> None:
         hello = push_client_hello(ClientHello(os.urandom(32)))

@@ -56,6 +56,19 @@ class Model:
                 lines.append(f'  {s} -> {target} [label="{letter}/{output}"];')
         return "\n".join([*lines, "}"]) + "\n"
 
+    def access_words(self) -> dict[State, tuple[str, ...]]:
+        """The shortest word that reaches each state (inputs in alphabet order)."""
+        words: dict[State, tuple[str, ...]] = {self.initial: ()}
+        queue = deque([self.initial])
+        while queue:
+            state = queue.popleft()
+            for letter in self.alphabet:
+                target = self.transitions[state][letter][1]
+                if target not in words:
+                    words[target] = (*words[state], letter)
+                    queue.append(target)
+        return words
+
     def size(self) -> tuple[int, int]:
         return len(self.transitions), len(self.transitions) * len(self.alphabet)
 

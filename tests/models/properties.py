@@ -58,9 +58,10 @@ class _Monitor:
     completed: bool
 
 
-def _explore(model: Model, spec: Spec) -> tuple[list[str], set[State]]:
-    """All monitor states; returns violations and the model states right after a fatal error."""
-    violations: list[str] = []
+def _explore(model: Model, spec: Spec) -> tuple[list[tuple[str, list[str]]], set[State]]:
+    """All monitor states; returns violations (with their words) and the model states right
+    after a fatal error."""
+    violations: list[tuple[str, list[str]]] = []
     dead: set[State] = set()
     start = _Monitor(model.initial, 0, not spec.valid_identity, False)
     seen = {start}
@@ -81,14 +82,14 @@ def _explore(model: Model, spec: Spec) -> tuple[list[str], set[State]]:
             if CONNECTED in toks:
                 if progress < len(spec.happy_path):
                     missing = spec.happy_path[progress]
-                    violations.append(f"completes without {missing} in order: {trace}")
+                    violations.append((f"completes without {missing} in order", trace))
                 if not identity_ok:
-                    violations.append(f"completes with an unknown identity: {trace}")
+                    violations.append(("completes with an unknown identity", trace))
                 completed = True
             if any(t.startswith("APP") for t in toks) and not completed:
-                violations.append(f"application data before Finished ({output}): {trace}")
+                violations.append((f"application data before Finished ({output})", trace))
             if RELAY_ON in toks and not (completed and letter == spec.authorized_request):
-                violations.append(f"relay energized outside an authorized request: {trace}")
+                violations.append(("relay energized outside an authorized request", trace))
             if letter in spec.alert_inputs or _fatal(output):
                 dead.add(target)
                 progress, identity_ok, completed = 0, not spec.valid_identity, False
@@ -104,7 +105,19 @@ def check_handshake(model: Model, spec: Spec) -> list[str]:
     application data before a verified Finished; the relay only for an authorized request
     after a complete handshake. A fatal error resets the monitor: the session it ended is
     dead, so anything after it needs a whole new handshake."""
-    return _explore(model, spec)[0]
+    return [f"{what}: {word}" for what, word in _explore(model, spec)[0]]
+
+
+def violating_words(model: Model, spec: Spec) -> list[tuple[str, ...]]:
+    """The words that show the handshake and retransmission violations, shortest first:
+    what a learner asks the real system, to tell a real violation from a wrong hypothesis.
+    A retransmission violation needs two words: with the repeat, and without it."""
+    words = [tuple(word) for _, word in _explore(model, spec)[0]]
+    access = model.access_words()
+    for state, letter, _, _, witness in _retransmission_violations(model, spec):
+        words.append((*access[state], letter, spec.repeat_input, *witness))
+        words.append((*access[state], letter, *witness))
+    return sorted(words, key=len)
 
 
 def check_dead_after_fatal(model: Model, spec: Spec) -> list[str]:
@@ -127,6 +140,26 @@ def check_dead_after_fatal(model: Model, spec: Spec) -> list[str]:
     return violations
 
 
+def _retransmission_violations(
+    model: Model, spec: Spec
+) -> list[tuple[State, str, State, State, list[str]]]:
+    """(state, flight, t, u, witness) for each flight whose repeat moved the state."""
+    if spec.repeat_input not in model.alphabet:
+        return []  # a small alphabet without repeats: nothing to check
+    others = [a for a in model.alphabet if a != spec.repeat_input]
+    found = []
+    for state in model.states:
+        for letter in others:
+            _, t = model.step(state, letter)
+            repeat_output, u = model.step(t, spec.repeat_input)
+            if _fatal(repeat_output):
+                continue
+            witness = equivalent_states(model, t, u, others)
+            if witness is not None:
+                found.append((state, letter, t, u, witness))
+    return found
+
+
 def check_retransmission(model: Model, spec: Spec) -> list[str]:
     """A repeated flight changes nothing but the repetition budget, or is refused.
 
@@ -137,23 +170,11 @@ def check_retransmission(model: Model, spec: Spec) -> list[str]:
     retransmission, so a replayed record is an attack); the dead-state check then
     covers what follows.
     """
-    if spec.repeat_input not in model.alphabet:
-        return []  # a small alphabet without repeats: nothing to check
-    others = [a for a in model.alphabet if a != spec.repeat_input]
-    violations = []
-    for state in model.states:
-        for letter in others:
-            _, t = model.step(state, letter)
-            repeat_output, u = model.step(t, spec.repeat_input)
-            if _fatal(repeat_output):
-                continue
-            witness = equivalent_states(model, t, u, others)
-            if witness is not None:
-                violations.append(
-                    f"{letter} then {spec.repeat_input} from {state} advanced the state: "
-                    f"{witness} tells {t} from {u}"
-                )
-    return violations
+    return [
+        f"{letter} then {spec.repeat_input} from {state} advanced the state: "
+        f"{witness} tells {t} from {u}"
+        for state, letter, t, u, witness in _retransmission_violations(model, spec)
+    ]
 
 
 def check_all(model: Model, spec: Spec) -> list[str]:

@@ -40,13 +40,13 @@ def running_lock() -> Iterator[Target]:
             lock.stop()
 
 
-def relearn(target: Target, stats: dict[str, object], only_small: bool = False) -> None:
-    for small in (True,) if only_small else (False, True):
+def relearn(target: Target, stats: dict[str, object], which: tuple[bool, ...]) -> None:
+    for small in which:
         alphabet = target.small_alphabet if small else target.alphabet
         bound = target.ci_bound if small else target.bound
         sul = target.make_sul()
         try:
-            model, numbers = learn(target.name, sul, alphabet, bound)
+            model, numbers = learn(target.name, sul, alphabet, bound, target.spec)
         finally:
             close = getattr(sul, "close", None)
             if close is not None:
@@ -66,18 +66,21 @@ def relearn(target: Target, stats: dict[str, object], only_small: bool = False) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=["dtls-client", "tls13-server", "lock-server"])
-    parser.add_argument("--small", action="store_true", help="only the small alphabets")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--small", action="store_true", help="only the small alphabets")
+    only.add_argument("--full", action="store_true", help="only the full alphabets")
     args = parser.parse_args()
+    which = (True,) if args.small else (False,) if args.full else (False, True)
     MODELS.mkdir(parents=True, exist_ok=True)
     stats_path = MODELS / "stats.json"
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     for name in args.models:
         if name == "lock-server":
             with running_lock() as target:
-                relearn(target, stats, args.small)
+                relearn(target, stats, which)
         else:
             target = {"dtls-client": DTLS_CLIENT, "tls13-server": TLS13_SERVER}[name]
-            relearn(target, stats, args.small)
+            relearn(target, stats, which)
         stats_path.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
 
 

@@ -22,16 +22,17 @@ MODELS = Path(__file__).resolve().parents[2] / "docs" / "models"
 
 # In-process SULs answer in well under a millisecond: the W-method for one state
 # more than the hypothesis is affordable, and learning ends when it finds nothing.
-# The lock answers over UDP in milliseconds a step, and counts: it replays its
-# final flight from a budget of 8 per peer for datagrams after the handshake, so
-# its exact model is a long countdown. It is learned for 2 rounds (seeded random
-# W walks between them) and the result committed as a bounded hypothesis; the
-# properties are checked on it. CI re-learns the small alphabet, 3 rounds with the
-# W-method for one state more between them (random walks missed too much there).
+# The lock answers over UDP in milliseconds a step, and counts (its replay budget, the
+# client flights it remembers), so its exact model is long. It is learned for a bounded
+# number of rounds and the hypothesis committed. Every equivalence query first asks the
+# lock the words on which the hypothesis breaks a property (learning.py), so a violation
+# left in a committed model is the lock's, not the hypothesis's. The full alphabet takes
+# seeded random W walks between 12 rounds; CI re-learns the small alphabet, 10 rounds with
+# the W-method for one state more between them (random walks found 2 states there).
 # docs/testing.md says what that does and does not prove.
 EXHAUSTIVE = Bound(extra_states=1, repeats=6)
-LOCK_FULL = Bound(extra_states=None, walks_per_state=5, walk_len=8, repeats=1, max_rounds=2)
-LOCK_CI = Bound(extra_states=1, repeats=1, max_rounds=3)
+LOCK_FULL = Bound(extra_states=None, walks_per_state=5, walk_len=8, repeats=1, max_rounds=12)
+LOCK_CI = Bound(extra_states=1, repeats=1, max_rounds=10)
 
 
 @dataclass(frozen=True)

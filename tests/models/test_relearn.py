@@ -32,6 +32,7 @@ def _learn_once(target: Target, small: bool):  # type: ignore[no-untyped-def]
             sul,
             target.small_alphabet if small else target.alphabet,
             target.ci_bound if small else target.bound,
+            target.spec,
         )
     finally:
         close = getattr(sul, "close", None)
