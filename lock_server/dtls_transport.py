@@ -345,37 +345,42 @@ class _PeerPool(upstream._DatagramServerSocketSimpleDTLS):
             peer.after_datagram(data)
 
 
+def _records(datagram: bytes) -> list[tuple[int, int, bytes]]:
+    """(content type, epoch, body) of each DTLS record in a datagram; a truncated last
+    record keeps what it has. The one walk over record headers that the checks below share.
+    """
+    found, offset = [], 0
+    while offset + 13 <= len(datagram):
+        epoch = int.from_bytes(datagram[offset + 3 : offset + 5], "big")
+        end = offset + 13 + int.from_bytes(datagram[offset + 11 : offset + 13], "big")
+        found.append((datagram[offset], epoch, datagram[offset + 13 : end]))
+        offset = end
+    return found
+
+
 def _has_alert(datagram: bytes) -> bool:
     """Whether a datagram holds an alert record (type 21), of any epoch."""
-    return any(kind == 21 for kind, _ in _records(datagram))
+    return any(kind == 21 for kind, _, _ in _records(datagram))
 
 
 def _has_fatal_alert(datagram: bytes) -> bool:
     """Whether a datagram holds a plaintext (epoch 0) fatal alert record."""
-    offset = 0
-    while offset + 15 <= len(datagram):
-        length = int.from_bytes(datagram[offset + 11 : offset + 13], "big")
-        plain = datagram[offset + 3 : offset + 5] == b"\0\0"
-        if datagram[offset] == 21 and plain and datagram[offset + 13] == _LEVEL_FATAL:
-            return True
-        offset += 13 + length
-    return False
+    return any(
+        kind == 21 and epoch == 0 and body[:1] == bytes([_LEVEL_FATAL])
+        for kind, epoch, body in _records(datagram)
+    )
 
 
 def _has_encrypted_handshake(datagram: bytes) -> bool:
     """Whether a datagram holds a handshake record (type 22) of epoch 1 or later."""
-    return any(kind == 22 and epoch >= 1 for kind, epoch in _records(datagram))
+    return bool(_encrypted_handshake_lengths(datagram))
 
 
 def _encrypted_handshake_lengths(datagram: bytes) -> frozenset[int]:
     """The lengths of the handshake records of epoch 1 or later in a datagram."""
-    found, offset = set(), 0
-    while offset + 13 <= len(datagram):
-        length = int.from_bytes(datagram[offset + 11 : offset + 13], "big")
-        if datagram[offset] == 22 and datagram[offset + 3 : offset + 5] != b"\0\0":
-            found.add(length)
-        offset += 13 + length
-    return frozenset(found)
+    return frozenset(
+        len(body) for kind, epoch, body in _records(datagram) if kind == 22 and epoch >= 1
+    )
 
 
 def _handshake_messages(datagram: bytes) -> frozenset[bytes]:
@@ -384,23 +389,7 @@ def _handshake_messages(datagram: bytes) -> frozenset[bytes]:
     A retransmitted flight repeats these bytes exactly (only record sequence
     numbers change); a new handshake differs at least in its random.
     """
-    found, offset = set(), 0
-    while offset + 13 <= len(datagram):
-        end = offset + 13 + int.from_bytes(datagram[offset + 11 : offset + 13], "big")
-        if datagram[offset] == 22 and datagram[offset + 3 : offset + 5] == b"\0\0":
-            found.add(datagram[offset + 13 : end])
-        offset = end
-    return frozenset(found)
-
-
-def _records(datagram: bytes) -> list[tuple[int, int]]:
-    """(content type, epoch) of each DTLS record header in a datagram."""
-    found, offset = [], 0
-    while offset + 13 <= len(datagram):
-        epoch = int.from_bytes(datagram[offset + 3 : offset + 5], "big")
-        found.append((datagram[offset], epoch))
-        offset += 13 + int.from_bytes(datagram[offset + 11 : offset + 13], "big")
-    return found
+    return frozenset(body for kind, epoch, body in _records(datagram) if kind == 22 and epoch == 0)
 
 
 class LockDtlsServer(upstream.MessageInterfaceTinyDTLSServer):
