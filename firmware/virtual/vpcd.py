@@ -17,9 +17,13 @@ once, and pcscd polls with 4 every 400 ms after a 0); a driver that sends
 nothing for ``AMBIGUOUS_WAIT`` is waiting for an answer, and gets 6700.
 
 What cannot be framed at all (an APDU over 65,535 bytes) never reaches the
-card: the driver refuses it and drops the connection. The card then
-reconnects at once, as after any loss of the driver, and pcscd sees it again
-at its next poll; the host reconnects and SELECTs again (the card was reset).
+card: the driver refuses it and drops the connection. The card then stays out
+of the reader for ``REINSERT_DELAY``, longer than pcscd's 400 ms presence
+poll, and comes back: pcscd must *see* it gone. A host that disconnects after
+the drop makes pcscd mark the reader empty (its power-down fails), and only a
+poll that finds the slot empty resets pcscd's own view; a card back before
+that poll would stay "not inserted" until it left again. The host reconnects
+and SELECTs again (the card was reset).
 
 Latency: without TCP_QUICKACK the kernel delays our ACKs and pcscd's next
 write waits on them, about 40 ms per APDU; setting it before *every* read
@@ -36,7 +40,6 @@ import select
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable
 
 from elock_common.card_protocol import ATR
@@ -48,6 +51,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
 RECONNECT_DELAY = 0.2
+REINSERT_DELAY = 1.0  # seconds: more than two of pcscd's 400 ms presence polls
 AMBIGUOUS_WAIT = 2.0  # seconds: 5 of pcscd's presence polls
 SW_WRONG_LENGTH = b"\x67\x00"
 
@@ -86,7 +90,6 @@ class VirtualCard:
                 continue
             announced = False
             self._sock = sock
-            began = time.monotonic()
             try:
                 self.serve(sock)
             except (OSError, ConnectionError) as exc:
@@ -96,10 +99,7 @@ class VirtualCard:
                 self._sock = None
                 sock.close()
             self.applet.reset()  # the reader is gone: the card lost power
-            # Straight back if the driver dropped a working line (over one bad frame);
-            # a line that keeps dropping at once is retried at the usual pace.
-            if time.monotonic() - began < RECONNECT_DELAY:
-                self.stopping.wait(RECONNECT_DELAY)
+            self.stopping.wait(REINSERT_DELAY)  # out long enough for pcscd to see it leave
 
     def serve(self, sock: socket.socket) -> None:
         """Answer vpcd messages on a connected socket until it closes."""
