@@ -118,6 +118,18 @@ class LockProcess:
         finally:
             store.close()
 
+    def audit_reasons_once(self, reason: str, seconds: float = 5.0) -> list[str]:
+        """Every audit row's reason, once one says ``reason``: an unauthenticated refusal
+        is queued and committed by the lock's audit thread after its answer has gone."""
+        reasons: list[str] = []
+
+        def written() -> bool:
+            reasons[:] = [row["reason"] for row in self.audit()]
+            return any(reason in r for r in reasons)
+
+        wait_for(written, seconds, f"an audit row saying {reason!r}")
+        return reasons
+
     def relay_on(self) -> bool:
         return read_simulated_state(self.data_dir)
 
