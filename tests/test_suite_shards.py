@@ -1,0 +1,50 @@
+"""The sharded suite runner: every test file runs exactly once, the load is spread, and a
+JUnit report is read back into per-file seconds and a verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from elock_testkit import suite
+
+
+def test_every_file_lands_in_exactly_one_shard() -> None:
+    files = suite.test_files()
+    shards = suite.partition(files, {}, 3)
+    placed = [name for shard in shards for name in shard.files]
+    assert sorted(placed) == sorted(files) and len(placed) == len(set(placed))
+    assert "tests/test_suite_shards.py" in placed
+
+
+def test_the_longest_files_are_spread_first() -> None:
+    seconds = {"a": 200.0, "b": 120.0, "c": 100.0, "d": 30.0, "e": 30.0}
+    shards = suite.partition(list(seconds), seconds, 2)
+    assert [s.files for s in shards] == [["a", "d"], ["b", "c", "e"]]
+    assert [s.expected_seconds for s in shards] == [230.0, 250.0]
+
+
+def test_more_shards_than_files_leaves_no_empty_shard() -> None:
+    assert [s.files for s in suite.partition(["x"], {}, 4)] == [["x"]]
+    assert [s.files for s in suite.partition(["x", "y"], {}, 0)] == [["x", "y"]]
+
+
+def test_a_junit_report_becomes_seconds_per_file_and_a_verdict(tmp_path: Path) -> None:
+    report = tmp_path / "shard.xml"
+    report.write_text(
+        '<?xml version="1.0"?><testsuites><testsuite tests="3" failures="1" errors="0"'
+        ' skipped="0" time="4.5">'
+        '<testcase classname="tests.test_suite_shards" name="one" time="1.25"/>'
+        '<testcase classname="tests.test_suite_shards.TestGroup" name="two" time="2.0"/>'
+        '<testcase classname="tests.no_such_module" name="three" time="1.25"/>'
+        "</testsuite></testsuites>"
+    )
+    assert suite.file_seconds(report) == {"tests/test_suite_shards.py": 3.25}
+    result = suite.summarize(report)
+    assert (result.tests, result.failures, result.ok) == (3, 1, False)
+
+
+def test_the_recorded_durations_name_only_existing_files() -> None:
+    recorded = json.loads(suite.DURATIONS.read_text())
+    assert set(recorded) <= set(suite.test_files())
+    assert all(isinstance(v, float | int) and v >= 0 for v in recorded.values())
