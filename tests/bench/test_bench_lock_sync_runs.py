@@ -33,4 +33,7 @@ def test_the_lock_sync_bench_completes_at_a_small_scale() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout)
     assert figures["locks"] == 20 and figures["revoke_samples"] == 4
-    assert figures["revoke_to_lock_ms_p50"] > 0
+    # From the revoke's HTTP answer to the lock's list: it may be negative, when the
+    # NOTIFY's push reached the lock before the answer reached the admin.
+    assert isinstance(figures["revoke_to_lock_ms_p50"], float | int)
+    assert figures["revoke_to_lock_ms_p50"] < 1000  # the bound, at 20 locks
