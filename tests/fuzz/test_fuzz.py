@@ -35,6 +35,7 @@ def test_the_corpus_and_past_crashes_pass(name: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.peer  # libFuzzer runs each target in a process of its own
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_a_short_fuzzing_run_finds_nothing(name: str, tmp_path: Path) -> None:
     import subprocess

@@ -93,6 +93,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.peer  # elock-keyserver as a process, as an admin runs it
 @pytest.mark.parametrize(
     ("when", "why"),
     [
@@ -118,6 +119,7 @@ def test_token_create_refuses_an_expiry_that_never_works(
 
 
 @pytest.mark.slow
+@pytest.mark.peer  # elock-keyserver as a process, as an admin runs it
 def test_expires_takes_durations_dates_and_times(tmp_path: Path) -> None:
     config = _config(tmp_path)
     assert _cli(config, "migrate").returncode == 0

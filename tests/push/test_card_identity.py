@@ -84,6 +84,7 @@ def test_the_private_key_is_made_once_and_certificates_must_match(
 
 
 @pytest.mark.slow
+@pytest.mark.peer  # elock-se as a process, as an issuer runs it
 def test_elock_se_personalize_with_an_identity(push_pki: pki.PkiPaths, tmp_path: Path) -> None:
     card = tmp_path / "card.json"
     personalized = personalize_with_identity(card, push_pki, "card-0100")
