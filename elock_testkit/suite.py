@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,8 @@ DURATIONS = ROOT / "tests" / "durations.json"
 DEFAULT_SHARDS = 3
 UNKNOWN_FILE_SECONDS = 5.0  # a test file not in durations.json yet
 SHARD_DEADLINE = 40 * 60.0  # seconds; a shard still running then is killed and fails
+PROGRESS_SECONDS = 60.0
+_PERCENT = re.compile(r"\[\s*(\d+)%\]")
 
 # Inside the new namespaces: mounts stay private, pcscd and ip-netns get empty run
 # directories, and loopback comes up (a new network namespace starts with it down).
@@ -170,6 +173,7 @@ def run_shards(shards: list[Shard], workdir: Path) -> list[ShardResult | None]:
             flush=True,
         )
     results: dict[int, ShardResult | None] = {}
+    next_progress = began + PROGRESS_SECONDS
     while len(results) < len(running):
         for run in running:
             if run.shard.index in results or not _ended(run, began):
@@ -177,8 +181,20 @@ def run_shards(shards: list[Shard], workdir: Path) -> list[ShardResult | None]:
             result = summarize(run.xml) if run.xml.exists() else None
             results[run.shard.index] = result
             _report(run, result, time.monotonic() - began)
+        if time.monotonic() >= next_progress and len(results) < len(running):
+            next_progress += PROGRESS_SECONDS
+            _progress([r for r in running if r.shard.index not in results], began)
         time.sleep(0.5)
     return [results[run.shard.index] for run in running]
+
+
+def _progress(running: list[_Running], began: float) -> None:
+    """A line a minute: how far each running shard is, by pytest's own percentage."""
+    parts = []
+    for run in running:
+        found = _PERCENT.findall(run.log.read_text(errors="replace")[-400:])
+        parts.append(f"shard {run.shard.index} {found[-1].strip() if found else '0'}%")
+    print(f"   at {time.monotonic() - began:.0f} s: {', '.join(parts)}", flush=True)
 
 
 def _ended(run: _Running, began: float) -> bool:
@@ -215,14 +231,18 @@ def _failure_part(log: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_shards = int(os.environ.get("ELOCK_TEST_SHARDS", DEFAULT_SHARDS))
-    parser.add_argument("--shards", type=int, default=default_shards)
+    from_env = os.environ.get("ELOCK_TEST_SHARDS", str(DEFAULT_SHARDS))
+    parser.add_argument("--shards", type=int, default=None)
     parser.add_argument(
         "--record", action="store_true", help="rewrite tests/durations.json from this run"
     )
     options = parser.parse_args(argv)
+    if options.shards is None:
+        if not from_env.isdigit():
+            parser.error(f"ELOCK_TEST_SHARDS must be a whole number, not {from_env[:20]!r}")
+        options.shards = int(from_env)
     if options.shards < 1:
-        parser.error("--shards must be at least 1")
+        parser.error("--shards and ELOCK_TEST_SHARDS must be at least 1")
     if not can_isolate():
         print("   (no namespaces here: not root, or unshare refused; one process)", flush=True)
         return subprocess.call([sys.executable, "-X", "dev", "-m", "pytest"], cwd=ROOT)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from elock_testkit import suite
 
 
@@ -48,3 +50,15 @@ def test_the_recorded_durations_name_only_existing_files() -> None:
     recorded = json.loads(suite.DURATIONS.read_text())
     assert set(recorded) <= set(suite.test_files())
     assert all(isinstance(v, float | int) and v >= 0 for v in recorded.values())
+
+
+def test_a_bad_shard_count_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ELOCK_TEST_SHARDS", "three")
+    with pytest.raises(SystemExit) as exited:
+        suite.main([])
+    assert exited.value.code == 2 and "whole number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        suite.main(["--shards", "0"])
+    assert exited.value.code == 2 and "at least 1" in capsys.readouterr().err
