@@ -134,6 +134,7 @@ def can_isolate() -> bool:
 def _shard_command(shard: Shard, workdir: Path) -> list[str]:
     pytest_args = [
         sys.executable,
+        "-u",  # the log is read for progress while the shard runs
         "-X",
         "dev",
         "-m",

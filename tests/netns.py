@@ -19,8 +19,8 @@ router would.
 Every name carries a per-run suffix, so two runs never collide; ``nat_network``
 tears everything down on every exit path (processes first: a namespace with a
 live process in it outlives ``ip netns del``). The helpers need root, iproute2,
-nftables and conntrack (scripts/system-packages/network.txt); the tests run
-inside /work/isolate.sh here, as root in CI.
+nftables and conntrack (scripts/system-packages/network.txt); CI runs them as
+root, each shard of the suite in network namespaces of its own (elock_testkit/suite.py).
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def _require_root_tools() -> None:
     for tool in ("ip", "nft", "conntrack"):
         require_tool(tool)
     if os.geteuid() != 0:
-        raise RuntimeError("network namespaces need root (run the tests in /work/isolate.sh)")
+        raise RuntimeError("network namespaces need root: run the tests as root, as CI does")
 
 
 def _build(net: NatNetwork) -> None:

@@ -1,6 +1,6 @@
 """Learn the handshake models again and write them to docs/models/ (by hand, not in CI).
 
-    /work/isolate.sh .venv/bin/python -m tests.models.relearn [dtls-client tls13-server lock-server]
+    .venv/bin/python -m tests.models.relearn [dtls-client tls13-server lock-server]
 
 For each model: ``NAME.dot`` (full alphabet, the reviewed model), ``NAME-small.dot``
 (the alphabet CI re-learns), ``NAME.svg`` (``dot -Tsvg``, graphviz) and the
