@@ -22,12 +22,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +62,11 @@ class ShardResult:
     errors: int
     skipped: int
     seconds: float
+    exit_code: int = 0  # pytest's: non-zero fails the shard even when every test passed
 
     @property
     def ok(self) -> bool:
-        return self.failures == 0 and self.errors == 0
+        return self.failures == 0 and self.errors == 0 and self.exit_code == 0
 
 
 def test_files(root: Path = ROOT) -> list[str]:
@@ -165,7 +167,11 @@ def run_shards(shards: list[Shard], workdir: Path) -> list[ShardResult | None]:
         log = workdir / f"shard-{shard.index}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                _shard_command(shard, workdir), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+                _shard_command(shard, workdir),
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a shard past its deadline is killed as a group
             )
         running.append(_Running(shard, proc, log, workdir / f"shard-{shard.index}.xml"))
         print(
@@ -179,7 +185,9 @@ def run_shards(shards: list[Shard], workdir: Path) -> list[ShardResult | None]:
         for run in running:
             if run.shard.index in results or not _ended(run, began):
                 continue
-            result = summarize(run.xml) if run.xml.exists() else None
+            result = None
+            if run.xml.exists():
+                result = replace(summarize(run.xml), exit_code=run.proc.returncode)
             results[run.shard.index] = result
             _report(run, result, time.monotonic() - began)
         if time.monotonic() >= next_progress and len(results) < len(running):
@@ -204,13 +212,13 @@ def _ended(run: _Running, began: float) -> bool:
     if time.monotonic() - began < SHARD_DEADLINE:
         return False
     print(f"   shard {run.shard.index}: still running after {SHARD_DEADLINE:.0f} s; killed")
-    run.proc.kill()
+    os.killpg(run.proc.pid, signal.SIGKILL)
     run.proc.wait(30)
     return True
 
 
 def _report(run: _Running, result: ShardResult | None, elapsed: float) -> None:
-    if result is None or not result.ok or run.proc.returncode != 0:
+    if result is None or not result.ok:
         print(f"   shard {run.shard.index}: FAILED after {elapsed:.0f} s; its output:", flush=True)
         print(_failure_part(run.log.read_text(errors="replace")), flush=True)
         return
@@ -273,7 +281,7 @@ def _conclude(results: list[ShardResult | None], elapsed: float) -> int:
     tests = sum(r.tests for r in done)
     failed = sum(r.failures + r.errors for r in done)
     lost = len(results) - len(done)
-    verdict = "passed" if failed == 0 and lost == 0 else "FAILED"
+    verdict = "passed" if all(r.ok for r in done) and lost == 0 else "FAILED"
     print(
         f"== suite {verdict}: {tests} tests, {failed} failed or in error, "
         f"{lost} shards without a report, in {elapsed:.0f} s, {len(results)} shards"

@@ -62,3 +62,38 @@ def test_a_bad_shard_count_is_a_clear_error(
     with pytest.raises(SystemExit) as exited:
         suite.main(["--shards", "0"])
     assert exited.value.code == 2 and "at least 1" in capsys.readouterr().err
+
+
+def test_a_shard_whose_pytest_failed_fails_the_run_even_with_every_test_passed() -> None:
+    passed = suite.ShardResult(tests=3, failures=0, errors=0, skipped=0, seconds=1.0)
+    crashed = suite.ShardResult(tests=3, failures=0, errors=0, skipped=0, seconds=1.0, exit_code=3)
+    assert suite._conclude([passed, passed], 2.0) == 0
+    assert suite._conclude([passed, crashed], 2.0) == 1
+    assert suite._conclude([passed, None], 2.0) == 1  # a shard that left no report
+
+
+_HOLDS_THE_MACHINE = """
+import os, socket, time
+
+def test_holds_what_pcscd_and_vpcd_would_hold():
+    assert os.listdir("/run/pcscd") == []  # an empty run directory of its own
+    open("/run/pcscd/pcscd.comm", "w").close()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 35963))  # the vpcd port, in every shard at once
+        held.listen()
+        time.sleep(1.0)
+"""
+
+
+@pytest.mark.peer  # unshare, mount and two pytest processes; root, as in CI
+def test_shards_hold_the_same_port_and_run_directory_side_by_side(tmp_path: Path) -> None:
+    if not suite.can_isolate():
+        pytest.fail("the sharded suite needs root and unshare: run the tests as root, as CI does")
+    files = []
+    for index in range(2):
+        test = tmp_path / f"test_shard_{index}.py"
+        test.write_text(_HOLDS_THE_MACHINE)
+        files.append(str(test))
+    shards = [suite.Shard(0, [files[0]], 1.0), suite.Shard(1, [files[1]], 1.0)]
+    results = suite.run_shards(shards, tmp_path)
+    assert all(r is not None and r.ok and r.tests == 1 for r in results), results
