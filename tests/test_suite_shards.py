@@ -97,3 +97,13 @@ def test_shards_hold_the_same_port_and_run_directory_side_by_side(tmp_path: Path
     shards = [suite.Shard(0, [files[0]], 1.0), suite.Shard(1, [files[1]], 1.0)]
     results = suite.run_shards(shards, tmp_path)
     assert all(r is not None and r.ok and r.tests == 1 for r in results), results
+
+
+def test_progress_counts_the_tests_a_running_shard_has_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "shard-1.log"
+    log.write_text("." * 72 + " [ 30%]\nprinted by a test\n..F.s")
+    running = suite._Running(suite.Shard(1, ["a"]), None, log, tmp_path / "none.xml")  # type: ignore[arg-type]
+    suite._progress([running], began=0.0)
+    assert "shard 1 77 tests done" in capsys.readouterr().out
