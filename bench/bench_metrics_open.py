@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,14 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_open import timed  # noqa: E402
 from elock_testkit.lockproc import LockProcess  # noqa: E402
+from elock_testkit.ports import free_tcp_port  # noqa: E402
 from lock_server import metrics  # noqa: E402
 from lock_server.policy import Code, Refusal  # noqa: E402
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape_every_second(port: int, stop: threading.Event, count: list[int]) -> None:
