@@ -134,6 +134,10 @@ def can_isolate() -> bool:
         return False
 
 
+def _junit_report(workdir: Path, index: int) -> Path:
+    return workdir / f"shard-{index}.xml"
+
+
 def _shard_command(shard: Shard, workdir: Path) -> list[str]:
     pytest_args = [
         sys.executable,
@@ -146,7 +150,7 @@ def _shard_command(shard: Shard, workdir: Path) -> list[str]:
         "-p",
         "no:cacheprovider",
         f"--basetemp={workdir / f'tmp-{shard.index}'}",
-        f"--junitxml={workdir / f'shard-{shard.index}.xml'}",
+        f"--junitxml={_junit_report(workdir, shard.index)}",
         *shard.files,
     ]
     return ["unshare", "--net", "--mount", "--fork", "bash", "-c", _ISOLATE, "shard", *pytest_args]
@@ -174,7 +178,7 @@ def run_shards(shards: list[Shard], workdir: Path) -> list[ShardResult | None]:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a shard past its deadline is killed as a group
             )
-        running.append(_Running(shard, proc, log, workdir / f"shard-{shard.index}.xml"))
+        running.append(_Running(shard, proc, log, _junit_report(workdir, shard.index)))
         print(
             f"   shard {shard.index}: {len(shard.files)} files, "
             f"about {shard.expected_seconds:.0f} s of tests",
@@ -263,14 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         results = run_shards(shards, workdir)
         if options.record and all(r is not None for r in results):
-            _record(workdir, len(shards))
+            _record(workdir, shards)
     return _conclude(results, time.monotonic() - began)
 
 
-def _record(workdir: Path, count: int) -> None:
+def _record(workdir: Path, shards: list[Shard]) -> None:
     seconds: dict[str, float] = {}
-    for index in range(count):
-        seconds.update(file_seconds(workdir / f"shard-{index}.xml"))
+    for shard in shards:
+        seconds.update(file_seconds(_junit_report(workdir, shard.index)))
     DURATIONS.write_text(
         json.dumps({k: round(v, 1) for k, v in sorted(seconds.items())}, indent=1) + "\n"
     )

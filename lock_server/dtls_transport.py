@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiocoap.numbers import COAP_PORT, COAPS_PORT
@@ -139,11 +140,11 @@ class _PeerDTLS(upstream._AddressDTLS):
 
     def _write(self, recipient: Any, data: bytes) -> int:
         self._written.append(bytes(data))
-        if _has_fatal_alert(data):
+        if _Datagram.parse(data).has_plaintext_fatal_alert:
             self._sent_fatal = True
         return super()._write(recipient, data)  # type: ignore[no-any-return]
 
-    def before_datagram(self, data: bytes) -> bool:
+    def before_datagram(self, data: _Datagram) -> bool:
         """Answer a retransmitted client flight ourselves; True if tinydtls must not see it.
 
         RFC 6347 4.2.4: a peer that receives a repeated flight retransmits its
@@ -153,14 +154,14 @@ class _PeerDTLS(upstream._AddressDTLS):
         and sent again, byte for byte, when that client flight comes again.
         """
         self._written.clear()
-        if not self._established and _has_alert(data):
+        if not self._established and data.has_alert:
             self._alert_in_handshake()
             return True
         if not self._established and self._second_key_exchange(data):
             return True
         if self._established and self._stale_handshake(data):
             return True
-        answer = self._answers.get(_handshake_messages(data))
+        answer = self._answers.get(data.handshake_messages)
         if answer is None or self._replays_left <= 0:
             return False
         self._replay(answer)
@@ -176,7 +177,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         """
         self._end_handshake("alert from the peer during the handshake")
 
-    def _second_key_exchange(self, data: bytes) -> bool:
+    def _second_key_exchange(self, data: _Datagram) -> bool:
         """A ClientKeyExchange that is not a copy of the first ends the handshake.
 
         tinydtls keeps the first one's identity and ignores a later one, so
@@ -186,7 +187,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         found it, docs/testing.md). A retransmitted flight repeats the message
         byte for byte (same message_seq) and passes.
         """
-        for fragment in _handshake_messages(data):
+        for fragment in data.handshake_messages:
             if fragment[:1] != _CLIENT_KEY_EXCHANGE:
                 continue
             if self._key_exchange is None:
@@ -199,7 +200,7 @@ class _PeerDTLS(upstream._AddressDTLS):
                 return True
         return False
 
-    def _stale_handshake(self, data: bytes) -> bool:
+    def _stale_handshake(self, data: _Datagram) -> bool:
         """After the handshake, a handshake message is dropped unless it can be the
         client's final flight again (retransmitted because our Finished was lost; that is
         answered with our final flight, RFC 6347 4.2.4): its ClientKeyExchange byte for
@@ -210,10 +211,10 @@ class _PeerDTLS(upstream._AddressDTLS):
         it were a retransmission; learning showed the lock "completing" a handshake whose
         last offered identity was not its key's. The lock does not renegotiate.
         """
-        fragments = _handshake_messages(data)
+        fragments = data.handshake_messages
         if fragments and fragments != {self._key_exchange}:
             return True
-        return not _encrypted_handshake_lengths(data) <= self._finished_lengths
+        return not data.encrypted_handshake_lengths <= self._finished_lengths
 
     def _replay(self, flight: list[bytes]) -> None:
         self._replays_left -= 1
@@ -250,14 +251,14 @@ class _PeerDTLS(upstream._AddressDTLS):
         if pool.get(self._underlying_address.address) is self:
             self._inject_error(upstream.FatalDTLSError(_HANDSHAKE_FAILURE))
 
-    def after_datagram(self, data: bytes) -> None:
+    def after_datagram(self, data: _Datagram) -> None:
         """Called once tinydtls has processed ``data`` from this peer.
 
         With a wrong PSK the client's Finished fails record authentication and
         tinydtls drops it silently. An epoch-1 handshake record processed while
         the handshake is still pending is exactly that Finished.
         """
-        if self._pending is not None and _has_encrypted_handshake(data):
+        if self._pending is not None and data.encrypted_handshake_lengths:
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
@@ -268,14 +269,14 @@ class _PeerDTLS(upstream._AddressDTLS):
                 # What tinydtls wrote while completing the handshake is its
                 # final flight (ChangeCipherSpec, Finished).
                 self._final_flight = list(self._written)
-                self._finished_lengths = _encrypted_handshake_lengths(data)
+                self._finished_lengths = data.encrypted_handshake_lengths
             elif not self._written and self._replays_left > 0:
                 # The client repeated its Finished: ours was lost. tinydtls
                 # accepts the repeat but sends nothing, so replay it here.
                 self._replay(self._final_flight)
         if self._sent_fatal:
             self._after_fatal_alert()
-        messages = _handshake_messages(data)
+        messages = data.handshake_messages
         if messages and self._written and len(self._answers) < MAX_REMEMBERED_FLIGHTS:
             self._answers.setdefault(messages, list(self._written))
         self._written.clear()
@@ -335,61 +336,49 @@ class _PeerPool(upstream._DatagramServerSocketSimpleDTLS):
     max_sockets = MAX_PEERS
 
     def datagram_received(self, data: bytes, sockaddr: Any) -> None:
+        records = _Datagram.parse(data)  # once: the checks before and after tinydtls share it
         if sockaddr not in self._connections:
             self._maybe_purge_sockets()
-        elif self._connections[sockaddr].before_datagram(data):
+        elif self._connections[sockaddr].before_datagram(records):
             return
         super().datagram_received(data, sockaddr)
         peer = self._connections.get(sockaddr)
         if peer is not None:
-            peer.after_datagram(data)
+            peer.after_datagram(records)
 
 
-def _records(datagram: bytes) -> list[tuple[int, int, bytes]]:
-    """(content type, epoch, body) of each DTLS record in a datagram; a truncated last
-    record keeps what it has. The one walk over record headers that the checks below share.
-    """
-    found, offset = [], 0
-    while offset + 13 <= len(datagram):
-        epoch = int.from_bytes(datagram[offset + 3 : offset + 5], "big")
-        end = offset + 13 + int.from_bytes(datagram[offset + 11 : offset + 13], "big")
-        found.append((datagram[offset], epoch, datagram[offset + 13 : end]))
-        offset = end
-    return found
+@dataclass(frozen=True)
+class _Datagram:
+    """What the transport's checks read from a datagram's DTLS record headers, taken in
+    one walk over them; a truncated last record keeps what it has."""
 
+    has_alert: bool  # an alert record (type 21) of any epoch
+    has_plaintext_fatal_alert: bool  # an epoch-0 alert whose level is fatal
+    # The epoch-0 handshake fragments without their record headers: a retransmitted
+    # flight repeats these bytes exactly (only record sequence numbers change); a new
+    # handshake differs at least in its random.
+    handshake_messages: frozenset[bytes]
+    encrypted_handshake_lengths: frozenset[int]  # handshake records of epoch 1 or later
 
-def _has_alert(datagram: bytes) -> bool:
-    """Whether a datagram holds an alert record (type 21), of any epoch."""
-    return any(kind == 21 for kind, _, _ in _records(datagram))
-
-
-def _has_fatal_alert(datagram: bytes) -> bool:
-    """Whether a datagram holds a plaintext (epoch 0) fatal alert record."""
-    return any(
-        kind == 21 and epoch == 0 and body[:1] == bytes([_LEVEL_FATAL])
-        for kind, epoch, body in _records(datagram)
-    )
-
-
-def _has_encrypted_handshake(datagram: bytes) -> bool:
-    """Whether a datagram holds a handshake record (type 22) of epoch 1 or later."""
-    return bool(_encrypted_handshake_lengths(datagram))
-
-
-def _encrypted_handshake_lengths(datagram: bytes) -> frozenset[int]:
-    """The lengths of the handshake records of epoch 1 or later in a datagram."""
-    return frozenset(
-        len(body) for kind, epoch, body in _records(datagram) if kind == 22 and epoch >= 1
-    )
-
-
-def _handshake_messages(datagram: bytes) -> frozenset[bytes]:
-    """The epoch-0 handshake fragments in a datagram, without their record headers.
-
-    A retransmitted flight repeats these bytes exactly (only record sequence
-    numbers change); a new handshake differs at least in its random.
-    """
-    return frozenset(body for kind, epoch, body in _records(datagram) if kind == 22 and epoch == 0)
+    @classmethod
+    def parse(cls, datagram: bytes) -> _Datagram:
+        alert = fatal = False
+        messages: set[bytes] = set()
+        lengths: set[int] = set()
+        offset = 0
+        while offset + 13 <= len(datagram):
+            kind, epoch = datagram[offset], int.from_bytes(datagram[offset + 3 : offset + 5], "big")
+            end = offset + 13 + int.from_bytes(datagram[offset + 11 : offset + 13], "big")
+            body = datagram[offset + 13 : end]
+            if kind == 21:
+                alert = True
+                fatal = fatal or (epoch == 0 and body[:1] == bytes([_LEVEL_FATAL]))
+            elif kind == 22 and epoch == 0:
+                messages.add(body)
+            elif kind == 22:
+                lengths.add(len(body))
+            offset = end
+        return cls(alert, fatal, frozenset(messages), frozenset(lengths))
 
 
 class LockDtlsServer(upstream.MessageInterfaceTinyDTLSServer):

@@ -244,15 +244,14 @@ def key_identity(data: bytes) -> None:
 
 def lock_payloads(data: bytes) -> None:
     """What the lock parses before a key is known: revocation pushes and raw datagrams."""
-    from lock_server.dtls_transport import _handshake_messages, _has_encrypted_handshake
+    from lock_server.dtls_transport import _Datagram
     from lock_server.resources import parse_revocations
 
     try:
         parse_revocations(data)
     except ValueError:
         pass
-    _handshake_messages(data)
-    _has_encrypted_handshake(data)
+    _Datagram.parse(data)
 
 
 def keyserver_answers(data: bytes) -> None:
