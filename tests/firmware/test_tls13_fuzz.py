@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import ssl
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +31,6 @@ from firmware.tls13 import (
 from tests.firmware.tls_fixtures import CardPki
 from tests.firmware.tls_peer import SslClient, client_context
 
-NOW = time.time()  # fixed for the run, so replays check certificates at one instant
 SEED = 2024
 
 
@@ -43,14 +43,21 @@ def split_records(data: bytes) -> list[bytes]:
     return records
 
 
-def fresh(card_pki: CardPki) -> Tls13Server:
-    return card_pki.server(now=NOW, rng=random.Random(SEED).randbytes)
+@pytest.fixture(scope="module")
+def fresh(card_pki: CardPki) -> Callable[[], Tls13Server]:
+    """Servers that check certificates at one instant, so every replay takes the same path.
+
+    The instant is read here, after the session's PKI exists: read at import, it
+    fell before the certificates' start when the PKI was made minutes later.
+    """
+    now = time.time()
+    return lambda: card_pki.server(now=now, rng=random.Random(SEED).randbytes)
 
 
 @pytest.fixture(scope="module")
-def conversation(card_pki: CardPki) -> list[bytes]:
+def conversation(card_pki: CardPki, fresh: Callable[[], Tls13Server]) -> list[bytes]:
     """The client's records of one whole connection, in order."""
-    server = fresh(card_pki)
+    server = fresh()
     client = SslClient(client_context(card_pki), server)
     records: list[bytes] = []
 
@@ -75,8 +82,10 @@ def conversation(card_pki: CardPki) -> list[bytes]:
     return records
 
 
-def test_replay_walks_through_every_state(card_pki: CardPki, conversation: list[bytes]) -> None:
-    server = fresh(card_pki)
+def test_replay_walks_through_every_state(
+    fresh: Callable[[], Tls13Server], conversation: list[bytes]
+) -> None:
+    server = fresh()
     states = [server.state]
     for record in conversation:
         server.receive(record)
@@ -113,9 +122,9 @@ def mutate(record: bytes, how: int, where: int, value: int) -> bytes:
 )
 @given(prefix=st.integers(0, 20), garbage=st.binary(max_size=300))
 def test_random_bytes_in_every_state(
-    card_pki: CardPki, conversation: list[bytes], prefix: int, garbage: bytes
+    fresh: Callable[[], Tls13Server], conversation: list[bytes], prefix: int, garbage: bytes
 ) -> None:
-    server = fresh(card_pki)
+    server = fresh()
     for record in conversation[: min(prefix, len(conversation))]:
         server.receive(record)
     server.receive(garbage)
@@ -133,10 +142,15 @@ def test_random_bytes_in_every_state(
     value=st.integers(0, 255),
 )
 def test_mutated_next_record_in_every_state(
-    card_pki: CardPki, conversation: list[bytes], prefix: int, how: int, where: int, value: int
+    fresh: Callable[[], Tls13Server],
+    conversation: list[bytes],
+    prefix: int,
+    how: int,
+    where: int,
+    value: int,
 ) -> None:
     prefix = min(prefix, len(conversation) - 1)
-    server = fresh(card_pki)
+    server = fresh()
     for record in conversation[:prefix]:
         server.receive(record)
     server.receive(mutate(conversation[prefix], how, where, value))
