@@ -75,25 +75,31 @@ class _Housekeeping:
         self._service = service
         self._writer = writer
         self._flush_every = min(5.0, aggregate_seconds)
-        self._handles: list[asyncio.Handle] = []
+        self._next_flush: asyncio.Handle | None = None
+        self._next_prune: asyncio.Handle | None = None
 
     def start(self) -> None:
-        self._handles = [
-            self._loop.call_soon(self._flush_refusals),
-            self._loop.call_soon(self._prune),
-        ]
+        self._next_flush = self._loop.call_soon(self._flush_refusals)
+        self._next_prune = self._loop.call_soon(self._prune)
 
     def cancel(self) -> None:
-        for handle in self._handles:
-            handle.cancel()
+        for handle in (self._next_flush, self._next_prune):
+            if handle is not None:
+                handle.cancel()
 
     def _flush_refusals(self) -> None:
-        self._service.flush_refusals()
-        self._handles[0] = self._loop.call_later(self._flush_every, self._flush_refusals)
+        # Rescheduled whatever happens: an exception still reaches the loop's
+        # handler and its log, but one bad flush must not end the digests.
+        try:
+            self._service.flush_refusals()
+        finally:
+            self._next_flush = self._loop.call_later(self._flush_every, self._flush_refusals)
 
     def _prune(self) -> None:
-        self._writer.request_prune()  # runs in the writer's thread, off the loop
-        self._handles[1] = self._loop.call_later(PRUNE_SECONDS, self._prune)
+        try:
+            self._writer.request_prune()  # runs in the writer's thread, off the loop
+        finally:
+            self._next_prune = self._loop.call_later(PRUNE_SECONDS, self._prune)
 
 
 async def _listen(
