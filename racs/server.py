@@ -73,6 +73,7 @@ class RacsServer:
         self.max_sessions = max_sessions
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions = 0  # connections with a user (handshake done, CN read)
         self._sids = itertools.count(1)
 
     @property
@@ -151,8 +152,17 @@ class RacsServer:
         if user is None:
             metrics.refused_certificate()
             return await self._goodbye(writer, UnauthorizedError("certificate has no CN"))
-        if len(self._tasks) > self.max_sessions:
+        # Only sessions with a user count: a connection still in its handshake has shown
+        # no certificate, and must not take the slot of a user who has one.
+        if self._sessions >= self.max_sessions:
             return await self._goodbye(writer, SystemFailureError("too many sessions"))
+        self._sessions += 1
+        try:
+            await self._serve_user(sid, user, writer)
+        finally:
+            self._sessions -= 1
+
+    async def _serve_user(self, sid: int, user: str, writer: TlsStream) -> None:
         log.info("sid %d: %s connected from %s", sid, user, writer.get_extra_info("peername"))
         ctx = SessionContext(sid, user)
         session = RacsSession(self.limits, sid)
