@@ -10,6 +10,7 @@ connection carries a random token; once another connection took the lock over
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from key_provisioner.db.models import Lock
 from key_provisioner.observability import metrics
 from key_provisioner.services import audit, keys, locks, revocations
 from key_provisioner.services.audit import LockAuditRow
+
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class SyncRefusedError(KeyServerError):
@@ -121,13 +124,24 @@ def store_audit(
     stored = audit.store_uploaded(
         session,
         lock,
-        [LockAuditRow(r.id, r.ts, r.key_id, r.peer, r.action, r.outcome, r.reason) for r in rows],
-    )
+        [
+            LockAuditRow(r.id, r.ts, r.key_id, _plain(r.peer), _plain(r.action), r.outcome,
+                         _plain(r.reason))
+            for r in rows
+        ],
+    )  # fmt: skip
     lock.last_seen_at = now
     cursor = lock.audit_cursor
     session.commit()
     metrics.audit_rows_ingested(stored)
     return cursor
+
+
+def _plain(text: str) -> str:
+    """Audit text as stored: control characters (NUL among them, which PostgreSQL's
+    ``text`` refuses) and lone surrogates (valid JSON, not UTF-8) become U+FFFD. A row the
+    database refuses would end the lock's connection at each upload of it, for good."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def seen(
