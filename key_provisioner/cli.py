@@ -153,6 +153,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _run_server(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from elock_common import card_sync, lock_sync
     from key_provisioner.api.main import check_settings
 
     settings = _settings(args)
@@ -160,6 +161,9 @@ def _run_server(args: argparse.Namespace) -> int:
     # process that fails to start is restarted by uvicorn's parent, which keeps running:
     # a bad [push] file would look like a running service, with a traceback per attempt.
     check_settings(settings)
+    # Twice the larger format's limit: an oversized frame up to it still gets the format's
+    # own refusal (a reason the lock logs); beyond it the WebSocket layer closes with 1009.
+    ws_max_size = 2 * max(lock_sync.MAX_MESSAGE, card_sync.MAX_MESSAGE)
     if args.config is not None:  # uvicorn's worker processes load settings themselves
         os.environ[CONFIG_ENV] = str(args.config.resolve())
     uvicorn.run(
@@ -173,6 +177,10 @@ def _run_server(args: argparse.Namespace) -> int:
         # Locks ping on /sync/lock themselves (and measure the clock with it); uvicorn's own
         # protocol pings would close a busy lock's connection after 20 s without a pong.
         ws_ping_interval=None,
+        # uvicorn reads a frame of up to 16 MiB into memory before the application sees it;
+        # no sync frame may exceed MAX_MESSAGE, so anonymous peers (up to max_handshakes on
+        # /sync/lock, any host on the card sync) cannot make it hold more than this each.
+        ws_max_size=ws_max_size,
     )
     return 0
 
