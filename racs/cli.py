@@ -46,6 +46,7 @@ async def _run(cfg: RacsConfig, ready: str | None) -> None:
         limits=cfg.limits,
         idle_timeout=cfg.idle_timeout,
         max_sessions=cfg.max_sessions,
+        max_user_sessions=cfg.max_sessions_per_user,
     )
     try:
         await server.start()

@@ -41,6 +41,7 @@ _SECTIONS: dict[str, set[str]] = {
         "client_ca",
         "idle_timeout",
         "max_sessions",
+        "max_sessions_per_user",
         "log_apdus",
         "style",
     },
@@ -69,6 +70,7 @@ class RacsConfig:
     client_ca: Path = Path()
     idle_timeout: float = 60.0
     max_sessions: int = 1024
+    max_sessions_per_user: int = 256  # one user's share: a quarter of the default max_sessions
     log_apdus: Path | None = None  # append every APDU exchanged with a card (audit)
     style: ServerStyle = ServerStyle.ELOCK  # 61xx/6Cxx and wording (docs/racs.md)
     limits: Limits = field(default_factory=Limits)
@@ -159,6 +161,8 @@ def _server_section(cfg: RacsConfig, srv: dict[str, Any]) -> None:
     cfg.idle_timeout = _ranged(idle, "idle_timeout", where, 0.1, 86400)
     sessions = _typed(srv, "max_sessions", int, where, cfg.max_sessions)
     cfg.max_sessions = _ranged(sessions, "max_sessions", where, 1, 1_000_000)
+    per_user = _typed(srv, "max_sessions_per_user", int, where, cfg.max_sessions_per_user)
+    cfg.max_sessions_per_user = _ranged(per_user, "max_sessions_per_user", where, 1, 1_000_000)
     style = _typed(srv, "style", str, where, cfg.style.value)
     try:
         cfg.style = ServerStyle(style)

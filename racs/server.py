@@ -64,6 +64,7 @@ class RacsServer:
         limits: Limits | None = None,
         idle_timeout: float = 60.0,
         max_sessions: int = 1024,
+        max_user_sessions: int | None = None,
     ) -> None:
         self.service = service
         self.ssl_context = ssl_context
@@ -71,6 +72,10 @@ class RacsServer:
         self.limits = limits or Limits()
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
+        # One user (one certificate, however few its rights) may not take every session:
+        # by default a quarter of them, so the others, the key server among them, get theirs.
+        self.max_user_sessions = max_user_sessions or max(1, max_sessions // 4)
+        self._user_sessions: dict[str, int] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sessions = 0  # connections with a user (handshake done, CN read)
@@ -156,11 +161,18 @@ class RacsServer:
         # no certificate, and must not take the slot of a user who has one.
         if self._sessions >= self.max_sessions:
             return await self._goodbye(writer, SystemFailureError("too many sessions"))
+        if self._user_sessions.get(user, 0) >= self.max_user_sessions:
+            busy = SystemFailureError(f"too many sessions for user {user}")
+            return await self._goodbye(writer, busy)
         self._sessions += 1
+        self._user_sessions[user] = self._user_sessions.get(user, 0) + 1
         try:
             await self._serve_user(sid, user, writer)
         finally:
             self._sessions -= 1
+            self._user_sessions[user] -= 1
+            if not self._user_sessions[user]:
+                del self._user_sessions[user]
 
     async def _serve_user(self, sid: int, user: str, writer: TlsStream) -> None:
         log.info("sid %d: %s connected from %s", sid, user, writer.get_extra_info("peername"))

@@ -22,13 +22,15 @@ from racs.server import RacsServer, server_ssl_context
 from racs.service import RacsService
 
 
-async def _server(pki: Pki, *, max_sessions: int, idle_timeout: float) -> RacsServer:
+async def _server(
+    pki: Pki, *, max_sessions: int, idle_timeout: float, max_user_sessions: int | None = None
+) -> RacsServer:
     registry = Registry([Slot("card1", InProcessCard(TestApplet(), name="card1"))])
     policy = AccessPolicy(users={"carol": frozenset({"*"})}, se_default_access=True)
     ctx = server_ssl_context(pki.server.cert, pki.server.key, pki.ca)
     server = RacsServer(
         RacsService(registry, policy), ctx, port=0, idle_timeout=idle_timeout,
-        max_sessions=max_sessions,
+        max_sessions=max_sessions, max_user_sessions=max_user_sessions,
     )  # fmt: skip
     await server.start()
     return server
@@ -58,7 +60,7 @@ async def test_unauthenticated_connections_take_no_users_session_slot(pki: Pki) 
 
 
 async def test_max_sessions_still_bounds_authenticated_sessions(pki: Pki) -> None:
-    server = await _server(pki, max_sessions=2, idle_timeout=10.0)
+    server = await _server(pki, max_sessions=2, idle_timeout=10.0, max_user_sessions=2)
     ident = pki.users["carol"]
     ctx = client_ssl_context(ident.cert, ident.key, pki.ca)
     clients = []
@@ -75,6 +77,29 @@ async def test_max_sessions_still_bounds_authenticated_sessions(pki: Pki) -> Non
             assert "too many sessions" in str(err)
         else:
             raise AssertionError("a third session was served past max_sessions = 2")
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+        await server.close()
+
+
+async def test_one_user_with_few_rights_cannot_take_every_session(pki: Pki) -> None:
+    """bob may use no card here; his certificate alone must not lock carol out."""
+    server = await _server(pki, max_sessions=4, idle_timeout=10.0)
+    bob_id, carol_id = pki.users["bob"], pki.users["carol"]
+    bob_ctx = client_ssl_context(bob_id.cert, bob_id.key, pki.ca)
+    clients: list[RacsClient] = []
+    try:
+        for _ in range(4):  # as many sessions as the server has; each kept open
+            client = await RacsClient.connect("127.0.0.1", server.port, bob_ctx)
+            clients.append(client)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.list_seids(), 5)
+        carol_ctx = client_ssl_context(carol_id.cert, carol_id.key, pki.ca)
+        carol = await RacsClient.connect("127.0.0.1", server.port, carol_ctx)
+        clients.append(carol)
+        assert await asyncio.wait_for(carol.list_seids(), 5) == ["card1"]
     finally:
         for client in clients:
             with contextlib.suppress(Exception):
