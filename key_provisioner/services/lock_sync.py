@@ -121,15 +121,7 @@ def store_audit(
 ) -> int:
     """Store uploaded rows once each; answer the cursor (every row up to it is stored)."""
     lock = _ours(session, lock_id, token)
-    stored = audit.store_uploaded(
-        session,
-        lock,
-        [
-            LockAuditRow(r.id, r.ts, r.key_id, _plain(r.peer), _plain(r.action), r.outcome,
-                         _plain(r.reason))
-            for r in rows
-        ],
-    )  # fmt: skip
+    stored = audit.store_uploaded(session, lock, [_storable(row) for row in rows])
     lock.last_seen_at = now
     cursor = lock.audit_cursor
     session.commit()
@@ -137,11 +129,14 @@ def store_audit(
     return cursor
 
 
-def _plain(text: str) -> str:
-    """Audit text as stored: control characters (NUL among them, which PostgreSQL's
-    ``text`` refuses) and lone surrogates (valid JSON, not UTF-8) become U+FFFD. A row the
-    database refuses would end the lock's connection at each upload of it, for good."""
-    return _UNSTORABLE.sub("\ufffd", text)
+def _storable(row: AuditRow) -> LockAuditRow:
+    """A row as stored: in its text, control characters (NUL among them, which
+    PostgreSQL's ``text`` refuses) and lone surrogates (valid JSON, not UTF-8) become
+    U+FFFD. A row the database refuses would end the lock's connection at each upload
+    of it, for good."""
+    text = (row.peer, row.action, row.reason)
+    peer, action, reason = (_UNSTORABLE.sub("\ufffd", field) for field in text)
+    return LockAuditRow(row.id, row.ts, row.key_id, peer, action, row.outcome, reason)
 
 
 def seen(

@@ -20,6 +20,7 @@ import pytest
 
 from elock_common.lock_sync import AuditRow
 from elock_testkit.synclock import LightLock
+from elock_testkit.waiting import async_wait_for
 from tests.key_provisioner.test_lock_sync_endpoint import Server, _server
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
@@ -53,12 +54,11 @@ async def test_a_nul_in_an_audit_row_is_stored_and_the_lock_stays_connected(
         ]
         lock.session.upload(rows)
         await lock._flush()
-        for _ in range(50):
-            if server.ok("GET", f"/locks/{lock_id}")["audit_cursor"] == 2:
-                break
-            await asyncio.sleep(0.1)
-        shown = server.ok("GET", f"/locks/{lock_id}")
-        assert shown["audit_cursor"] == 2, (shown, lock.closed)
+        await async_wait_for(
+            lambda: server.ok("GET", f"/locks/{lock_id}")["audit_cursor"] == 2 or lock.closed,
+            5,
+            "the key server's audit cursor at 2",
+        )
         assert lock.closed is None, lock.closed
         items = server.ok("GET", f"/locks/{lock_id}/audit")["items"]
         assert [i["lock_entry_id"] for i in items] == [2, 1]

@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from elock_testkit.racs_applets import TestApplet
 from elock_testkit.racs_pki import Pki
+from elock_testkit.waiting import async_wait_for
 from racs.access import AccessPolicy
 from racs.backends import InProcessCard
 from racs.client import RacsClient, client_ssl_context
+from racs.errors import RemoteRacsError
 from racs.registry import Registry, Slot
 from racs.server import RacsServer, server_ssl_context
 from racs.service import RacsService
@@ -29,9 +33,13 @@ async def _server(
     policy = AccessPolicy(users={"carol": frozenset({"*"})}, se_default_access=True)
     ctx = server_ssl_context(pki.server.cert, pki.server.key, pki.ca)
     server = RacsServer(
-        RacsService(registry, policy), ctx, port=0, idle_timeout=idle_timeout,
-        max_sessions=max_sessions, max_user_sessions=max_user_sessions,
-    )  # fmt: skip
+        RacsService(registry, policy),
+        ctx,
+        port=0,
+        idle_timeout=idle_timeout,
+        max_sessions=max_sessions,
+        max_user_sessions=max_user_sessions,
+    )
     await server.start()
     return server
 
@@ -43,7 +51,7 @@ async def test_unauthenticated_connections_take_no_users_session_slot(pki: Pki) 
         for _ in range(6):  # plain TCP, no ClientHello: no certificate, no user
             _, writer = await asyncio.open_connection("127.0.0.1", server.port)
             bare.append(writer)
-        await asyncio.sleep(0.2)
+        await async_wait_for(lambda: len(server._tasks) >= 6, 5, "6 bare connections accepted")
         ident = pki.users["carol"]
         ctx = client_ssl_context(ident.cert, ident.key, pki.ca)
         client = await RacsClient.connect("127.0.0.1", server.port, ctx)
@@ -71,12 +79,8 @@ async def test_max_sessions_still_bounds_authenticated_sessions(pki: Pki) -> Non
             assert await asyncio.wait_for(client.list_seids(), 5) == ["card1"]
         third = await RacsClient.connect("127.0.0.1", server.port, ctx)
         clients.append(third)
-        try:
+        with pytest.raises(RemoteRacsError, match="too many sessions"):
             await asyncio.wait_for(third.list_seids(), 5)
-        except Exception as err:
-            assert "too many sessions" in str(err)
-        else:
-            raise AssertionError("a third session was served past max_sessions = 2")
     finally:
         for client in clients:
             with contextlib.suppress(Exception):
