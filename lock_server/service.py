@@ -71,8 +71,9 @@ class LockService:
     monotonic: Callable[[], float] = time.monotonic
     # key id -> when its last granted open began; only while the door is open.
     _opened_at: dict[str, float] = field(default_factory=dict, repr=False)
-    # The key server's clock minus ours, from the sync channel (None: never measured).
-    clock_offset: float | None = None
+    # The key server's clock at the last measurement on the sync channel, and our
+    # monotonic clock then (None: never measured); see ``clock_offset``.
+    _server_clock: tuple[float, float] | None = field(default=None, repr=False)
     max_clock_skew: float = math.inf
     # Told after every audit row (the sync client uploads it).
     audit_listener: Callable[[], None] | None = None
@@ -128,6 +129,26 @@ class LockService:
             log.info("open refused to key %s from %s: %s", key_id, peer, refusal.reason,
                      extra=self._fields(key_id, "open", "refused", refusal.reason))  # fmt: skip
         return refusal
+
+    def clock_measured(self, offset: float) -> None:
+        """The sync channel measured the key server's clock minus ours just now."""
+        self._server_clock = (self.clock() + offset, self.monotonic())
+
+    @property
+    def clock_offset(self) -> float | None:
+        """The key server's clock minus ours now (None: never measured).
+
+        Not the offset as last measured: the key server's clock is carried forward
+        from the last measurement on the monotonic clock, which no settimeofday or
+        NTP step moves. So a wall clock stepped back (or forward) after the last pong
+        shows at once as a clock off the key server's, also while the key server is
+        out of reach; with the offset as measured, a step while offline went unseen
+        and an expired key opened again.
+        """
+        if self._server_clock is None:
+            return None
+        server_then, monotonic_then = self._server_clock
+        return server_then + (self.monotonic() - monotonic_then) - self.clock()
 
     def _repeat(self, key_id: str) -> bool:
         began = self._opened_at.get(key_id)

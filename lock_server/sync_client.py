@@ -219,7 +219,7 @@ class SyncClient:
             status.audit_delivered_through = self._store.audit_delivered_through()
             self._nudge.set()
         elif isinstance(event, ClockMeasured):
-            self._service.clock_offset = event.offset
+            self._service.clock_measured(event.offset)
             status.clock_offset = round(event.offset, 3)
             metrics.clock_offset(event.offset)
         self._save()

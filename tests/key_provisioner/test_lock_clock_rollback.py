@@ -1,0 +1,99 @@
+"""A lock whose wall clock is set back after it measured the key server's clock.
+
+An attacker on the lock's LAN who can step its clock (unauthenticated NTP) and cut
+its link to the key server (DNS, a dropped route) turns an expired key back into a
+valid one unless the lock notices the step. The lock knows the key server's time as
+of its last pong and how much time has passed since on a clock no one can set
+(``time.monotonic``), so a step back is a clock "behind the key server's" at once,
+connected or not.
+
+The lock runs under libfaketime with a timestamp file the test rewrites while the
+lock runs (``FAKETIME_NO_CACHE``); its monotonic clock is left alone, as an NTP
+step leaves ``CLOCK_MONOTONIC`` alone.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from elock_common.keys import mint_key
+from elock_testkit.liveserver import Process, start_keyserver
+from elock_testkit.ports import free_udp_port
+from elock_testkit.waiting import wait_for
+from lock_server.config import load_config
+from tests.conftest import require_tool
+from tests.key_provisioner.test_e2e_real_lock import _ok, install_lock, open_door
+
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
+
+
+def _libfaketime() -> str:
+    require_tool("faketime")
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        pytest.skip("libfaketime.so.1 not found")
+    return found[0]
+
+
+@pytest.fixture
+def keyserver(tmp_path: Path, database_url: str) -> Iterator[tuple[httpx.Client, Process]]:
+    server = start_keyserver(tmp_path / "keyserver", database_url, worker=False)
+    try:
+        headers = {"Authorization": f"Bearer {server.token}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+            yield client, server.process
+    finally:
+        server.process.stop()
+
+
+def test_a_clock_set_back_after_the_last_pong_does_not_revive_an_expired_key(
+    keyserver: tuple[httpx.Client, Process], tmp_path: Path
+) -> None:
+    require_tool("coap-client-openssl")
+    api, server = keyserver
+    port = free_udp_port()
+    enrolled = _ok(api.post("/locks", json={"name": "rollback", "host": "127.0.0.1",
+                                             "port": port}), 201)  # fmt: skip
+    lock_id = enrolled["lock"]["id"]
+    config = install_lock(enrolled["bundle"], tmp_path / "lock")
+    offset_file = tmp_path / "faketime"
+    offset_file.write_text("+0\n")
+    wrapper = [
+        "env",
+        f"LD_PRELOAD={_libfaketime()}",
+        f"FAKETIME_TIMESTAMP_FILE={offset_file}",
+        "FAKETIME_NO_CACHE=1",
+        "FAKETIME_DONT_FAKE_MONOTONIC=1",
+        "DONT_FAKE_MONOTONIC=1",
+    ]
+    lock = Process(["lock_server.cli", "serve", "--config", str(config)], tmp_path / "lock.log",
+                   "listening on", wrapper=wrapper)  # fmt: skip
+    uri = f"coaps://127.0.0.1:{port}/lock"
+    now = int(time.time())
+    _, expired = mint_key(load_config(config).load_secret(), not_before=now - 7 * 86400,
+                          not_after=now - 3600)  # fmt: skip
+    key = {"identity": expired.identity.decode(), "psk": expired.psk.decode()}
+    lock.start()
+    try:
+        wait_for(lambda: _ok(api.get(f"/locks/{lock_id}"))["connected"], 10, "lock connected")
+        out = open_door(key, uri)
+        assert "4.01" in out and "key expired" in out, out
+
+        # The key server goes out of reach (the lock keeps the offset it measured last),
+        # then the lock's clock is stepped back a day: the key's window again.
+        server.stop()
+        offset_file.write_text("-1d\n")
+        time.sleep(0.5)
+        out = open_door(key, uri)
+        assert "opened" not in out, out
+        assert "4.03" in out and "1.0 days behind the key server's" in out, out
+        relay_log = (tmp_path / "lock" / "var" / "relay.log").read_text()
+        assert " on" not in relay_log, relay_log
+    finally:
+        lock.stop()
