@@ -15,6 +15,7 @@ from lock_server.audit_writer import AuditWriter
 from lock_server.config import LockConfig
 from lock_server.door import Door
 from lock_server.dtls_transport import KeyDerivingCredentials, LockDtlsServer
+from lock_server.errors import LockConfigError
 from lock_server.refusals import RefusalDigest
 from lock_server.relay import make_relay
 from lock_server.resources import build_site
@@ -115,16 +116,22 @@ async def _listen(
         service.record_unauthenticated(peer, key_id, "handshake", reason)
 
     loop = asyncio.get_running_loop()
-    await context._append_tokenmanaged_messagemanaged_transport(
-        lambda mman: LockDtlsServer.create_server(
-            (config.host, config.port),
-            mman,
-            log=context.log,
-            loop=loop,
-            server_credentials=credentials,
-            refusal_sink=refusal,
+    try:
+        await context._append_tokenmanaged_messagemanaged_transport(
+            lambda mman: LockDtlsServer.create_server(
+                (config.host, config.port),
+                mman,
+                log=context.log,
+                loop=loop,
+                server_credentials=credentials,
+                refusal_sink=refusal,
+            )
         )
-    )
+    except OSError as exc:  # a port in use, an address this machine does not have
+        reason = exc.strerror or str(exc)
+        raise LockConfigError(
+            f"cannot listen on {config.host}:{config.port} (lock.host, lock.port): {reason}"
+        ) from None
 
 
 async def _stop_sync(sync: tuple[SyncClient, asyncio.Task[None]] | None) -> None:
@@ -174,7 +181,8 @@ async def serve(config: LockConfig, *, ready: asyncio.Event | None = None) -> No
         notifier.stopping()
         housekeeping.cancel()
         await _stop_sync(sync)
-        await context.shutdown()
+        if context.request_interfaces:  # aiocoap's shutdown fails on a context with none
+            await context.shutdown()
         service.flush_refusals(force=True)
         writer.close()
         store.close()

@@ -109,3 +109,33 @@ def test_relay_off_releases_a_relay_left_on(tmp_path: Path) -> None:
     done = _run("relay", "off", "--config", str(lock.config))
     assert done.returncode == 0 and "relay off" in done.stdout
     assert not lock.relay_on() and lock.relay_events()[-1] == "off"
+
+
+@pytest.mark.parametrize("taken", [True, False])
+def test_serve_names_an_address_it_cannot_listen_on(tmp_path: Path, taken: bool) -> None:
+    """A port in use, or a lock.host this machine does not have: one clear line, exit 2.
+
+    Before, the bind error was buried under a second traceback from the shutdown of a
+    context that had no transport ("Set of Tasks/Futures is empty"), which also skipped
+    the rest of the clean-up (audit writer, store)."""
+    import socket
+
+    lock = LockProcess.create(tmp_path / "lock")
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if taken:
+            holder.bind(("127.0.0.1", lock.port))
+            expected = "Address already in use"
+        else:  # TEST-NET-1 (RFC 5737): on no interface here; binding sends nothing
+            text = lock.config.read_text().replace('host = "127.0.0.1"', 'host = "192.0.2.1"')
+            lock.config.write_text(text)
+            expected = "Cannot assign requested address"
+        done = _run("serve", "--config", str(lock.config))
+    finally:
+        holder.close()
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    host = "127.0.0.1" if taken else "192.0.2.1"
+    assert f"cannot listen on {host}:{lock.port} (lock.host, lock.port)" in done.stderr
+    assert expected in done.stderr, done.stderr
+    assert not lock.relay_on()
