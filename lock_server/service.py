@@ -25,6 +25,10 @@ from lock_server.store import LockStore
 
 log = logging.getLogger(__name__)
 
+# The key server's time is written to the store when it moved this far since the last
+# write (seconds): a restart then knows it to within this, at one write per 10 minutes.
+CLOCK_FLOOR_STEP = 600.0
+
 
 class AuditSink(Protocol):
     """Where audit rows go (``AuditWriter``): queued (``audit``) or awaited (``commit``)."""
@@ -77,10 +81,13 @@ class LockService:
     max_clock_skew: float = math.inf
     # Told after every audit row (the sync client uploads it).
     audit_listener: Callable[[], None] | None = None
+    # The latest key-server time measured in any run (store), for ``clock_offset``.
+    _clock_floor: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         if self.audit is None:
             self.audit = _StoreSink(self.store)
+        self._clock_floor = float(self.store.server_clock_floor())
 
     async def try_open(self, claims: KeyIdentity, peer: str) -> Refusal | None:
         """Open the door if the key may; the audit row is on disk first, either way.
@@ -132,7 +139,10 @@ class LockService:
 
     def clock_measured(self, offset: float) -> None:
         """The sync channel measured the key server's clock minus ours just now."""
-        self._server_clock = (self.clock() + offset, self.monotonic())
+        server_now = self.clock() + offset
+        self._server_clock = (server_now, self.monotonic())
+        if server_now >= self._clock_floor + CLOCK_FLOOR_STEP:  # not a write per pong
+            self._clock_floor = float(self.store.raise_server_clock_floor(int(server_now)))
 
     @property
     def clock_offset(self) -> float | None:
@@ -144,11 +154,17 @@ class LockService:
         shows at once as a clock off the key server's, also while the key server is
         out of reach; with the offset as measured, a step while offline went unseen
         and an expired key opened again.
+
+        Before the first measurement of this run, the latest key-server time any run
+        measured (kept in the store) is a floor: a clock behind it is at least that far
+        behind the key server's, which catches a step back followed by a restart while
+        the key server is out of reach. A clock ahead of it says nothing (None).
         """
-        if self._server_clock is None:
-            return None
-        server_then, monotonic_then = self._server_clock
-        return server_then + (self.monotonic() - monotonic_then) - self.clock()
+        if self._server_clock is not None:
+            server_then, monotonic_then = self._server_clock
+            return server_then + (self.monotonic() - monotonic_then) - self.clock()
+        behind = self._clock_floor - self.clock()
+        return behind if self._clock_floor and behind > 0 else None
 
     def _repeat(self, key_id: str) -> bool:
         began = self._opened_at.get(key_id)

@@ -129,6 +129,26 @@ class LockStore:
             )
             return version
 
+    # -- the key server's clock ------------------------------------------------
+
+    def server_clock_floor(self) -> int:
+        """The latest key-server time the lock has measured, Unix seconds (0: never)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name='server_clock'").fetchone()
+        return int(row[0]) if row else 0
+
+    def raise_server_clock_floor(self, seconds: int) -> int:
+        """Record a key-server time; the floor only moves forward. Returns the floor."""
+        with self._transaction():
+            current = self.server_clock_floor()
+            if seconds <= current:
+                return current
+            self._db.execute(
+                "INSERT INTO meta (name, value) VALUES ('server_clock', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (seconds,),
+            )
+            return seconds
+
     # -- use counts ----------------------------------------------------------
 
     def uses(self, key_id: str) -> int:

@@ -97,3 +97,49 @@ def test_a_clock_set_back_after_the_last_pong_does_not_revive_an_expired_key(
         assert " on" not in relay_log, relay_log
     finally:
         lock.stop()
+
+
+def test_a_clock_set_back_before_a_restart_with_the_key_server_out_of_reach(
+    keyserver: tuple[httpx.Client, Process], tmp_path: Path
+) -> None:
+    """The same step, then a restart (power cut, watchdog) while the key server stays out
+    of reach: the lock has measured nothing since it started, but it has seen the key
+    server's time before, and its clock is now far behind that."""
+    require_tool("coap-client-openssl")
+    api, server = keyserver
+    port = free_udp_port()
+    enrolled = _ok(api.post("/locks", json={"name": "rollback2", "host": "127.0.0.1",
+                                             "port": port}), 201)  # fmt: skip
+    lock_id = enrolled["lock"]["id"]
+    config = install_lock(enrolled["bundle"], tmp_path / "lock")
+    text = config.read_text().replace("start_wait_seconds = 5.0", "start_wait_seconds = 1.0")
+    config.write_text(text)
+    offset_file = tmp_path / "faketime"
+    offset_file.write_text("+0\n")
+    wrapper = [
+        "env",
+        f"LD_PRELOAD={_libfaketime()}",
+        f"FAKETIME_TIMESTAMP_FILE={offset_file}",
+        "FAKETIME_NO_CACHE=1",
+        "FAKETIME_DONT_FAKE_MONOTONIC=1",
+        "DONT_FAKE_MONOTONIC=1",
+    ]
+    lock = Process(["lock_server.cli", "serve", "--config", str(config)], tmp_path / "lock.log",
+                   "listening on", wrapper=wrapper)  # fmt: skip
+    uri = f"coaps://127.0.0.1:{port}/lock"
+    now = int(time.time())
+    _, expired = mint_key(load_config(config).load_secret(), not_before=now - 7 * 86400,
+                          not_after=now - 3600)  # fmt: skip
+    key = {"identity": expired.identity.decode(), "psk": expired.psk.decode()}
+    lock.start()
+    try:
+        wait_for(lambda: _ok(api.get(f"/locks/{lock_id}"))["connected"], 10, "lock connected")
+        server.stop()
+        lock.stop()
+        offset_file.write_text("-1d\n")
+        lock.start()
+        out = open_door(key, uri)
+        assert "opened" not in out, out
+        assert "4.03" in out and "behind the key server's" in out, out
+    finally:
+        lock.stop()
