@@ -5,11 +5,11 @@ its link to the key server (DNS, a dropped route) turns an expired key back into
 valid one unless the lock notices the step. The lock knows the key server's time as
 of its last pong and how much time has passed since on a clock no one can set
 (``time.monotonic``), so a step back is a clock "behind the key server's" at once,
-connected or not.
+connected or not; across a restart, the latest key-server time it stored is a floor.
 
 The lock runs under libfaketime with a timestamp file the test rewrites while the
-lock runs (``FAKETIME_NO_CACHE``); its monotonic clock is left alone, as an NTP
-step leaves ``CLOCK_MONOTONIC`` alone.
+lock runs (``FAKETIME_NO_CACHE``: read at every clock call); its monotonic clock is
+left alone, as an NTP step leaves ``CLOCK_MONOTONIC`` alone.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -34,11 +35,25 @@ pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 
 def _libfaketime() -> str:
-    require_tool("faketime")
+    require_tool("faketime")  # Debian's faketime package ships the library beside it
     found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
     if not found:
-        pytest.skip("libfaketime.so.1 not found")
+        pytest.fail("libfaketime.so.1 not found beside faketime (scripts/install.sh installs it)")
     return found[0]
+
+
+@dataclass
+class SteppableLock:
+    """A real lock, enrolled and connected, whose wall clock the test can step."""
+
+    process: Process
+    lock_id: str
+    uri: str
+    expired_key: dict[str, str]  # expired an hour ago, valid for the week before
+    offset_file: Path
+
+    def step_clock(self, offset: str) -> None:
+        self.offset_file.write_text(f"{offset}\n")
 
 
 @pytest.fixture
@@ -52,65 +67,13 @@ def keyserver(tmp_path: Path, database_url: str) -> Iterator[tuple[httpx.Client,
         server.process.stop()
 
 
-def test_a_clock_set_back_after_the_last_pong_does_not_revive_an_expired_key(
-    keyserver: tuple[httpx.Client, Process], tmp_path: Path
-) -> None:
+@pytest.fixture
+def lock(keyserver: tuple[httpx.Client, Process], tmp_path: Path) -> Iterator[SteppableLock]:
     require_tool("coap-client-openssl")
-    api, server = keyserver
+    api, _ = keyserver
     port = free_udp_port()
-    enrolled = _ok(api.post("/locks", json={"name": "rollback", "host": "127.0.0.1",
-                                             "port": port}), 201)  # fmt: skip
-    lock_id = enrolled["lock"]["id"]
-    config = install_lock(enrolled["bundle"], tmp_path / "lock")
-    offset_file = tmp_path / "faketime"
-    offset_file.write_text("+0\n")
-    wrapper = [
-        "env",
-        f"LD_PRELOAD={_libfaketime()}",
-        f"FAKETIME_TIMESTAMP_FILE={offset_file}",
-        "FAKETIME_NO_CACHE=1",
-        "FAKETIME_DONT_FAKE_MONOTONIC=1",
-        "DONT_FAKE_MONOTONIC=1",
-    ]
-    lock = Process(["lock_server.cli", "serve", "--config", str(config)], tmp_path / "lock.log",
-                   "listening on", wrapper=wrapper)  # fmt: skip
-    uri = f"coaps://127.0.0.1:{port}/lock"
-    now = int(time.time())
-    _, expired = mint_key(load_config(config).load_secret(), not_before=now - 7 * 86400,
-                          not_after=now - 3600)  # fmt: skip
-    key = {"identity": expired.identity.decode(), "psk": expired.psk.decode()}
-    lock.start()
-    try:
-        wait_for(lambda: _ok(api.get(f"/locks/{lock_id}"))["connected"], 10, "lock connected")
-        out = open_door(key, uri)
-        assert "4.01" in out and "key expired" in out, out
-
-        # The key server goes out of reach (the lock keeps the offset it measured last),
-        # then the lock's clock is stepped back a day: the key's window again.
-        server.stop()
-        offset_file.write_text("-1d\n")
-        time.sleep(0.5)
-        out = open_door(key, uri)
-        assert "opened" not in out, out
-        assert "4.03" in out and "1.0 days behind the key server's" in out, out
-        relay_log = (tmp_path / "lock" / "var" / "relay.log").read_text()
-        assert " on" not in relay_log, relay_log
-    finally:
-        lock.stop()
-
-
-def test_a_clock_set_back_before_a_restart_with_the_key_server_out_of_reach(
-    keyserver: tuple[httpx.Client, Process], tmp_path: Path
-) -> None:
-    """The same step, then a restart (power cut, watchdog) while the key server stays out
-    of reach: the lock has measured nothing since it started, but it has seen the key
-    server's time before, and its clock is now far behind that."""
-    require_tool("coap-client-openssl")
-    api, server = keyserver
-    port = free_udp_port()
-    enrolled = _ok(api.post("/locks", json={"name": "rollback2", "host": "127.0.0.1",
-                                             "port": port}), 201)  # fmt: skip
-    lock_id = enrolled["lock"]["id"]
+    body = {"name": "rollback", "host": "127.0.0.1", "port": port}
+    enrolled = _ok(api.post("/locks", json=body), 201)
     config = install_lock(enrolled["bundle"], tmp_path / "lock")
     text = config.read_text().replace("start_wait_seconds = 5.0", "start_wait_seconds = 1.0")
     config.write_text(text)
@@ -122,24 +85,56 @@ def test_a_clock_set_back_before_a_restart_with_the_key_server_out_of_reach(
         f"FAKETIME_TIMESTAMP_FILE={offset_file}",
         "FAKETIME_NO_CACHE=1",
         "FAKETIME_DONT_FAKE_MONOTONIC=1",
-        "DONT_FAKE_MONOTONIC=1",
+        "DONT_FAKE_MONOTONIC=1",  # the spelling of libfaketime before 0.9.10
     ]
-    lock = Process(["lock_server.cli", "serve", "--config", str(config)], tmp_path / "lock.log",
-                   "listening on", wrapper=wrapper)  # fmt: skip
-    uri = f"coaps://127.0.0.1:{port}/lock"
+    argv = ["lock_server.cli", "serve", "--config", str(config)]
+    process = Process(argv, tmp_path / "lock.log", "listening on", wrapper=wrapper)
     now = int(time.time())
-    _, expired = mint_key(load_config(config).load_secret(), not_before=now - 7 * 86400,
-                          not_after=now - 3600)  # fmt: skip
+    secret = load_config(config).load_secret()
+    _, expired = mint_key(secret, not_before=now - 7 * 86400, not_after=now - 3600)
     key = {"identity": expired.identity.decode(), "psk": expired.psk.decode()}
-    lock.start()
+    lock = SteppableLock(
+        process, enrolled["lock"]["id"], f"coaps://127.0.0.1:{port}/lock", key, offset_file
+    )
+    process.start()
     try:
-        wait_for(lambda: _ok(api.get(f"/locks/{lock_id}"))["connected"], 10, "lock connected")
-        server.stop()
-        lock.stop()
-        offset_file.write_text("-1d\n")
-        lock.start()
-        out = open_door(key, uri)
-        assert "opened" not in out, out
-        assert "4.03" in out and "behind the key server's" in out, out
+        wait_for(
+            lambda: _ok(api.get(f"/locks/{lock.lock_id}"))["connected"],
+            10,
+            "the lock connected to the key server",
+        )
+        yield lock
     finally:
-        lock.stop()
+        process.stop()
+
+
+def test_a_clock_set_back_after_the_last_pong_does_not_revive_an_expired_key(
+    keyserver: tuple[httpx.Client, Process], lock: SteppableLock, tmp_path: Path
+) -> None:
+    out = open_door(lock.expired_key, lock.uri)
+    assert "4.01" in out and "key expired" in out, out
+
+    # The key server goes out of reach (the lock keeps what it measured last), then
+    # the lock's clock is stepped back a day: into the key's window again.
+    keyserver[1].stop()
+    lock.step_clock("-1d")
+    out = open_door(lock.expired_key, lock.uri)
+    assert "opened" not in out, out
+    assert "4.03" in out and "1.0 days behind the key server's" in out, out
+    relay_log = (tmp_path / "lock" / "var" / "relay.log").read_text()
+    assert " on" not in relay_log, relay_log
+
+
+def test_a_clock_set_back_before_a_restart_with_the_key_server_out_of_reach(
+    keyserver: tuple[httpx.Client, Process], lock: SteppableLock
+) -> None:
+    """The same step, then a restart (power cut, watchdog) while the key server stays out
+    of reach: the lock has measured nothing since it started, but it has seen the key
+    server's time before, and its clock is now far behind that."""
+    keyserver[1].stop()
+    lock.process.stop()
+    lock.step_clock("-1d")
+    lock.process.start()
+    out = open_door(lock.expired_key, lock.uri)
+    assert "opened" not in out, out
+    assert "4.03" in out and "behind the key server's" in out, out
