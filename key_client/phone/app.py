@@ -16,6 +16,12 @@ a loopback port, so two guards stand before every route:
   cross-site request can neither read it nor add the header without a CORS
   preflight, which this app never grants.
 
+Every answer also carries a Content-Security-Policy with ``frame-ancestors
+'none'`` (and ``X-Frame-Options: DENY``): a page elsewhere that framed the app
+could lay its own bait over the Open button and have the user tap it
+(clickjacking); the secret and the Host check do not help there, since the
+framed page is the app's own.
+
 "Update keys" (and the page's start) runs the same sync as ``coap-open
 --sync``: ``POST /api/sync`` does it, ``GET /api/sync`` tells its stage while
 it runs; the card is reached in a thread and its channel closed after the sync.
@@ -34,7 +40,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from key_client.carrier import open_door
 from key_client.channel import OpenChannel
@@ -126,8 +132,24 @@ def serving_names(host: str, port: int) -> frozenset[str]:
     return frozenset(served)
 
 
+# The page loads script, styles, images, its manifest and service worker from this
+# origin only, and no other site may frame it (clickjacking the Open button).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; manifest-src 'self'; worker-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
 class HostGuard:
-    """Refuse, before any routing, a request for a name this app does not serve."""
+    """Refuse, before any routing, a request for a name this app does not serve; give
+    every answer (refusals too) the page's security headers."""
 
     def __init__(self, app: ASGIApp, served: Iterable[str]) -> None:
         self._app = app
@@ -137,6 +159,15 @@ class HostGuard:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self._guard(scope, receive, with_headers)
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "").lower()
         origin = headers.get("origin")

@@ -45,3 +45,16 @@ def test_the_page_carries_the_secret_and_is_not_cached() -> None:
     assert page.status_code == 200 and 'content="per-launch-secret"' in page.text
     assert page.headers["cache-control"] == "no-store"
     assert client.get("/", headers={"Host": "evil.example:8480"}).status_code == 421
+
+
+def test_no_page_elsewhere_may_frame_the_app() -> None:
+    """Clickjacking: every answer, refusals too, forbids frames and foreign content."""
+    client = TestClient(create_app(_no_card, session="s" * 43))
+    for path, host in (("/", "127.0.0.1:8480"), ("/app.js", "localhost:8480"),
+                       ("/api/keys", "127.0.0.1:8480"), ("/", "evil.example:8480")):  # fmt: skip
+        response = client.get(path, headers={"Host": host})
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp, path
+        assert "'unsafe-inline'" not in csp
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"

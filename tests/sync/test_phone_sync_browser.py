@@ -56,10 +56,8 @@ def test_update_keys_adds_opens_removes_and_says_why_it_failed(
 
         api.ok("POST", f"/keys/{key['id']}/revoke", {"reason": "moved out"})
         page.get_by_role("button", name="Update keys").click()
-        page.wait_for_function(
-            "document.getElementById('sync-status').textContent.includes('1 removed')",
-            timeout=30000,
-        )
+        # A locator, not wait_for_function: the page's CSP refuses Playwright's string eval.
+        page.locator("#sync-status", has_text="1 removed").wait_for(timeout=30000)
         page.get_by_role("button", name="Garden gate").wait_for(state="detached", timeout=10000)
         assert api.ok("GET", f"/keys/{key['id']}")["push"]["state"] == "removed"
 
