@@ -14,7 +14,12 @@ a loopback port, so two guards stand before every route:
 - A per-launch secret: the page gets it inside ``index.html`` (only its own
   origin can read that) and sends it as ``X-ELock`` on every API call. A
   cross-site request can neither read it nor add the header without a CORS
-  preflight, which this app never grants.
+  preflight, which this app never grants. Both guards stop browsers only: a
+  peer on the network writes any ``Host`` it likes and reads any page. So when
+  the app listens beyond loopback (``page_secret=False``) the page does not
+  carry the secret: ``elock-phone`` prints a pairing address with it in the
+  fragment (``#pair=``), which browsers never send, and the page keeps it in
+  the tab's ``sessionStorage``.
 
 Every answer also carries a Content-Security-Policy with ``frame-ancestors
 'none'`` (and ``X-Frame-Options: DENY``): a page elsewhere that framed the app
@@ -113,6 +118,26 @@ class OpenRequest(BaseModel):
     pin: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen address reaches this machine only (127.0.0.0/8, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower().rstrip(".") == "localhost"
+
+
+def pairing_url(host: str, port: int, session: str) -> str:
+    """The address to open once for an app that listens beyond loopback: the secret is
+    in the fragment, which a browser never sends, and the page takes it from there."""
+    try:
+        address = ipaddress.ip_address(host)
+        name = "127.0.0.1" if address.is_unspecified else address.compressed
+        name = f"[{name}]" if ":" in name else name
+    except ValueError:
+        name = host.lower().rstrip(".")
+    return f"http://{name}:{port}/#pair={session}"
+
+
 def serving_names(host: str, port: int) -> frozenset[str]:
     """The ``Host`` values this app answers to: loopback names and ``host``, with the port.
 
@@ -198,10 +223,13 @@ def create_app(
     sync_timeout: float = 60.0,
     served: Iterable[str] = serving_names("127.0.0.1", 8480),
     session: str | None = None,
+    page_secret: bool = True,
 ) -> FastAPI:
     """``connect`` gives a fresh channel to the card for each request; ``served``
     are the Host values accepted (``serving_names``); ``session`` the per-launch
-    secret the page must send back (a new random one by default)."""
+    secret the page must send back (a new random one by default), written into
+    ``index.html`` only with ``page_secret`` (never for an app that listens beyond
+    loopback: whoever connects could read it there)."""
     app = FastAPI(title="eLock", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(HostGuard, served=served)
     one_at_a_time = asyncio.Lock()
@@ -213,7 +241,9 @@ def create_app(
             raise HTTPException(403, "missing or wrong X-ELock header (reload the page)")
 
     for path, (name, media) in _FILES.items():
-        handler = _index(token) if name == "index.html" else _static(name, media)
+        handler = (
+            _index(token if page_secret else "") if name == "index.html" else _static(name, media)
+        )
         app.add_api_route(path, handler, methods=["GET"], include_in_schema=False)
 
     @app.get("/api/keys")

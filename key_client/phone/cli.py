@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 from pathlib import Path
 
@@ -26,14 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from key_client.cards import connect
-    from key_client.phone.app import create_app, serving_names
+    from key_client.phone.app import create_app, is_loopback, pairing_url, serving_names
 
+    # Beyond loopback, any peer on the network can fetch the page, so the page does not
+    # carry the secret: the owner opens the pairing address (secret in the fragment) once.
+    local = is_loopback(args.host)
+    session = secrets.token_urlsafe(32)
     app = create_app(
         lambda: connect(reader=args.reader, card_file=args.card),
         timeout=args.timeout,
         served=serving_names(args.host, args.port),
+        session=session,
+        page_secret=local,
     )
     print(f"eLock phone app on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
+    if not local:
+        print(
+            "listening beyond loopback: open this address once in the browser that will "
+            f"use the app (keep it private; it is new at each start): "
+            f"{pairing_url(args.host, args.port, session)}",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -58,3 +58,18 @@ def test_no_page_elsewhere_may_frame_the_app() -> None:
         assert "'unsafe-inline'" not in csp
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_beyond_loopback_the_page_carries_no_secret() -> None:
+    """Any peer on the network can fetch the page; the secret goes in a pairing address."""
+    from key_client.phone.app import is_loopback, pairing_url
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.7")
+    assert not is_loopback("phone.example")
+    assert pairing_url("0.0.0.0", 8480, "s") == "http://127.0.0.1:8480/#pair=s"
+    assert pairing_url("2001:db8::1", 8480, "s") == "http://[2001:db8::1]:8480/#pair=s"
+    client = TestClient(create_app(_no_card, session="per-launch-secret", page_secret=False))
+    page = client.get("/", headers={"Host": "127.0.0.1:8480"})
+    assert page.status_code == 200 and "per-launch-secret" not in page.text
+    assert 'name="elock-session" content=""' in page.text

@@ -8,6 +8,10 @@ must not be handed the per-launch secret that opens the door.
 
 from __future__ import annotations
 
+import json
+import re
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,3 +77,55 @@ def test_a_page_on_another_site_cannot_frame_the_app(tmp_path: Path, lock: LockP
         )
         assert not [u for u in requested if u.endswith("/app.js")]
     assert "on" not in lock.relay_events()
+
+
+def _get(url: str, **headers: str) -> str:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        body: bytes = r.read()
+    return body.decode()
+
+
+def test_a_network_peer_is_not_handed_the_secret(tmp_path: Path, lock: LockProcess) -> None:
+    """``--host 0.0.0.0`` ("serves the loopback names only", configuration.md) listens on
+    every interface. A peer on the network is no browser: it writes any Host it likes,
+    reads the secret out of the page and opens the door. Here the peer connects over
+    loopback, which the app cannot tell from a LAN address by Host alone: the point is
+    that it sends nothing but what anyone can send."""
+    card = make_card(tmp_path, [("Front door", lock.uri, lock.mint())])
+    with phone_app(card, "--host", "0.0.0.0") as url:
+        port = url.rsplit(":", 1)[1].strip("/")
+        host = {"Host": f"127.0.0.1:{port}"}
+        try:
+            page = _get(url, **host)
+            secret = re.search(r'name="elock-session" content="([^"]*)"', page)
+            assert secret is not None
+            marker = {"X-ELock": secret.group(1)}
+            listed = json.loads(_get(url + "api/keys", **host, **marker))
+            request = urllib.request.Request(
+                url + "api/open",
+                data=json.dumps({"id": listed[0]["container_id"]}).encode(),
+                method="POST",
+                headers={**host, **marker, "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = response.read().decode()
+        except urllib.error.HTTPError as exc:
+            answer = f"HTTP {exc.code}"
+            exc.close()
+        assert answer == "HTTP 403", f"a network peer opened the door: {answer}"
+
+        # The owner opens the address elock-phone printed: the secret is in its fragment,
+        # which no browser sends, and the page keeps it in the tab's sessionStorage.
+        printed = card.with_suffix(".phone.log").read_text()
+        paired = re.search(r"http://127\.0\.0\.1:\d+/#pair=[A-Za-z0-9_-]{43}", printed)
+        assert paired is not None, printed
+        assert re.search(r'content=""', page)
+        with chromium(require_tool("chromium")) as browser:
+            tab = browser.new_page()
+            tab.goto(paired.group(0))
+            tab.get_by_role("button", name="Front door").click()
+            tab.wait_for_selector("#status.opened", timeout=15000)
+            assert "#pair=" not in tab.url  # not left in the address bar or history
+            tab.reload()  # the tab keeps it
+            tab.get_by_role("button", name="Front door").wait_for(timeout=15000)
+    assert lock.relay_events().count("on") == 1

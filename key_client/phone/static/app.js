@@ -1,6 +1,17 @@
 // eLock phone app: list the card's keys, open with one tap, update them from the key server.
-// The key host puts a per-launch secret in the page; every API call sends it back.
-const SESSION = document.querySelector('meta[name="elock-session"]').content;
+// The key host puts a per-launch secret in the page; every API call sends it back. A key
+// host that listens beyond loopback leaves it out (anyone there could read the page) and
+// prints a pairing address instead: the secret in the fragment, which no browser sends.
+const SESSION = document.querySelector('meta[name="elock-session"]').content || paired();
+
+function paired() {
+  const pair = /^#pair=([A-Za-z0-9_-]{20,100})$/.exec(location.hash);
+  if (pair) {
+    sessionStorage.setItem("elock-session", pair[1]);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("elock-session") || "";
+}
 const api = (path, body) => fetch(path, {
   method: body ? "POST" : "GET",
   headers: { "X-ELock": SESSION, ...(body ? { "Content-Type": "application/json" } : {}) },
@@ -116,4 +127,5 @@ async function sync() {
 
 $("sync").addEventListener("click", sync);
 if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
-load().then(sync);
+if (SESSION) load().then(sync);
+else show("card", "This browser is not paired: open the #pair= address elock-phone printed.");
