@@ -164,6 +164,7 @@ CSP = (
     "connect-src 'self'; manifest-src 'self'; worker-src 'self'; object-src 'none'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+MAX_BODY = 1024  # bytes: an Open is {"id": N, "pin": "..."}; a sync has no body
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),
@@ -176,9 +177,10 @@ class HostGuard:
     """Refuse, before any routing, a request for a name this app does not serve; give
     every answer (refusals too) the page's security headers."""
 
-    def __init__(self, app: ASGIApp, served: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, served: Iterable[str], secret: str) -> None:
         self._app = app
         self._served = frozenset(served)
+        self._secret = secret.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -204,6 +206,22 @@ class HostGuard:
         if origin is not None and origin.lower() not in {f"http://{n}" for n in self._served}:
             await _plain(send, 403, f"eLock: cross-origin request from {origin[:100]!r}\n")
             return
+        if scope["path"].startswith("/api/"):
+            # Before the route reads a body: whoever can connect must not make the app
+            # buffer one without the secret, nor a large one with it.
+            marker = headers.get("x-elock", "").encode("latin-1")
+            if not hmac.compare_digest(marker, self._secret):
+                await _plain(
+                    send, 403, "eLock: missing or wrong X-ELock header (reload the page)\n"
+                )
+                return
+            if "transfer-encoding" in headers:  # a length the server cannot bound up front
+                await _plain(send, 411, "eLock: send a request body with a Content-Length\n")
+                return
+            length = headers.get("content-length", "0")
+            if not length.isdigit() or int(length) > MAX_BODY:
+                await _plain(send, 413, f"eLock: a request body is at most {MAX_BODY} bytes\n")
+                return
         await self._app(scope, receive, send)
 
 
@@ -231,9 +249,9 @@ def create_app(
     ``index.html`` only with ``page_secret`` (never for an app that listens beyond
     loopback: whoever connects could read it there)."""
     app = FastAPI(title="eLock", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(HostGuard, served=served)
-    one_at_a_time = asyncio.Lock()
     token = session or secrets.token_urlsafe(32)
+    app.add_middleware(HostGuard, served=served, secret=token)
+    one_at_a_time = asyncio.Lock()
     progress = SyncProgress()
 
     def guard(request: Request, marker: str | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -129,3 +130,32 @@ def test_a_network_peer_is_not_handed_the_secret(tmp_path: Path, lock: LockProce
             tab.reload()  # the tab keeps it
             tab.get_by_role("button", name="Front door").wait_for(timeout=15000)
     assert lock.relay_events().count("on") == 1
+
+
+def _raw(url: str, request: bytes, wait: float) -> bytes:
+    """Send ``request`` as is; what came back within ``wait`` seconds."""
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(request)
+        try:
+            return s.recv(4096)
+        except TimeoutError:
+            return b""
+
+
+def test_no_body_is_read_before_the_secret_and_none_is_large(tmp_path: Path) -> None:
+    """Whoever can connect (any process on the phone; the network beyond loopback) must not
+    make the app buffer a body without the secret, nor a large one with it."""
+    card = make_card(tmp_path, [])
+    with phone_app(card) as url:
+        port = url.rsplit(":", 1)[1].strip("/")
+        head = (f"POST /api/open HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100000000\r\n")  # fmt: skip
+        answer = _raw(url, (head + "\r\n").encode() + b"{", wait=3)
+        assert answer.startswith(b"HTTP/1.1 403"), answer or "no answer: reading 100 MB first"
+        page = _get(url)
+        secret = re.search(r'name="elock-session" content="([^"]+)"', page)
+        assert secret is not None
+        marked = (head + f"X-ELock: {secret.group(1)}\r\n\r\n").encode() + b"{"
+        answer = _raw(url, marked, wait=3)
+        assert answer.startswith(b"HTTP/1.1 413"), answer or "no answer: reading 100 MB first"
