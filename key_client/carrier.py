@@ -24,6 +24,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,7 +102,9 @@ async def open_door(
     deadline = loop.time() + timeout
     try:
         say("handshake")
-        step = channel.begin(key.container_id, loop.time(), retransmit=retransmit)
+        step = await _on_card(
+            partial(channel.begin, key.container_id, loop.time(), retransmit=retransmit)
+        )
         while True:
             for datagram in step.datagrams:
                 transport.sendto(datagram)
@@ -112,14 +115,14 @@ async def open_door(
             batch = await _receive(inbox, wait_until - loop.time())
             received += len(batch)
             if batch:
-                step = channel.feed(batch, loop.time())
+                step = await _on_card(partial(channel.feed, batch, loop.time()))
             elif loop.time() >= deadline:
                 if step.request_sent:
                     raise OutcomeUnknownError(_lost(key.uri, timeout))
                 raise UnreachableError(_silence(key.uri, timeout, inbox.error))
             else:
                 say("retransmitting")
-                step = channel.timeout(loop.time())
+                step = await _on_card(partial(channel.timeout, loop.time()))
             exchanges += 1
             if step.code is None and step.failure is None and exchanges == 4:
                 say("waiting for the lock")
@@ -129,6 +132,18 @@ async def open_door(
     finally:
         transport.close()
     return _outcome(key, step, time.monotonic() - started, exchanges, sent, received)
+
+
+async def _on_card(call: Callable[[], OpenStep]) -> OpenStep:
+    """One card call in a thread: an APDU exchange blocks (PC/SC; tens of ms on a real
+    SIM) and the loop must keep reading the lock's datagrams meanwhile. Cancelled, it
+    still waits for the exchange to end, so ``abort`` never talks to the card beside it."""
+    exchange = asyncio.ensure_future(asyncio.to_thread(call))
+    try:
+        return await asyncio.shield(exchange)
+    except asyncio.CancelledError:
+        await asyncio.wait([exchange])
+        raise
 
 
 async def _receive(inbox: _Inbox, wait: float) -> list[bytes]:

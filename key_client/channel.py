@@ -64,3 +64,6 @@ class OpenChannel(Protocol):
     def timeout(self, now: float) -> OpenStep: ...
 
     def abort(self) -> None: ...
+
+    def close(self) -> None:
+        """Let the card go (a PC/SC connection, a card file's lock); safe to call twice."""

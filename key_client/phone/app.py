@@ -48,7 +48,7 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from key_client.carrier import open_door
-from key_client.channel import OpenChannel
+from key_client.channel import KeyInfo, OpenChannel
 from key_client.errors import (
     CardError,
     KeyHostError,
@@ -267,11 +267,11 @@ def create_app(
     @app.get("/api/keys")
     async def keys(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
         guard(request, x_elock)
-        try:
-            channel = connect()
-            return [vars(k) for k in channel.keys()]
-        except CardError as exc:
-            return JSONResponse({"status": "card", "message": str(exc)}, status_code=503)
+        async with one_at_a_time:  # the card runs one thing at a time
+            try:
+                return await asyncio.to_thread(_listing, connect)
+            except CardError as exc:
+                return JSONResponse({"status": "card", "message": str(exc)}, status_code=503)
 
     @app.post("/api/open")
     async def open_(
@@ -301,20 +301,39 @@ def create_app(
     return app
 
 
-async def _open(connect: Callable[[], OpenChannel], body: OpenRequest, timeout: float) -> Any:
-    """One Open from the page: the key by its container id, its PIN if it needs one."""
+def _listing(connect: Callable[[], OpenChannel]) -> list[dict[str, Any]]:
+    """The card's keys; blocking card I/O, so the app runs it in a thread."""
+    channel = connect()
     try:
-        channel = connect()
-        key = next((k for k in channel.keys() if k.container_id == body.id), None)
-        if key is None:
-            raise NoSuchKeyError(f"no key {body.id} in the card")
-        if key.pin_required:
-            if body.pin is None:
-                raise PinRequiredError("this key needs the PIN")
-            channel.verify_pin(body.pin)
+        return [vars(k) for k in channel.keys()]
+    finally:
+        channel.close()
+
+
+def _chosen_key(channel: OpenChannel, body: OpenRequest) -> KeyInfo:
+    """The key by its container id, its PIN verified if it needs one (card I/O: a thread)."""
+    key = next((k for k in channel.keys() if k.container_id == body.id), None)
+    if key is None:
+        raise NoSuchKeyError(f"no key {body.id} in the card")
+    if key.pin_required:
+        if body.pin is None:
+            raise PinRequiredError("this key needs the PIN")
+        channel.verify_pin(body.pin)
+    return key
+
+
+async def _open(connect: Callable[[], OpenChannel], body: OpenRequest, timeout: float) -> Any:
+    """One Open from the page; the card's channel is closed after it, whatever happened."""
+    channel: OpenChannel | None = None
+    try:
+        channel = await asyncio.to_thread(connect)
+        key = await asyncio.to_thread(_chosen_key, channel, body)
         outcome = await open_door(channel, key, timeout=timeout)
     except KeyHostError as exc:
         return _failure(exc)
+    finally:
+        if channel is not None:
+            await asyncio.to_thread(channel.close)
     return {
         "status": "opened",
         "message": outcome.message or "opened",
