@@ -77,9 +77,30 @@ TAG_FAILURE = 0x9C  # 1 byte, when failed: FAILURE_*
 
 MAX_KEY_SERVER_URL = 200  # bytes of the URL KEY SERVER returns
 
+MAX_COMMAND_DATA = 4096  # bytes of data in one command APDU (docs/apdu.md, Lengths)
+
 # Limits of the Open exchange (docs/apdu.md, DATAGRAMS).
 MAX_DATAGRAMS_IN = 8
 MAX_DATAGRAM = 2048
+_NOW_ITEM = 10  # TAG_NOW: tag, length, 8 bytes
+_DATAGRAM_ITEM = 4  # the most a TAG_DATAGRAM_IN header takes (82 xxxx length)
+
+
+def datagrams_in_one_exchange(datagrams: list[bytes]) -> int:
+    """How many of ``datagrams``, from the first, one DATAGRAMS command can carry.
+
+    At most ``MAX_DATAGRAMS_IN`` and ``MAX_COMMAND_DATA`` bytes in all: three
+    datagrams of 1.5 kB do not fit, and the card would refuse the whole command
+    (6700). Each datagram must be at most ``MAX_DATAGRAM`` bytes, so one always fits.
+    """
+    used, count = _NOW_ITEM, 0
+    for datagram in datagrams[:MAX_DATAGRAMS_IN]:
+        used += _DATAGRAM_ITEM + len(datagram)
+        if used > MAX_COMMAND_DATA:
+            break
+        count += 1
+    return count
+
 
 STATE_RUNNING = 0x01
 STATE_DONE = 0x02

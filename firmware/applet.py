@@ -59,7 +59,7 @@ from firmware.tls_endpoint import TlsEndpoint
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE = 4096  # bytes of data in one response; a Java Card APDU buffer is about this
-MAX_COMMAND_DATA = 4096
+MAX_COMMAND_DATA = c.MAX_COMMAND_DATA
 
 
 class Component(Protocol):

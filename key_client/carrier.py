@@ -20,8 +20,10 @@ is comes from the card's progress in every Open step, not from reason text.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -33,7 +35,8 @@ from key_client.channel import KeyInfo, OpenChannel, OpenStep
 from key_client.errors import OutcomeUnknownError, RefusedError, UnreachableError
 
 COALESCE_SECONDS = 0.001  # longest wait for the rest of a flight
-MAX_DATAGRAM = 2048
+MAX_DATAGRAM = c.MAX_DATAGRAM
+MAX_QUEUED = 64  # datagrams held for the card; a flood beyond it is dropped
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_RETRANSMIT = 0.25  # seconds: the card's first DTLS retransmission timeout
 
@@ -61,17 +64,35 @@ def lock_address(uri: str) -> tuple[str, int]:
 
 
 class _Inbox(asyncio.DatagramProtocol):
+    """Datagrams from the lock's address, in arrival order, at most ``MAX_QUEUED``."""
+
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
+        self.queue: deque[bytes] = deque()
+        self.arrived = asyncio.Event()
         self.error: OSError | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if len(data) <= MAX_DATAGRAM and not self.queue.full():
-            self.queue.put_nowait(data)
+        if len(data) <= MAX_DATAGRAM and len(self.queue) < MAX_QUEUED:
+            self.queue.append(data)
+            self.arrived.set()
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, OSError):
             self.error = exc  # e.g. ICMP port unreachable: the lock is not listening
+
+    def take(self) -> list[bytes]:
+        """What one DATAGRAMS exchange carries, from the oldest; the rest waits its turn."""
+        count = c.datagrams_in_one_exchange(list(itertools.islice(self.queue, c.MAX_DATAGRAMS_IN)))
+        batch = [self.queue.popleft() for _ in range(count)]
+        if not self.queue:
+            self.arrived.clear()
+        return batch
+
+    @property
+    def room(self) -> bool:
+        """Whether one more datagram could join what is queued in the same exchange."""
+        queued = list(itertools.islice(self.queue, c.MAX_DATAGRAMS_IN))
+        return c.datagrams_in_one_exchange(queued) == len(queued) < c.MAX_DATAGRAMS_IN
 
 
 async def open_door(
@@ -147,20 +168,21 @@ async def _on_card(call: Callable[[], OpenStep]) -> OpenStep:
 
 
 async def _receive(inbox: _Inbox, wait: float) -> list[bytes]:
-    try:
-        first = await asyncio.wait_for(inbox.queue.get(), timeout=max(wait, 0))
-    except TimeoutError:
-        return []
-    batch = [first]
+    if not inbox.queue:
+        try:
+            await asyncio.wait_for(inbox.arrived.wait(), timeout=max(wait, 0))
+        except TimeoutError:
+            return []
     # The rest of the flight was sent back to back: let the event loop read
     # what has already arrived, and wait a little longer only if nothing has.
+    # What did not fit in the last exchange goes first, without waiting.
     for delay in (0, 0, COALESCE_SECONDS):
-        await asyncio.sleep(delay)
-        while not inbox.queue.empty():
-            batch.append(inbox.queue.get_nowait())
-        if len(batch) > 1:
+        if not inbox.room:
             break
-    return batch
+        await asyncio.sleep(delay)
+        if len(inbox.queue) > 1:
+            break
+    return inbox.take()
 
 
 def _silence(uri: str, timeout: float, error: OSError | None) -> str:
