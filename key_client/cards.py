@@ -119,7 +119,8 @@ class AppletChannel:
             self._close()
 
     def _step(self, ins: int, data: bytes, now: float) -> OpenStep:
-        answer = self._exchange(c.CLA_PROPRIETARY, ins, data, what="OPEN")
+        what = {c.INS_OPEN: "OPEN", c.INS_DATAGRAMS: "DATAGRAMS"}.get(ins, "TIMER")
+        answer = self._exchange(c.CLA_PROPRIETARY, ins, data, what=what)
         state, out, timer, code, payload, reason = c.STATE_RUNNING, [], None, None, b"", None
         alert = kind = None
         progress = c.PROGRESS_NO_ANSWER
@@ -191,6 +192,8 @@ def _card_error(sw: int, what: str) -> CardError | NoSuchKeyError:
         )
     if sw == 0x6985 and what == "OPEN":
         return CardError("the card refused to start: the key is outside its validity")
+    if sw == 0x6985 and what in ("DATAGRAMS", "TIMER"):
+        return CardError("the card's Open ended under the key host (the card was reset?)")
     return CardError(f"{what} failed: the card answered {sw:04X}")
 
 
@@ -222,6 +225,7 @@ def _pcsc(wanted: str | None) -> AppletChannel:
         from smartcard.Exceptions import (
             CardConnectionException,
             NoCardException,
+            SmartcardException,
         )
         from smartcard.System import readers
     except ImportError:
@@ -243,15 +247,23 @@ def _pcsc(wanted: str | None) -> AppletChannel:
             _release(connection)
             continue
 
-        def transmit(apdu: bytes, connection: object = connection) -> bytes:
-            data, sw1, sw2 = connection.transmit(list(apdu))  # type: ignore[attr-defined]
+        def transmit(
+            apdu: bytes, connection: object = connection, name: str = str(reader)
+        ) -> bytes:
+            try:
+                data, sw1, sw2 = connection.transmit(list(apdu))  # type: ignore[attr-defined]
+            except SmartcardException as exc:  # the card was pulled, the reader or pcscd went
+                raise CardMissingError(f"lost the card in {name}: {exc}") from None
             return bytes(data) + bytes([sw1, sw2])
 
         def close(connection: object = connection) -> None:
             try:
-                connection.disconnect()  # type: ignore[attr-defined]
-            finally:
-                _release(connection)
+                try:
+                    connection.disconnect()  # type: ignore[attr-defined]
+                finally:
+                    _release(connection)
+            except SmartcardException:
+                pass  # the card or pcscd is gone already: nothing is left to let go of
 
         try:
             return AppletChannel(transmit, close=close)

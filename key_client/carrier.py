@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from elock_common import card_protocol as c
 from key_client.channel import KeyInfo, OpenChannel, OpenStep
-from key_client.errors import OutcomeUnknownError, RefusedError, UnreachableError
+from key_client.errors import CardError, OutcomeUnknownError, RefusedError, UnreachableError
 
 COALESCE_SECONDS = 0.001  # longest wait for the rest of a flight
 MAX_DATAGRAM = c.MAX_DATAGRAM
@@ -135,15 +135,13 @@ async def open_door(
             wait_until = min(step.timer or deadline, deadline)
             batch = await _receive(inbox, wait_until - loop.time())
             received += len(batch)
-            if batch:
-                step = await _on_card(partial(channel.feed, batch, loop.time()))
-            elif loop.time() >= deadline:
+            if not batch and loop.time() >= deadline:
                 if step.request_sent:
                     raise OutcomeUnknownError(_lost(key.uri, timeout))
                 raise UnreachableError(_silence(key.uri, timeout, inbox.error))
-            else:
+            if not batch:
                 say("retransmitting")
-                step = await _on_card(partial(channel.timeout, loop.time()))
+            step = await _next_step(channel, step, batch, loop.time(), key.uri)
             exchanges += 1
             if step.code is None and step.failure is None and exchanges == 4:
                 say("waiting for the lock")
@@ -183,6 +181,24 @@ async def _receive(inbox: _Inbox, wait: float) -> list[bytes]:
         if len(inbox.queue) > 1:
             break
     return inbox.take()
+
+
+async def _next_step(
+    channel: OpenChannel, step: OpenStep, batch: list[bytes], now: float, uri: str
+) -> OpenStep:
+    """The card's next step: what arrived, or its timer. A card lost once the request went
+    out (pulled, its reader gone) leaves the door's state unknown, not just a card problem."""
+    try:
+        if batch:
+            return await _on_card(partial(channel.feed, batch, now))
+        return await _on_card(partial(channel.timeout, now))
+    except CardError as exc:
+        if not step.request_sent:
+            raise
+        raise OutcomeUnknownError(
+            f"the request reached {uri} but the card was lost before the answer ({exc}): "
+            f"{OutcomeUnknownError.advice}"
+        ) from None
 
 
 def _silence(uri: str, timeout: float, error: OSError | None) -> str:

@@ -28,7 +28,12 @@ from firmware.virtual import host
 from key_client.cards import AppletChannel
 from key_client.carrier import open_door
 from key_client.channel import KeyInfo
-from key_client.errors import CardError, OutcomeUnknownError, UnreachableError
+from key_client.errors import (
+    CardError,
+    CardMissingError,
+    OutcomeUnknownError,
+    UnreachableError,
+)
 from tests.firmware.peers import CoapResponder, TinyDtlsServer
 
 IDENTITY = b"card-key-hostile-0001"
@@ -163,3 +168,47 @@ def test_what_the_host_packs_in_one_exchange_the_card_takes(sizes: list[int], fi
     if fit < min(len(sizes), c.MAX_DATAGRAMS_IN):  # one more would not fit: the card says so
         with pytest.raises(CardError, match="6700"):
             channel.feed(datagrams[: fit + 1], 0.0)
+
+
+async def test_a_card_lost_after_the_request_went_out_is_unknown() -> None:
+    """The card leaves the reader once the lock has the request (cards._pcsc raises
+    CardMissingError then): the door may be open, and the answer must say so."""
+    door = SilentDoor()
+    transport, port = await _lock(door, lambda data, request: [])
+    applet, _, key = _card(f"coaps://127.0.0.1:{port}/open")
+
+    def transmit(apdu: bytes) -> bytes:
+        if door.requests:
+            raise CardMissingError("lost the card in Virtual PCD 00 00: Transaction failed.")
+        return applet.process(apdu)
+
+    channel = AppletChannel(transmit)
+    try:
+        with pytest.raises(OutcomeUnknownError, match="the door may be open") as info:
+            await open_door(channel, key, timeout=3, retransmit=0.05)
+    finally:
+        transport.close()
+    assert "lost the card" in str(info.value)
+
+
+async def test_an_open_ended_under_the_host_is_not_called_an_expired_key() -> None:
+    """A card reset in the middle of the handshake (the applet deselected, its Open gone):
+    DATAGRAMS answers 6985, which is no statement about the key's validity."""
+    transport, port = await _lock(CoapResponder(), lambda data, request: [])
+    applet, _, key = _card(f"coaps://127.0.0.1:{port}/open")
+    exchanges = 0
+
+    def transmit(apdu: bytes) -> bytes:
+        nonlocal exchanges
+        exchanges += 1
+        if exchanges == 3:  # SELECT, OPEN, then the reader resets the card
+            applet.reset()
+        return applet.process(apdu)
+
+    channel = AppletChannel(transmit)
+    try:
+        with pytest.raises(CardError) as info:
+            await open_door(channel, key, timeout=3, retransmit=0.05)
+    finally:
+        transport.close()
+    assert "validity" not in str(info.value) and "Open" in str(info.value), str(info.value)
