@@ -227,6 +227,7 @@ def _pcsc(wanted: str | None) -> AppletChannel:
             NoCardException,
             SmartcardException,
         )
+        from smartcard.scard import SCARD_SHARE_EXCLUSIVE
         from smartcard.System import readers
     except ImportError:
         raise CardMissingError("pyscard is not installed (pip install 'elock[keyhost]')") from None
@@ -241,9 +242,17 @@ def _pcsc(wanted: str | None) -> AppletChannel:
     for reader in candidates:
         connection = reader.createConnection()
         try:
-            connection.connect()
-        except (NoCardException, CardConnectionException):
+            # Exclusive, until close: in shared mode another program could send OPEN
+            # between our VERIFY and our OPEN and spend the PIN on a key of its choice,
+            # or end our Open. Closing unpowers the card (pyscard's default), so a PIN
+            # verified for an Open that never started does not outlive this channel.
+            connection.connect(mode=SCARD_SHARE_EXCLUSIVE)
+        except NoCardException:
             problems.append(f"{reader}: no card")
+            _release(connection)
+            continue
+        except CardConnectionException as exc:
+            problems.append(f"{reader}: cannot have the card to itself ({exc})")
             _release(connection)
             continue
 

@@ -17,12 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from elock_common import card_protocol as c
+from elock_common import tlv
+from elock_common.apdu import encode_command
 from elock_testkit.cardproc import COAP_OPEN, ServedCard, env, make_card
 from elock_testkit.lockproc import Key
-from elock_testkit.pcsc import READER, wait_for_card
+from elock_testkit.pcsc import READER, CardConnection, wait_for_card
 from elock_testkit.procs import terminate
+from key_client.cards import connect
 
 pytestmark = pytest.mark.peer
+
+PIN = "2468"
 
 
 @pytest.fixture
@@ -64,3 +70,38 @@ def test_a_card_pulled_during_an_open_is_a_card_problem_not_a_traceback(
     assert "Traceback" not in err, err
     body = json.loads(out.strip().splitlines()[-1])
     assert (proc.returncode, body["status"]) == (5, "card"), (out, err)
+
+
+def test_another_program_cannot_spend_the_pin_verified_for_an_open(tmp_path: Path) -> None:
+    """coap-open verified the PIN for "Front"; a program beside it must not open "Back" with it."""
+    keys = [
+        ("Front", "coaps://127.0.0.1:9/lock", _key(1)),
+        ("Back", "coaps://127.0.0.1:9/b", _key(2)),
+    ]
+    card = make_card(tmp_path, keys, pin=PIN)
+    served = ServedCard(card)
+    try:
+        channel = connect(reader=READER)
+        try:
+            channel.verify_pin(PIN)
+            stolen = _open_from_another_program(container_id=2)
+        finally:
+            channel.close()
+        assert stolen is None, stolen.hex()  # pcscd kept it out while the key host held the card
+        with connect(reader=READER) as again:  # let go: the card is anyone's again
+            assert [k.label for k in again.keys()] == ["Front", "Back"]
+    finally:
+        served.stop()
+
+
+def _open_from_another_program(container_id: int) -> bytes | None:
+    """OPEN through a PC/SC connection of its own; None if pcscd would not let it in."""
+    from smartcard.Exceptions import CardConnectionException
+
+    try:
+        other = CardConnection(READER)
+    except CardConnectionException:
+        return None
+    with other:
+        data = tlv.encode_all([(c.TAG_CONTAINER, bytes([container_id])), (c.TAG_NOW, bytes(8))])
+        return other.transmit(encode_command(c.CLA_PROPRIETARY, c.INS_OPEN, 0, 0, data, le=256))
