@@ -85,6 +85,14 @@ class LockProcess:
             self.stop()
             raise
 
+    def __enter__(self) -> LockProcess:
+        """``with LockProcess.create(...) as lock``: started here, stopped at the end."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)

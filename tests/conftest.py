@@ -60,9 +60,5 @@ def lock(tmp_path: Path) -> Iterator[LockProcess]:
     from elock_testkit.lockproc import LockProcess  # lockproc imports require_tool
 
     require_tool("coap-client-openssl")
-    lock = LockProcess.create(tmp_path / "lock")
-    lock.start()
-    try:
+    with LockProcess.create(tmp_path / "lock") as lock:
         yield lock
-    finally:
-        lock.stop()

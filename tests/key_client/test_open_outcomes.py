@@ -44,12 +44,8 @@ def _opens(lock: LockProcess) -> list[dict]:  # type: ignore[type-arg]
 @pytest.fixture
 def slow_lock(tmp_path: Path) -> Iterator[LockProcess]:
     """A lock whose door stays open long enough for a second ``coap-open`` to start."""
-    lock = LockProcess.create(tmp_path / "slow-lock", open_seconds=30)
-    lock.start()
-    try:
+    with LockProcess.create(tmp_path / "slow-lock", open_seconds=30) as lock:
         yield lock
-    finally:
-        lock.stop()
 
 
 def test_lost_answer_is_unknown_and_a_second_tap_counts_once(

@@ -35,12 +35,8 @@ NO_LNA = "--disable-features=LocalNetworkAccessChecks"
 
 @pytest.fixture
 def lock(tmp_path: Path) -> Iterator[LockProcess]:
-    lock = LockProcess.create(tmp_path / "lock", open_seconds=1.0)
-    lock.start()
-    try:
+    with LockProcess.create(tmp_path / "lock", open_seconds=1.0) as lock:
         yield lock
-    finally:
-        lock.stop()
 
 
 def test_a_page_on_another_site_cannot_frame_the_app(tmp_path: Path, lock: LockProcess) -> None:

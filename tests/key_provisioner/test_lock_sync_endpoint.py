@@ -13,6 +13,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,21 @@ def _server(directory: Path, database_url: str) -> Server:
     return Server(live, api, live.url.replace("http://", "ws://") + "/sync/lock")
 
 
-@pytest.fixture
-def server(tmp_path: Path, database_url: str) -> Iterator[Server]:
-    server = _server(tmp_path / "keyserver", database_url)
+@contextmanager
+def sync_keyserver(directory: Path, database_url: str) -> Iterator[Server]:
+    """A key server with ``/sync/lock`` and an API client, stopped at the end."""
+    server = _server(directory, database_url)
     try:
         yield server
     finally:
         server.api.close()
         server.live.process.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[Server]:
+    with sync_keyserver(tmp_path / "keyserver", database_url) as server:
+        yield server
 
 
 async def _refusal(url: str, frames: list[str | bytes]) -> tuple[str, int | None]:

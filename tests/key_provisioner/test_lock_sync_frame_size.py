@@ -18,19 +18,16 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.key_provisioner.test_lock_sync_endpoint import Server, _server
+from tests.key_provisioner.test_lock_sync_endpoint import Server, sync_keyserver
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    server = _server(tmp_path / "keyserver", f"sqlite:///{tmp_path / 'ks.sqlite3'}")
-    try:
+    database = f"sqlite:///{tmp_path / 'ks.sqlite3'}"
+    with sync_keyserver(tmp_path / "keyserver", database) as server:
         yield server
-    finally:
-        server.api.close()
-        server.live.process.stop()
 
 
 async def _close_code(url: str, frame: str) -> int | None:

@@ -21,19 +21,15 @@ import pytest
 from elock_common.lock_sync import AuditRow
 from elock_testkit.synclock import LightLock
 from elock_testkit.waiting import async_wait_for
-from tests.key_provisioner.test_lock_sync_endpoint import Server, _server
+from tests.key_provisioner.test_lock_sync_endpoint import Server, sync_keyserver
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 
 @pytest.fixture
 def server(tmp_path: Path, database_url: str) -> Iterator[Server]:
-    server = _server(tmp_path / "keyserver", database_url)
-    try:
+    with sync_keyserver(tmp_path / "keyserver", database_url) as server:
         yield server
-    finally:
-        server.api.close()
-        server.live.process.stop()
 
 
 async def test_a_nul_in_an_audit_row_is_stored_and_the_lock_stays_connected(

@@ -152,15 +152,11 @@ def test_opens_refusals_and_relay_move_the_metrics(metered: LockProcess) -> None
 
 @pytest.mark.peer
 def test_no_listener_unless_enabled(tmp_path: Path) -> None:
-    lock = LockProcess.create(tmp_path / "lock")
-    lock.start()
-    try:
+    with LockProcess.create(tmp_path / "lock") as lock:
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{DEFAULT_METRICS_PORT}/metrics", timeout=2)
         code, info = status(lock)
         assert code == 0 and info["healthy"]
-    finally:
-        lock.stop()
 
 
 @pytest.mark.peer

@@ -29,15 +29,11 @@ def running_lock() -> Iterator[Target]:
     from elock_testkit.lockproc import LockProcess
 
     with tempfile.TemporaryDirectory() as tmp:
-        lock = LockProcess.create(Path(tmp) / "lock", open_seconds=0.2)
-        lock.start()
-        try:
+        with LockProcess.create(Path(tmp) / "lock", open_seconds=0.2) as lock:
             key = lock.mint()
             yield lock_target(
                 lock.port, (key.identity.encode(), key.psk.encode()), lock.data_dir / "relay.log"
             )
-        finally:
-            lock.stop()
 
 
 def relearn(target: Target, stats: dict[str, object], which: tuple[bool, ...]) -> None:
