@@ -254,15 +254,8 @@ def create_app(
     one_at_a_time = asyncio.Lock()
     progress = SyncProgress()
 
-    def guard(request: Request, marker: str | None) -> None:
-        if marker is None or not hmac.compare_digest(marker.encode(), token.encode()):
-            raise HTTPException(403, "missing or wrong X-ELock header (reload the page)")
-
-    for path, (name, media) in _FILES.items():
-        handler = (
-            _index(token if page_secret else "") if name == "index.html" else _static(name, media)
-        )
-        app.add_api_route(path, handler, methods=["GET"], include_in_schema=False)
+    guard = _marker_guard(token)
+    _add_pages(app, token if page_secret else "")
 
     @app.get("/api/keys")
     async def keys(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
@@ -299,6 +292,23 @@ def create_app(
         return progress.last
 
     return app
+
+
+def _marker_guard(token: str) -> Callable[[Request, str | None], None]:
+    """The routes' own check of ``X-ELock`` (HostGuard checks it too, before any body)."""
+
+    def guard(request: Request, marker: str | None) -> None:
+        if marker is None or not hmac.compare_digest(marker.encode(), token.encode()):
+            raise HTTPException(403, "missing or wrong X-ELock header (reload the page)")
+
+    return guard
+
+
+def _add_pages(app: FastAPI, page_token: str) -> None:
+    """The page and its files; ``page_token`` goes into index.html ("" when it must not)."""
+    for path, (name, media) in _FILES.items():
+        handler = _index(page_token) if name == "index.html" else _static(name, media)
+        app.add_api_route(path, handler, methods=["GET"], include_in_schema=False)
 
 
 def _listing(connect: Callable[[], OpenChannel]) -> list[dict[str, Any]]:
