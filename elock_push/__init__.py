@@ -13,6 +13,7 @@ from elock_push.errors import (
     RacsProtocolError,
     TlsSessionError,
     TransportError,
+    UnconfirmedCommandsError,
     UntrustedCardError,
 )
 from elock_push.push import (
@@ -49,6 +50,7 @@ __all__ = [
     "SecureElementPush",
     "TlsSessionError",
     "TransportError",
+    "UnconfirmedCommandsError",
     "UntrustedCardError",
     "read_certificate",
     "tls2_context",

@@ -9,7 +9,11 @@
   ``CardBusyError`` (RACS says another session holds the card: try again soon,
   nothing failed) and ``RacsProtocolError`` (the RACS server answered
   something that is not RACS).
-- ``CardError``: the card answered a status word the protocol does not allow.
+- ``CardError``: the card answered a status word the protocol does not allow,
+  before any command was sent (SELECT, GET DATA, the handshake): nothing changed.
+  The same after the commands went in is ``UnconfirmedCommandsError``, a
+  ``TransportError``: whoever carries the APDUs (a RACS server, a phone) can
+  rewrite a status word, and the card may well have done the commands.
 - ``TlsSessionError``: TLS#2 failed (handshake refused, an alert, a tampered
   record); the card dropped the command it could not authenticate.
 """
@@ -48,6 +52,20 @@ class CardBusyError(TransportError):
 
 class RacsProtocolError(TransportError):
     """The RACS server's answer is not RACS (a malformed line, bad hex): a broken server."""
+
+
+class UnconfirmedCommandsError(TransportError):
+    """The commands went into TLS#2 and no authenticated answer came back: retry them.
+
+    Their outcome is unknown (a carrier that rewrote the status word, a card
+    that failed after acting), so it is never a final failure: an install
+    counted as failed would count as never written, and a revoke would then
+    forget a container that is in the card.
+    """
+
+    def __init__(self, cause: PushError) -> None:
+        super().__init__(f"{cause.reason}, after the commands went to the card: outcome unknown")
+        self.cause = cause
 
 
 class CardError(PushError):

@@ -46,7 +46,14 @@ from elock_common.provisioning_wire import (
 )
 from elock_push.card_link import SW_TLS_END, SW_TLS_OPEN, CardLink
 from elock_push.channel import CardChannel
-from elock_push.errors import PushError, TlsSessionError, TransportError, UntrustedCardError
+from elock_push.errors import (
+    CardError,
+    PushError,
+    TlsSessionError,
+    TransportError,
+    UnconfirmedCommandsError,
+    UntrustedCardError,
+)
 from elock_push.tls2 import Tls2Client
 from racs.client import RacsClient, TlsVersionError
 
@@ -332,7 +339,10 @@ async def _commands(
     if not messages:
         return [], []
     tls.send(b"".join(messages))
-    answer, sw = await link.tls(tls.data_to_send())
+    try:
+        answer, sw = await link.tls(tls.data_to_send())
+    except CardError as exc:  # a status word is no proof either way: only TLS#2 is
+        raise UnconfirmedCommandsError(exc) from exc
     tls.receive(answer)
     try:
         data = tls.read()

@@ -21,6 +21,7 @@ from elock_push import (
     PushError,
     TlsSessionError,
     TransportError,
+    UnconfirmedCommandsError,
     UntrustedCardError,
 )
 from key_provisioner.db.models import Key, Lock
@@ -233,6 +234,8 @@ def _caused(error: PushError, cause: BaseException) -> PushError:
         ),
         (TransportError("cannot reach RACS: ConnectionRefusedError"), Verdict.TRANSIENT),
         (TlsSessionError("TLS#2 failed: bad record mac"), Verdict.TRANSIENT),
+        # A status word after the commands went in proves nothing: the card may have done them.
+        (UnconfirmedCommandsError(CardError("TLS RECORDS", 0x6F00)), Verdict.TRANSIENT),
         # The wrong card, or one outside the protocol: failed.
         (UntrustedCardError("s", SeCertificateError("self-signed")), Verdict.PERMANENT),
         (CardError("SELECT eLock", 0x6A82), Verdict.PERMANENT),
