@@ -93,9 +93,11 @@ class PushSettings:
     timeout: float = 30.0  # one push: RACS connection, TLS#2 and the commands
     racs_server_name: str | None = None  # TLS#1 server name, if not the registered host
     # Card syncs that hosts dial in (``api.card_sync``): at most this many per client
-    # address per minute, and at most this many at once in one server process.
+    # address per minute, at most this many at once in one server process, and at most
+    # this many of them from one client address (an IPv6 /64) at once.
     sync_per_minute: int = 30
     sync_concurrent: int = 16
+    sync_per_address: int = 4
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ _PUSH_OPTIONS: dict[str, Any] = {
     "racs_server_name": str,
     "sync_per_minute": int,
     "sync_concurrent": int,
+    "sync_per_address": int,
 }
 _PUSH_FIELDS: dict[str, Any] = {name: str for name in PUSH_FILES} | _PUSH_OPTIONS
 
@@ -332,4 +335,6 @@ def _push(values: dict[str, Any], base: Path) -> PushSettings | None:
                                 10_000),
         sync_concurrent=_ranged("push.sync_concurrent", values.get("sync_concurrent", 16), 1,
                                 1000),
+        sync_per_address=_ranged("push.sync_per_address", values.get("sync_per_address", 4), 1,
+                                 1000),
     )  # fmt: skip

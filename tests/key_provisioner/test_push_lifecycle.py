@@ -13,7 +13,7 @@ from key_provisioner.services.push_lifecycle import (
     PushTransitionError,
     next_state,
 )
-from key_provisioner.services.sync_gate import MAX_ADDRESSES, SyncGate
+from key_provisioner.services.sync_gate import MAX_ADDRESSES, SyncGate, client_of
 
 
 def test_the_story_of_a_key_both_deliveries_share() -> None:
@@ -52,10 +52,30 @@ def test_sync_gate_rate_per_address_and_cap_at_once() -> None:
     assert gate.admit("a", 1.0) == 29  # one more token in 29 s (2 a minute)
     assert gate.admit("b", 1.0) == 0  # another address has its own bucket
     assert gate.admit("c", 1.0) == 1  # three running: capacity, try again in 1 s
-    gate.done()
+    gate.done("b")
     assert gate.admit("c", 1.0) == 0
-    gate.done()
+    gate.done("c")
     assert gate.admit("a", 31.0) == 0  # the bucket refilled
+
+
+def test_sync_gate_one_address_holds_only_its_share_of_the_slots() -> None:
+    gate = SyncGate(per_minute=4, concurrent=8, per_address=2)
+    assert [gate.admit("192.0.2.1", 0.0) for _ in range(3)] == [0, 0, 1]
+    assert gate.admit("192.0.2.2", 0.0) == 0  # another address still gets in
+    gate.done("192.0.2.1")
+    assert gate.admit("192.0.2.1", 0.0) == 0  # its own slot came back
+    assert gate.running == 3
+    assert gate.admit("192.0.2.1", 0.0) == 15  # a try beyond its share took a token too
+
+
+def test_sync_gate_counts_an_ipv6_client_by_its_64() -> None:
+    gate = SyncGate(per_minute=2, concurrent=100, per_address=100)
+    # One subscriber's /64: a fresh address per sync is still the same client.
+    got = [gate.admit(f"2001:db8:0:1::{n:x}", 0.0) for n in range(1, 5)]
+    assert got == [0, 0, 30, 30], got
+    assert gate.admit("2001:db8:0:2::1", 0.0) == 0  # the next /64 is another client
+    assert client_of("::ffff:192.0.2.7") == client_of("192.0.2.7") == "192.0.2.7"
+    assert client_of("fe80::1%eth0") == "fe80::/64"
 
 
 def test_sync_gate_forgets_the_oldest_addresses() -> None:

@@ -8,7 +8,8 @@ through RACS, over ``elock_push.RelayLink``.
 The host holds no credential, so the order of checks is what keeps this open
 door cheap and quiet:
 
-1. the ``SyncGate`` (rate per address, syncs at once) before anything else;
+1. the ``SyncGate`` (rate per address, syncs at once, in all and per address) before
+   anything else;
 2. the card's certificate (GET DATA through the host) must chain to the SE
    issuer CA and name a SEID; otherwise ``Refused``, and nothing was read
    from the database;
@@ -84,7 +85,8 @@ def gate_of(state: AppState) -> SyncGate | None:
     if state.card_sync_gate is None:
         push = state.push_clients.settings
         state.card_sync_gate = SyncGate(per_minute=push.sync_per_minute,
-                                   concurrent=push.sync_concurrent)  # fmt: skip
+                                        concurrent=push.sync_concurrent,
+                                        per_address=push.sync_per_address)  # fmt: skip
     return state.card_sync_gate
 
 
@@ -110,7 +112,7 @@ async def card_sync(ws: WebSocket) -> None:
     except TimeoutError:
         message = wire.Refused("the sync took too long")
     finally:
-        gate.done()
+        gate.done(address)
     await _end(conn, message)
 
 
