@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.orm import Session
 
 from elock_common import card_sync as wire
@@ -59,6 +59,11 @@ class _HostLeftError(ConnectionError):
     """The host closed the WebSocket, or sent what is not a text frame."""
 
 
+# How Starlette says the host is gone: ``WebSocketDisconnect`` when the peer left before a
+# send (uvicorn's ``ClientDisconnected``), ``RuntimeError`` for a use after the close.
+_GONE = (WebSocketDisconnect, RuntimeError, OSError)
+
+
 @dataclass
 class _Connection:
     """What ``RelayLink`` needs, over Starlette's WebSocket; a closed one raises ``OSError``."""
@@ -68,11 +73,14 @@ class _Connection:
     async def send_text(self, frame: str) -> None:
         try:
             await self.ws.send_text(frame)
-        except RuntimeError as exc:  # Starlette: sending after the close
-            raise _HostLeftError(str(exc)) from None
+        except _GONE as exc:  # Starlette: after the close, or the peer gone (1006)
+            raise _HostLeftError(f"the host closed the connection ({type(exc).__name__})") from None
 
     async def receive_text(self) -> str:
-        message = await self.ws.receive()
+        try:
+            message = await self.ws.receive()
+        except _GONE as exc:
+            raise _HostLeftError(f"the host closed the connection ({type(exc).__name__})") from None
         text = message.get("text")
         if message["type"] != "websocket.receive" or not isinstance(text, str):
             raise _HostLeftError("the host closed the connection or sent a binary frame")
@@ -114,6 +122,7 @@ async def card_sync(ws: WebSocket) -> None:
     finally:
         gate.done(address)
     await _end(conn, message)
+    log.info("card sync from %s ended: %s", address, wire.encode(message)[:200])
 
 
 async def _sync(state: AppState, conn: _Connection) -> wire.ServerMessage:
@@ -197,7 +206,7 @@ async def _end(conn: _Connection, message: wire.ServerMessage) -> None:
     try:
         await conn.send_text(wire.encode(message))
         await conn.ws.close()
-    except (OSError, RuntimeError):
+    except _GONE:
         pass  # the host is gone already
 
 
