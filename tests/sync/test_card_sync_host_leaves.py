@@ -10,23 +10,29 @@ host). The key server notices when it next sends, and that must be a
   are released as admin-api.md says (due again at once, ``last_error``
   ``host sync: ...``), and the next sync installs them;
 - gone after answering the INSTALL flight: the card's authenticated answer
-  came, so the key is ``installed`` now, not left leased as ``pending``.
+  came, so the key is ``installed`` now, not left leased as ``pending``;
+- too slow: each answer within ``push.timeout`` but the whole sync past its
+  limit (3 x ``push.timeout``) in the middle of the INSTALL: released like a
+  host gone, ``host sync: the sync took too long``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from elock_common import card_sync as wire
 from elock_common import pki
 from elock_testkit.ports import free_udp_port
 from elock_testkit.waiting import wait_for
 from key_client import cards
+from key_client.errors import SyncError
 from key_client.sync import SyncRelay
 from tests.sync.conftest import HERE
 from tests.sync.stack import KeyServer, coap_open, personalize_card
@@ -37,20 +43,34 @@ SW_TLS_OPEN = "9001"
 
 
 async def answer_and_leave(api: KeyServer, card: Path, moment: str) -> None:
-    """Relay the sync until *moment* ("handshake" or "install") is answered, then close."""
+    """Relay the sync until *moment* ("handshake" or "install") is answered, then close.
+
+    "slow": answer every script late, each within push.timeout (10 s) but all
+    together past the sync's limit (3 x 10 s), which comes during the INSTALL.
+    """
     url = api.url.replace("http", "ws", 1) + wire.PATH
     with cards.connect(card_file=card) as channel:
         side = SyncRelay(channel.relay)
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(60):
             async with connect(url, compression=None, ping_interval=None) as ws:
                 await ws.send(side.hello())
                 updating = False
                 while True:
-                    message = side.receive(await ws.recv())
+                    try:
+                        message = side.receive(await ws.recv())
+                    except SyncError:  # refused: for "slow", the keys' state says the rest
+                        if moment == "slow":
+                            return
+                        raise
                     if isinstance(message, wire.Progress):
                         updating = updating or message.stage.startswith("updating")
                     elif isinstance(message, wire.Apdus):
                         answer = await asyncio.to_thread(side.run_script, message)
+                        if moment == "slow":  # the host's own pace
+                            await asyncio.sleep(9 if updating else 5.5)
+                            with contextlib.suppress(ConnectionClosed):  # the server gave up
+                                await ws.send(answer)
+                            continue
                         await ws.send(answer)
                         answers = wire.decode_host_message(answer)
                         assert isinstance(answers, wire.Answers)
@@ -59,6 +79,8 @@ async def answer_and_leave(api: KeyServer, card: Path, moment: str) -> None:
                             return
                         if moment == "handshake" and opened == SW_TLS_OPEN and not updating:
                             return
+                    elif moment == "slow":
+                        return  # the server ended the sync: its outcome says why
                     else:
                         raise AssertionError(f"the sync ended before the {moment}: {message}")
 
@@ -68,7 +90,7 @@ def push_of(api: KeyServer, key: dict[str, Any]) -> dict[str, Any]:
     return push
 
 
-@pytest.mark.parametrize("moment", ["handshake", "install"])
+@pytest.mark.parametrize("moment", ["handshake", "install", "slow"])
 def test_a_host_that_leaves_right_after_answering(
     paths: pki.PkiPaths, api: KeyServer, tmp_path: Path, moment: str
 ) -> None:
@@ -91,6 +113,8 @@ def test_a_host_that_leaves_right_after_answering(
         return
     assert push["state"] == "pending" and push["attempts"] == 1, push
     assert str(push["last_error"]).startswith("host sync: "), push
+    if moment == "slow":
+        assert push["last_error"] == "host sync: the sync took too long", push
     code, out = coap_open(HERE, "--sync", "--card", str(card))  # due again at once
     assert (code, out["added"]) == (0, 1), out
     assert push_of(api, key)["state"] == "installed"
