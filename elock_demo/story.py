@@ -92,8 +92,10 @@ class Demo:
             ("Read the lock's audit log, on the lock and as it reached the key server", self.audit),
             ("Personalize a card for a phone behind NAT; it names its key server", self.phone),
             ("Issue a key for the phone: it waits for the phone to dial in", self.phone_issue),
-            ("The phone syncs (coap-open --sync): TLS#2 over the phone's own connection",
-             self.phone_sync),
+            (
+                "The phone syncs (coap-open --sync): TLS#2 over the phone's own connection",
+                self.phone_sync,
+            ),
             ("Open the door from the phone", self.phone_open),
             ("Revoke the phone's key; its next sync deletes the container", self.phone_revoke),
         ]
