@@ -271,7 +271,11 @@ def _load(text: str | bytes) -> dict[str, Any]:
         raise SyncFormatError(f"message larger than {MAX_MESSAGE} bytes")
     try:
         body = json.loads(text, parse_constant=_no_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except SyncFormatError:
+        raise  # NaN or Infinity (_no_constant): its own reason
+    except (ValueError, RecursionError):
+        # ValueError: JSONDecodeError and UnicodeDecodeError, and also the one Python
+        # raises for an integer of more than 4300 digits, which must not escape either.
         raise SyncFormatError("message is not JSON") from None
     if not isinstance(body, dict):
         raise SyncFormatError("message must be a JSON object")

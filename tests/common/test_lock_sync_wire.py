@@ -154,6 +154,7 @@ def test_sync_key_differs_from_every_psk_label() -> None:
             "speaks",
         ),
         (" " * (MAX_MESSAGE + 1), "larger than"),
+        ('{"type":"proof","proof":' + "1" * 5000 + "}", "not JSON"),  # int() refuses it
     ],
 )
 def test_malformed_unsealed_messages_are_refused_with_a_reason(text: str, reason: str) -> None:
@@ -237,3 +238,9 @@ def test_any_input_raises_only_our_error(data: str | bytes) -> None:
             parse(data)
         except SyncFormatError:
             pass
+
+
+def test_an_integer_python_refuses_is_our_error_after_authentication_too() -> None:
+    lock, _ = _pair()
+    with pytest.raises(SyncFormatError, match="not JSON"):
+        lock.open('{"type":"pong","seq":' + "1" * 5000 + "}")
