@@ -10,6 +10,11 @@ decides what the protocol allows. States::
 Once READY the lock pings every ``ping_seconds`` (below the 30 s that common
 NATs and proxies keep an idle mapping) and measures the key server's clock
 from each pong; a pong missing for ``pong_timeout`` means the link is dead.
+The handshake has the same bound: a challenge and welcome not in within
+``pong_timeout`` of the hello end the session, so a peer that accepts the
+connection and goes silent cannot hold the lock's sync for good, and a welcome
+held back by a man in the middle cannot move the lock's clock judgement by more
+than half of that.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class State(enum.Enum):
     AWAIT_WELCOME = "await welcome"
     READY = "ready"
     CLOSED = "closed"
+
+
+_HANDSHAKE = (State.AWAIT_CHALLENGE, State.AWAIT_WELCOME)
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,8 @@ class LockSyncSession:
     def receive(self, text: str | bytes, now: float) -> list[Event]:
         if self.state is State.CLOSED:
             return []
+        if self.state in _HANDSHAKE and (late := self.handle_timer(now)):
+            return late  # the deadline passed before this frame was read
         try:
             if self._sealer is None:
                 return self._handshake(decode(text), now)
@@ -143,6 +153,8 @@ class LockSyncSession:
             return self._close(f"key server sent a bad message: {exc}")
 
     def get_timer(self) -> float | None:
+        if self.state in _HANDSHAKE:
+            return self._hello_at + self._pong_timeout
         if self.state is not State.READY:
             return None
         if self._ping_sent is not None:
@@ -150,6 +162,11 @@ class LockSyncSession:
         return self._next_ping
 
     def handle_timer(self, now: float) -> list[Event]:
+        if self.state in _HANDSHAKE:
+            if now >= self._hello_at + self._pong_timeout:
+                waited = "challenge" if self.state is State.AWAIT_CHALLENGE else "welcome"
+                return self._close(f"no {waited} within {self._pong_timeout:g} s of the hello")
+            return []
         if self.state is not State.READY:
             return []
         if self._ping_sent is not None:

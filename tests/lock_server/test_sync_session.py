@@ -129,3 +129,26 @@ def test_unexpected_messages_end_the_session_with_a_reason() -> None:
     lock.start(1.0)
     (closed,) = lock.receive(encode(Refused("lock retired")), 1.1)
     assert closed == lck.Closed("key server refused: lock retired")
+
+
+def test_a_held_back_welcome_cannot_move_the_clock_judgement() -> None:
+    """A man in the middle holds the welcome for an hour: on main the lock took the
+    key server's clock as half an hour behind; now the handshake deadline ends it."""
+    secret = LockSecret.generate()
+    lock, server = _pair(secret)  # hello at 100.0, pong_timeout 10 s
+    _flow(server, lock, 100.4)
+    _flow(lock, server, 100.5)
+    server.welcome(100.5, 0, 2)
+    assert lock.get_timer() == pytest.approx(110.0)
+    events = _flow(server, lock, 3700.0)
+    assert len(events) == 1 and isinstance(events[0], lck.Closed), events
+    assert "no welcome within 10 s" in events[0].reason
+    assert lock.clock_offset is None
+
+
+def test_a_silent_key_server_ends_the_handshake_on_the_timer() -> None:
+    lock, _server = _pair(LockSecret.generate())
+    assert lock.get_timer() == pytest.approx(110.0)
+    assert lock.handle_timer(109.9) == []
+    (closed,) = lock.handle_timer(110.0)
+    assert isinstance(closed, lck.Closed) and "no challenge within 10 s" in closed.reason
