@@ -15,7 +15,8 @@ with its own label (``LockSecret.derive_sync_key``). The lock says hello with a
 fresh nonce; the server answers with its own nonce and a proof over both; the
 lock checks it and proves itself over both nonces with another label. A proof
 recorded from one connection is useless on the next (the other side's nonce
-is new), and neither side's proof can be reflected as the other's. Both then
+is new), and neither side's proof can be reflected as the other's. Both proofs
+cover the hello frame too, so what the lock says in it cannot be changed. Both then
 derive a session key from the two nonces, and every later message carries a
 sequence number and an HMAC under it, so a message cannot be forged, replayed
 or reordered within the session even where the link is not TLS.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import itertools
 import json
@@ -36,7 +38,7 @@ from typing import Any, ClassVar
 
 from elock_common.errors import FormatError
 
-PROTOCOL = "elock-lock-sync/1"
+PROTOCOL = "elock-lock-sync/2"  # 2: the proofs and session key cover the hello frame
 MAX_MESSAGE = 1 << 20  # bytes of one frame: a full list of MAX_REVOKED ids fits easily
 MAX_REVOKED = 20_000
 MAX_AUDIT_ROWS = 200  # per upload message
@@ -427,18 +429,41 @@ _FIELD: dict[str, Any] = {
 # -- authentication ----------------------------------------------------------------------
 
 
+def hello_digest(frame: str | bytes) -> bytes:
+    """SHA-256 of the hello frame as it went over the wire, for the proofs.
+
+    The hello itself is not MACed (no key is agreed yet), so the proofs cover it:
+    a man in the middle who changes what the lock says it holds (its revocation
+    version, its audit log) makes both proofs fail instead of steering the server.
+    """
+    return hashlib.sha256(frame.encode() if isinstance(frame, str) else frame).digest()
+
+
 def _proof(
-    sync_key: bytes, label: bytes, lock_id: str, lock_nonce: bytes, server_nonce: bytes
+    sync_key: bytes,
+    label: bytes,
+    lock_id: str,
+    lock_nonce: bytes,
+    server_nonce: bytes,
+    hello: bytes,
 ) -> bytes:
-    return hmac.digest(sync_key, label + lock_id.encode() + lock_nonce + server_nonce, "sha256")
+    # Every part has a fixed length (UUID text, 16-byte nonces, a SHA-256 digest).
+    data = label + lock_id.encode() + lock_nonce + server_nonce + hello
+    return hmac.digest(sync_key, data, "sha256")
 
 
-def server_proof(sync_key: bytes, lock_id: str, lock_nonce: bytes, server_nonce: bytes) -> bytes:
-    return _proof(sync_key, _SERVER_PROOF, lock_id, lock_nonce, server_nonce)
+def server_proof(
+    sync_key: bytes, lock_id: str, lock_nonce: bytes, server_nonce: bytes, *, hello: bytes
+) -> bytes:
+    """``hello`` is ``hello_digest`` of the hello frame."""
+    return _proof(sync_key, _SERVER_PROOF, lock_id, lock_nonce, server_nonce, hello)
 
 
-def lock_proof(sync_key: bytes, lock_id: str, lock_nonce: bytes, server_nonce: bytes) -> bytes:
-    return _proof(sync_key, _LOCK_PROOF, lock_id, lock_nonce, server_nonce)
+def lock_proof(
+    sync_key: bytes, lock_id: str, lock_nonce: bytes, server_nonce: bytes, *, hello: bytes
+) -> bytes:
+    """``hello`` is ``hello_digest`` of the hello frame."""
+    return _proof(sync_key, _LOCK_PROOF, lock_id, lock_nonce, server_nonce, hello)
 
 
 def verify(expected: bytes, given: bytes, who: str) -> None:
@@ -463,9 +488,16 @@ class Sealer:
 
     @classmethod
     def for_session(
-        cls, sync_key: bytes, lock_id: str, lock_nonce: bytes, server_nonce: bytes, *, lock: bool
+        cls,
+        sync_key: bytes,
+        lock_id: str,
+        lock_nonce: bytes,
+        server_nonce: bytes,
+        *,
+        hello: bytes,
+        lock: bool,
     ) -> Sealer:
-        key = _proof(sync_key, _SESSION, lock_id, lock_nonce, server_nonce)
+        key = _proof(sync_key, _SESSION, lock_id, lock_nonce, server_nonce, hello)
         return cls(key, b"L", b"S") if lock else cls(key, b"S", b"L")
 
     def seal(self, message: Message) -> str:

@@ -45,6 +45,7 @@ from elock_common.lock_sync import (
     Welcome,
     decode,
     encode,
+    hello_digest,
     lock_proof,
     server_proof,
     verify,
@@ -120,6 +121,7 @@ class LockSyncSession:
         self._out: list[str] = []
         self._sealer: Sealer | None = None
         self._hello_at = 0.0
+        self._hello = b""  # hello_digest of the hello we sent: both proofs cover it
         self._next_ping = 0.0
         self._ping_sent: float | None = None
         self.clock_offset: float | None = None
@@ -131,8 +133,9 @@ class LockSyncSession:
 
     def start(self, now: float) -> None:
         self._expect(State.START, "start")
-        hello = Hello(self.lock_id, self._nonce, now, self._held, self._audit_log)
-        self._out.append(encode(hello))
+        hello = encode(Hello(self.lock_id, self._nonce, now, self._held, self._audit_log))
+        self._hello = hello_digest(hello)
+        self._out.append(hello)
         self._hello_at = now
         self._set_state(State.AWAIT_CHALLENGE)
 
@@ -208,16 +211,16 @@ class LockSyncSession:
             return self._close(f"key server refused: {message.reason}")
         if self.state is not State.AWAIT_CHALLENGE or not isinstance(message, Challenge):
             return self._close(f"unexpected {message.type} in state {self.state.value}")
+        nonces = (self.lock_id, self._nonce, message.nonce)
         try:
-            verify(server_proof(self._key, self.lock_id, self._nonce, message.nonce),
-                   message.proof, "key server")  # fmt: skip
+            verify(server_proof(self._key, *nonces, hello=self._hello), message.proof,
+                   "key server")  # fmt: skip
         except SyncFormatError as exc:
-            return self._close(f"{exc}: not our key server, or not our lock secret")
-        self._out.append(encode(Proof(lock_proof(self._key, self.lock_id, self._nonce,
-                                                 message.nonce))))  # fmt: skip
-        self._sealer = Sealer.for_session(
-            self._key, self.lock_id, self._nonce, message.nonce, lock=True
-        )
+            return self._close(
+                f"{exc}: not our key server, not our lock secret, or our hello was changed"
+            )
+        self._out.append(encode(Proof(lock_proof(self._key, *nonces, hello=self._hello))))
+        self._sealer = Sealer.for_session(self._key, *nonces, hello=self._hello, lock=True)
         self._set_state(State.AWAIT_WELCOME)
         return []
 

@@ -34,6 +34,7 @@ from elock_common.lock_sync import (
     Welcome,
     decode,
     encode,
+    hello_digest,
     lock_proof,
     server_proof,
     verify,
@@ -90,6 +91,7 @@ class ServerSyncSession:
         self.hello: Hello | None = None
         self._key = b""
         self._nonce = b""
+        self._hello = b""  # hello_digest of the hello frame: both proofs cover it
         self._sealer: Sealer | None = None
 
     def data_to_send(self) -> list[str]:
@@ -99,6 +101,8 @@ class ServerSyncSession:
     def receive(self, text: str | bytes, now: float) -> list[Event]:
         if self.state is State.CLOSED:
             return []
+        if self.state is State.AWAIT_HELLO:
+            self._hello = hello_digest(text)
         try:
             message = decode(text) if self._sealer is None else self._sealer.open(text)
         except SyncFormatError as exc:
@@ -109,7 +113,9 @@ class ServerSyncSession:
         """The lock exists and is in service: prove we hold its key, ask for its proof."""
         assert self.state is State.LOOKUP and self.hello is not None
         self._key, self._nonce = sync_key, self._rng(NONCE_BYTES)
-        proof = server_proof(sync_key, self.hello.lock_id, self.hello.nonce, self._nonce)
+        proof = server_proof(
+            sync_key, self.hello.lock_id, self.hello.nonce, self._nonce, hello=self._hello
+        )
         self._out.append(encode(Challenge(self._nonce, proof)))
         self.state = State.AWAIT_PROOF
 
@@ -140,14 +146,13 @@ class ServerSyncSession:
             return [HelloReceived(message)]
         if self.state is State.AWAIT_PROOF and isinstance(message, Proof):
             assert self.hello is not None
-            expected = lock_proof(self._key, self.hello.lock_id, self.hello.nonce, self._nonce)
+            nonces = (self.hello.lock_id, self.hello.nonce, self._nonce)
+            expected = lock_proof(self._key, *nonces, hello=self._hello)
             try:
                 verify(expected, message.proof, "lock")
             except SyncFormatError as exc:
                 return self.refuse(str(exc))
-            self._sealer = Sealer.for_session(
-                self._key, self.hello.lock_id, self.hello.nonce, self._nonce, lock=False
-            )
+            self._sealer = Sealer.for_session(self._key, *nonces, hello=self._hello, lock=False)
             self.state = State.READY
             return [Authenticated(self.hello)]
         if self.state is State.READY:

@@ -14,6 +14,7 @@ from elock_common import LockSecret
 from elock_common.lock_sync import (
     MAX_MESSAGE,
     MAX_REVOKED,
+    PROTOCOL,
     AuditAck,
     AuditRow,
     AuditUpload,
@@ -31,12 +32,14 @@ from elock_common.lock_sync import (
     Welcome,
     decode,
     encode,
+    hello_digest,
     lock_proof,
     server_proof,
     verify,
 )
 
 LOCK_ID = str(uuid.uuid4())
+HELLO = hello_digest('{"type":"hello"}')
 ROW = AuditRow(1, 1_700_000_000.5, "0123456789ab", "192.0.2.1:5684", "open", "granted", "opened")
 
 
@@ -44,8 +47,8 @@ def _pair() -> tuple[Sealer, Sealer]:
     key = LockSecret.generate().derive_sync_key()
     ln, sn = secrets.token_bytes(16), secrets.token_bytes(16)
     return (
-        Sealer.for_session(key, LOCK_ID, ln, sn, lock=True),
-        Sealer.for_session(key, LOCK_ID, ln, sn, lock=False),
+        Sealer.for_session(key, LOCK_ID, ln, sn, hello=HELLO, lock=True),
+        Sealer.for_session(key, LOCK_ID, ln, sn, hello=HELLO, lock=False),
     )
 
 
@@ -101,15 +104,32 @@ def test_sealed_messages_refuse_replay_reorder_reflection_and_tampering() -> Non
 def test_proofs_bind_both_nonces_and_the_direction() -> None:
     key = LockSecret.generate().derive_sync_key()
     ln, sn = secrets.token_bytes(16), secrets.token_bytes(16)
-    proof = lock_proof(key, LOCK_ID, ln, sn)
-    verify(lock_proof(key, LOCK_ID, ln, sn), proof, "lock")
+    proof = lock_proof(key, LOCK_ID, ln, sn, hello=HELLO)
+    verify(lock_proof(key, LOCK_ID, ln, sn, hello=HELLO), proof, "lock")
     with pytest.raises(SyncAuthError, match="lock's proof"):
-        verify(lock_proof(key, LOCK_ID, ln, secrets.token_bytes(16)), proof, "lock")
+        verify(lock_proof(key, LOCK_ID, ln, secrets.token_bytes(16), hello=HELLO), proof, "lock")
     with pytest.raises(SyncAuthError):
-        verify(server_proof(key, LOCK_ID, ln, sn), proof, "server")  # not reflectable
+        verify(server_proof(key, LOCK_ID, ln, sn, hello=HELLO), proof, "server")  # not reflectable
     wrong = LockSecret.generate().derive_sync_key()
     with pytest.raises(SyncAuthError):
-        verify(lock_proof(wrong, LOCK_ID, ln, sn), proof, "lock")
+        verify(lock_proof(wrong, LOCK_ID, ln, sn, hello=HELLO), proof, "lock")
+
+
+def test_proofs_and_session_key_bind_the_hello_frame() -> None:
+    """The hello is not MACed: a changed hello must make every proof fail."""
+    key = LockSecret.generate().derive_sync_key()
+    ln, sn = secrets.token_bytes(16), secrets.token_bytes(16)
+    sent = '{"revocation_version":3,"type":"hello"}'
+    changed = hello_digest(sent.replace("3", "9"))
+    for make in (lock_proof, server_proof):
+        with pytest.raises(SyncAuthError):
+            verify(make(key, LOCK_ID, ln, sn, hello=changed),
+                   make(key, LOCK_ID, ln, sn, hello=hello_digest(sent)), "peer")  # fmt: skip
+    assert hello_digest(sent) == hello_digest(sent.encode())  # text or binary frame
+    lock = Sealer.for_session(key, LOCK_ID, ln, sn, hello=hello_digest(sent), lock=True)
+    server = Sealer.for_session(key, LOCK_ID, ln, sn, hello=changed, lock=False)
+    with pytest.raises(SyncAuthError, match="MAC"):
+        server.open(lock.seal(RevocationsHeld(3)))
 
 
 def test_sync_key_differs_from_every_psk_label() -> None:
@@ -194,7 +214,7 @@ def _sealed_body(server: Sealer, body: dict[str, object]) -> str:
                 "lock_time": 1,
                 "revocation_version": 0,
                 "audit_log": 1,
-                "protocol": "elock-lock-sync/1",
+                "protocol": PROTOCOL,
             },
             "not expected",
         ),

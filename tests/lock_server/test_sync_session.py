@@ -98,7 +98,7 @@ def test_a_lock_without_the_secret_is_refused() -> None:
     _lock, server = _pair(LockSecret.generate())
     challenge = decode(server.data_to_send()[0])
     assert isinstance(challenge, Challenge)
-    guessed = lock_proof(b"k" * 32, LOCK_ID, b"n" * 16, challenge.nonce)
+    guessed = lock_proof(b"k" * 32, LOCK_ID, b"n" * 16, challenge.nonce, hello=b"h" * 32)
     (closed,) = server.receive(encode(Proof(guessed)), 100.5)
     assert isinstance(closed, srv.Closed) and "does not verify" in closed.reason
     assert "refused" in server.data_to_send()[0]
@@ -152,3 +152,24 @@ def test_a_silent_key_server_ends_the_handshake_on_the_timer() -> None:
     assert lock.handle_timer(109.9) == []
     (closed,) = lock.handle_timer(110.0)
     assert isinstance(closed, lck.Closed) and "no challenge within 10 s" in closed.reason
+
+
+def test_a_changed_hello_fails_the_handshake_on_both_sides() -> None:
+    """A man in the middle rewrites the hello (here: the version the lock holds, so the
+    server would send no list and record the lock as holding its own). The server's
+    proof is then over another hello: the lock refuses it and proves nothing."""
+    secret = LockSecret.generate()
+    lock = lck.LockSyncSession(
+        LOCK_ID, secret.derive_sync_key(), revocation_version=2, audit_log=77, ping_seconds=20
+    )
+    server = srv.ServerSyncSession()
+    lock.start(100.0)
+    (hello,) = lock.data_to_send()
+    changed = hello.replace('"revocation_version":2', '"revocation_version":9')
+    assert changed != hello
+    (event,) = server.receive(changed, 100.2)
+    assert isinstance(event, srv.HelloReceived) and event.hello.revocation_version == 9
+    server.challenge(secret.derive_sync_key())
+    (closed,) = _flow(server, lock, 100.4)
+    assert isinstance(closed, lck.Closed) and "hello was changed" in closed.reason
+    assert lock.data_to_send() == []
