@@ -155,17 +155,17 @@ def test_sync_key_differs_from_every_psk_label() -> None:
         ),
         (
             '{"type":"hello","lock_id":"x","nonce":"","lock_time":1,"revocation_version":0,'
-            '"audit_log":1,"protocol":"elock-lock-sync/1"}',
+            '"audit_log":1,"protocol":"elock-lock-sync/2"}',
             "UUID",
         ),
         (
             '{"type":"hello","lock_id":"' + LOCK_ID + '","nonce":"' + "A" * 22 + '","lock_time":'
-            'NaN,"revocation_version":0,"audit_log":1,"protocol":"elock-lock-sync/1"}',
+            'NaN,"revocation_version":0,"audit_log":1,"protocol":"elock-lock-sync/2"}',
             "number",
         ),
         (
             '{"type":"hello","lock_id":"' + LOCK_ID + '","nonce":"' + "A" * 22 + '","lock_time":'
-            '1,"revocation_version":-1,"audit_log":1,"protocol":"elock-lock-sync/1"}',
+            '1,"revocation_version":-1,"audit_log":1,"protocol":"elock-lock-sync/2"}',
             "integer",
         ),
         (
