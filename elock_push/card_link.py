@@ -11,6 +11,11 @@ author's does not, ours does), so every APDU carries those options. A server
 that still passes ``61xx`` or ``6Cxx`` (wrong Le) back gets them followed here,
 by ``elock_common.apdu.ResponseChain``, one more round trip each. Nothing
 here reads the text of a ``+0YZ`` line beyond the hex of an APDU answer.
+
+Time: a RACS server may accept TLS#1 and then answer slowly or never. Every
+exchange of one push runs against the push's one *deadline* (the loop's
+clock), so a silent or trickling server ends the push with a
+``TransportError`` instead of holding the worker.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from elock_common.apdu import ResponseChain
 from elock_push.apdu_link import (
@@ -46,11 +51,30 @@ __all__ = [  # what the push code and the tests import from here
 _TRANSPORT = (OSError, EOFError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError)
 
 
+class LateError(Exception):
+    """The push's deadline passed while the RACS server had not answered."""
+
+
+@contextlib.asynccontextmanager
+async def in_time(deadline: float | None, timeout: float) -> AsyncIterator[None]:
+    """Run the body before *deadline* (the loop's clock; None: no limit), else ``LateError``."""
+    limit = asyncio.timeout_at(deadline)
+    try:
+        async with limit:
+            yield
+    except TimeoutError as exc:
+        if not limit.expired():
+            raise  # a timeout of the body's own, not the deadline
+        raise LateError(f"the RACS server did not answer within {timeout:g} s") from exc
+
+
 @contextlib.contextmanager
 def racs_errors(seid: str, refused: str) -> Iterator[None]:
     """Every way a RACS exchange fails, as the ``PushError`` the key server acts on."""
     try:
         yield
+    except LateError as exc:
+        raise TransportError(str(exc)) from exc
     except SecureElementBusyError as exc:
         raise CardBusyError(seid, f"{exc.code} {exc.reason}") from exc
     except RemoteRacsError as exc:
@@ -65,9 +89,18 @@ class CardLink(ApduLink):
     """APDUs to one SEID over an open ``RacsClient``; counts what it sends."""
 
     def __init__(
-        self, racs: RacsClient, seid: str, *, block: int = BLOCK, ask_server_to_fetch: bool = True
+        self,
+        racs: RacsClient,
+        seid: str,
+        *,
+        block: int = BLOCK,
+        ask_server_to_fetch: bool = True,
+        deadline: float | None = None,
+        timeout: float = 30.0,
     ) -> None:
+        """*deadline* (the loop's clock) bounds every exchange; *timeout* is how it is told."""
         self.racs, self.seid, self.block = racs, seid, block
+        self.deadline, self.timeout = deadline, timeout
         # False sends no MORE=/FETCH= (tests and benchmarks of the client's own chaining).
         self._chaining = {} if ask_server_to_fetch else {"more": None, "fetch": None}
         self.apdus = 0
@@ -79,7 +112,8 @@ class CardLink(ApduLink):
     async def _send(self, apdus: list[bytes]) -> list[bytes]:
         self.round_trips += 1
         with racs_errors(self.seid, "RACS refused"):
-            return await self.racs.script(self.seid, apdus, **self._chaining)
+            async with in_time(self.deadline, self.timeout):
+                return await self.racs.script(self.seid, apdus, **self._chaining)
 
     async def _script(self, apdus: list[bytes]) -> list[bytes]:
         """The answers to *apdus* (one round trip), the last one followed to its end.
@@ -105,10 +139,12 @@ class CardLink(ApduLink):
     async def _power_on(self) -> None:
         self.round_trips += 1
         with racs_errors(self.seid, f"RACS refused POWERON {self.seid}"):
-            await self.racs.power_on(self.seid)
+            async with in_time(self.deadline, self.timeout):
+                await self.racs.power_on(self.seid)
 
     async def shutdown(self) -> None:
         try:
-            await self.racs.shutdown(self.seid)
-        except (RemoteRacsError, RemoteProtocolError, *_TRANSPORT):
+            async with in_time(self.deadline, self.timeout):
+                await self.racs.shutdown(self.seid)
+        except (RemoteRacsError, RemoteProtocolError, LateError, *_TRANSPORT):
             pass  # the RACS server powers the card off when the session ends anyway

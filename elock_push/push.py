@@ -20,6 +20,7 @@ Commands are idempotent by container id, so a push that failed with a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import ssl
@@ -262,10 +263,17 @@ class SecureElementPush:
             return PushResult(_command(op)[1], Outcome.FAILED, exc.reason, exc)
         return result
 
-    async def _connect(self) -> RacsClient:
-        """TLS#1 to the RACS server; every way that fails is a ``TransportError``."""
+    async def _connect(self, seid: str) -> tuple[RacsClient, CardLink]:
+        """TLS#1 to the RACS server and a ``CardLink`` over it, both within ``timeout``.
+
+        The push's deadline starts here: connecting, every exchange after it
+        and SHUTDOWN share it, so a RACS server that answers slowly or never
+        cannot hold the push (and the worker) past ``timeout``. Every way
+        connecting fails is a ``TransportError``.
+        """
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            return await RacsClient.connect(
+            racs = await RacsClient.connect(
                 self.racs_host, self.racs_port, self.racs_tls,
                 server_hostname=self.server_hostname, timeout=self.timeout,
             )  # fmt: skip
@@ -273,12 +281,16 @@ class SecureElementPush:
             raise TransportError(f"cannot use RACS: {exc}") from exc
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             raise TransportError(f"cannot reach RACS: {type(exc).__name__}: {exc}") from exc
+        link = CardLink(
+            racs, seid, block=self.block, ask_server_to_fetch=self.ask_server_to_fetch,
+            deadline=deadline, timeout=self.timeout,
+        )  # fmt: skip
+        return racs, link
 
     @contextlib.asynccontextmanager
     async def session(self, seid: str) -> AsyncIterator[CardSession]:
         """A RACS session to *seid* and a ``CardSession`` (not yet opened) over it."""
-        racs = await self._connect()
-        link = CardLink(racs, seid, block=self.block, ask_server_to_fetch=self.ask_server_to_fetch)
+        racs, link = await self._connect(seid)
         try:
             yield CardSession(link, seid, tls2=self.tls2, se_issuer_ca=self.se_issuer_ca,
                               now=self.now)  # fmt: skip
@@ -290,8 +302,7 @@ class SecureElementPush:
     ) -> PushReport:
         """Run *operations* in one TLS#2 session; raise ``PushError`` if the session fails."""
         started = time.monotonic()
-        racs = await self._connect()
-        link = CardLink(racs, seid, block=self.block, ask_server_to_fetch=self.ask_server_to_fetch)
+        racs, link = await self._connect(seid)
         report = PushReport(seid)
         session = CardSession(link, seid, tls2=self.tls2, se_issuer_ca=self.se_issuer_ca,
                               now=self.now)  # fmt: skip

@@ -16,7 +16,7 @@ from elock_common import pki
 from tests.key_provisioner import test_push_e2e as e2e
 from tests.key_provisioner.conftest import Api
 from tests.key_provisioner.test_push_e2e import RacsThread, push_of, register, wait_for
-from tests.push.racs_peers import POWERED_ON, GarbageRacs, tls10_only_server
+from tests.push.racs_peers import POWERED_ON, GarbageRacs, HostileRacs, silent, tls10_only_server
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 SEID = "card-0001"
@@ -25,12 +25,12 @@ se_pki, settings, worker_settings = e2e.se_pki, e2e.settings, e2e.worker_setting
 racs_thread = e2e.racs_thread
 
 
-def pending_with_error(admin: Api, key: dict[str, Any]) -> dict[str, Any]:
+def pending_with_error(admin: Api, key: dict[str, Any], within: float = 15) -> dict[str, Any]:
     def tried() -> dict[str, Any] | None:
         push = push_of(admin, key)
         return push if push["attempts"] >= 1 and push["last_error"] else None
 
-    push: dict[str, Any] = wait_for(tried, 15, "a failed try with last_error")
+    push: dict[str, Any] = wait_for(tried, within, "a failed try with last_error")
     assert push["state"] == "pending" and push["next_attempt_at"] is not None
     return push
 
@@ -58,3 +58,19 @@ def test_a_tls10_only_racs_server_leaves_the_key_pending_with_why(
         push = pending_with_error(admin, key)
     assert f"RACS server 127.0.0.1:{port} offers only TLS 1.0" in push["last_error"]
     assert "eLock requires TLS 1.2 or later" in push["last_error"]
+
+
+def test_a_racs_server_that_never_answers_leaves_the_key_pending_with_why(
+    admin: Api, racs_thread: RacsThread, se_pki: pki.PkiPaths
+) -> None:
+    """Before push.timeout bounded the whole session, the worker waited on it for ever:
+    no attempt, no last_error, and no other card pushed by that process."""
+    silent_racs = HostileRacs(se_pki, silent)
+    racs_thread.run(silent_racs.start())
+    try:
+        se = register(admin, SEID, silent_racs.port)
+        key = admin.issue(admin.enrol("silent-door")["lock"]["id"], se["id"])
+        push = pending_with_error(admin, key, within=30)  # push.timeout is 10 s here
+        assert push["last_error"] == "the RACS server did not answer within 10 s"
+    finally:
+        racs_thread.run(silent_racs.close())

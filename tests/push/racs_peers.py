@@ -1,5 +1,6 @@
-"""RACS servers that misbehave, for the push's error paths: one that answers garbage, and a
-TLS 1.0-only ``openssl s_server`` standing in for the draft author's published binaries."""
+"""RACS servers that misbehave, for the push's error paths: one that answers garbage, one
+whose conduct a handler scripts (silent, slow, endless), and a TLS 1.0-only ``openssl
+s_server`` standing in for the draft author's published binaries."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import datetime
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -56,6 +57,65 @@ class GarbageRacs:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Event], Awaitable[None]]
+
+
+async def read_block(reader: asyncio.StreamReader) -> bool:
+    """Read one request block up to its END (at most 100 lines); False at end of stream."""
+    for _ in range(100):
+        line = await reader.readline()
+        if not line:
+            return False
+        if line.strip().upper().startswith(b"END"):
+            return True
+    return True
+
+
+class HostileRacs:
+    """A TLS server with the RACS server's certificate; *handler* does the rest."""
+
+    def __init__(self, paths: pki.PkiPaths, handler: Handler) -> None:
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(paths.racs_server.cert, paths.racs_server.key)
+        self.ctx.load_verify_locations(cafile=paths.racs_ca.cert)
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.handler = handler
+        self.released = asyncio.Event()  # set at close: a handler waiting on it returns
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ctx)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self.released.set()
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def __aenter__(self) -> HostileRacs:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self.handler(reader, writer, self.released)
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+
+async def silent(r: asyncio.StreamReader, w: asyncio.StreamWriter, done: asyncio.Event) -> None:
+    """Take the first request block and never answer (until the server closes)."""
+    await read_block(r)
+    await done.wait()
 
 
 def rsa_identity(directory: Path) -> tuple[Path, Path]:
