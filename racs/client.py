@@ -30,6 +30,7 @@ from types import TracebackType
 
 from elock_common.apdu import GET_RESPONSE_HEADER, SW1_MORE_DATA
 from racs.errors import (
+    CommandCode,
     ErrorClass,
     LocalProtocolError,
     RemoteProtocolError,
@@ -124,15 +125,30 @@ class RacsClient:
             block = [f"BEGIN {label}", *commands, "END"]
             self._writer.write(CRLF.join(block).encode("ascii") + CRLF.encode())
             await self._writer.drain()
-            first = await self._line()
-            if first.split(" ")[0] != "BEGIN":
-                raise RemoteProtocolError(f"expected BEGIN, got {first[:80]!r}")
-            lines: list[ResponseLine] = []
-            while (text := await self._line()) != "END":
-                lines.append(parse_response_line(text))
+            lines = await self._response(label, max(len(commands), 1))
         for line in lines:
             if not line.ok:
                 raise RemoteRacsError.from_line(line.code, line.index, line.text)
+        _check_answers(commands, lines)
+        return lines
+
+    async def _response(self, label: str, most: int) -> list[ResponseLine]:
+        """One response block to the block *label*: at most *most* lines, one per command.
+
+        With ``APPEND`` on every command a server keeps one line per command and
+        no more, so a longer answer is not RACS; reading it to its end would
+        let a server fill this process's memory.
+        """
+        head, _, echoed = (await self._line()).partition(" ")
+        if head != "BEGIN":
+            raise RemoteProtocolError(f"expected BEGIN, got {(head + ' ' + echoed)[:80]!r}")
+        if echoed and echoed != label:
+            raise RemoteProtocolError(f"the answer to block {echoed[:80]!r}, not to {label!r}")
+        lines: list[ResponseLine] = []
+        while (text := await self._line()) != "END":
+            if len(lines) == most:
+                raise RemoteProtocolError(f"more lines than the {most} commands sent")
+            lines.append(parse_response_line(text))
         return lines
 
     async def _line(self) -> str:
@@ -150,7 +166,10 @@ class RacsClient:
             raise RemoteProtocolError(f"a response line is not ASCII: {raw[:40]!r}") from None
 
     async def _one(self, command: str) -> str:
-        return (await self.request([command]))[-1].text
+        lines = await self.request([command])
+        if not lines:
+            raise RemoteProtocolError(f"no answer to {command.split(' ')[0]}")
+        return lines[-1].text
 
     async def get_version(self) -> str:
         return await self._one("GET-VERSION")
@@ -206,6 +225,22 @@ class RacsClient:
             return [bytes.fromhex(r.text) for r in answers]
         except ValueError:
             raise RemoteProtocolError("an APDU answer that is not hex") from None
+
+
+def _check_answers(commands: Sequence[str], lines: Sequence[ResponseLine]) -> None:
+    """Each success line answers the command it says: its line number and its command code.
+
+    A server that numbers or codes its lines otherwise (an answer meant for
+    another request, a repeated line, a success for a command never sent) is
+    not giving the answers to this block.
+    """
+    for index, (command, line) in enumerate(zip(commands, lines, strict=False), start=1):
+        if line.index != index:
+            raise RemoteProtocolError(f"the answer to line {index} is numbered {line.index}")
+        name = command.split(" ")[0].upper()
+        code = CommandCode.__members__.get(name.replace("-", "_"))
+        if code is not None and line.code != f"+0{int(code):02d}":
+            raise RemoteProtocolError(f"a {line.code} line answers {name}")
 
 
 def apdu_options(

@@ -71,7 +71,9 @@ __all__ = [
 ]
 _SEID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 _HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})+")
-_RESPONSE_RE = re.compile(r"([+-])(\d)(\d\d) (\d{3,})(?: (.*))?")
+# An index is a line number of one block: nine digits are plenty, and an unbounded run of
+# digits is not an int Python will make (int() refuses more than 4300 digits).
+_RESPONSE_RE = re.compile(r"([+-])(\d)(\d\d) (\d{3,9})(?: (.*))?")
 
 
 class LineReader:

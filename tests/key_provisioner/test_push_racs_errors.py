@@ -74,3 +74,24 @@ def test_a_racs_server_that_never_answers_leaves_the_key_pending_with_why(
         assert push["last_error"] == "the RACS server did not answer within 10 s"
     finally:
         racs_thread.run(silent_racs.close())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"BEGIN\r\n+008 " + b"1" * 5000 + b" on\r\nEND\r\n", b"BEGIN\r\nEND\r\n"],
+    ids=["index-of-5000-digits", "no-line-for-poweron"],
+)
+def test_an_answer_the_client_could_not_parse_leaves_the_key_pending_with_why(
+    admin: Api, racs_thread: RacsThread, se_pki: pki.PkiPaths, answer: bytes
+) -> None:
+    """These raised ValueError and IndexError past every PushError handler: the worker's
+    round failed, and the key kept no attempt and no last_error."""
+    garbage = GarbageRacs(se_pki, [answer])
+    racs_thread.run(garbage.start())
+    try:
+        se = register(admin, SEID, garbage.port)
+        key = admin.issue(admin.enrol("unparsed-door")["lock"]["id"], se["id"])
+        push = pending_with_error(admin, key)
+        assert "the RACS server answered outside the protocol" in push["last_error"]
+    finally:
+        racs_thread.run(garbage.close())

@@ -16,7 +16,7 @@ import contextlib
 import pytest
 
 from elock_common import pki
-from elock_push import Install, PushError, SecureElementPush, TransportError
+from elock_push import Install, PushError, RacsProtocolError, SecureElementPush, TransportError
 from elock_testkit.push_harness import door_key, pusher_for
 from tests.push.conftest import SEID
 from tests.push.racs_peers import POWERED_ON, Handler, HostileRacs, read_block, silent
@@ -72,3 +72,53 @@ async def test_a_racs_server_that_never_finishes_an_answer_fails_within_the_time
     assert isinstance(error, TransportError)
     assert "did not answer within 1 s" in error.reason
     assert loop.time() - started < TIMEOUT + 6  # the deadline, then a bounded close
+
+
+async def endless(r: asyncio.StreamReader, w: asyncio.StreamWriter, done: asyncio.Event) -> None:
+    """A POWERON answer of 100,000 success lines (bounded), then END."""
+    await read_block(r)
+    w.write(b"BEGIN\r\n")
+    for _ in range(100):
+        w.write(b"+008 001 card-0001 is powered on\r\n" * 1000)
+        await w.drain()
+    w.write(b"END\r\n")
+    await w.drain()
+
+
+async def test_a_racs_server_that_sends_lines_without_end_is_cut_off(
+    push_pki: pki.PkiPaths,
+) -> None:
+    error = await push_error(push_pki, endless)
+    assert isinstance(error, RacsProtocolError)
+    assert "more lines than the 1 commands sent" in error.reason
+
+
+def answering(*answers: bytes) -> Handler:
+    """Answer each request block with the next of *answers*, then hang up."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: asyncio.Event) -> None:
+        for answer in answers:
+            if not await read_block(r):
+                return
+            w.write(answer)
+            await w.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("answers", "why"),
+    [
+        ([b"BEGIN\r\n+008 " + b"1" * 5000 + b" on\r\nEND\r\n"], "not a RACS response line"),
+        ([b"BEGIN\r\n+008 002 card-0001 is powered on\r\nEND\r\n"], "line 1 is numbered 2"),
+        ([POWERED_ON, b"BEGIN\r\n+008 001 9000\r\nEND\r\n"], "a +008 line answers APDU"),
+        ([b"BEGIN\r\nEND\r\n"], "no answer to POWERON"),
+        ([b"BEGIN b7\r\n+008 001 card-0001 is powered on\r\nEND\r\n"], "block 'b7'"),
+    ],
+)
+async def test_an_answer_that_does_not_fit_the_request_is_a_protocol_error(
+    push_pki: pki.PkiPaths, answers: list[bytes], why: str
+) -> None:
+    error = await push_error(push_pki, answering(*answers))
+    assert isinstance(error, RacsProtocolError)
+    assert "outside the protocol" in error.reason and why in error.reason
