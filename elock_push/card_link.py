@@ -51,6 +51,20 @@ __all__ = [  # what the push code and the tests import from here
 _TRANSPORT = (OSError, EOFError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError)
 
 
+SHOWN_MAX = 160  # characters of a RACS server's own text kept in a reason
+
+
+def shown(text: str) -> str:
+    """A RACS server's text as a reason may carry it: printable, at most ``SHOWN_MAX`` long.
+
+    The reason becomes a key's ``last_error`` and a log line; the server chose
+    the text (any ASCII byte, a line up to ``max_line``), so control bytes are
+    escaped and the rest cut.
+    """
+    out = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[: SHOWN_MAX + 1])
+    return out if len(out) <= SHOWN_MAX else out[:SHOWN_MAX] + "..."
+
+
 class LateError(Exception):
     """The push's deadline passed while the RACS server had not answered."""
 
@@ -76,9 +90,9 @@ def racs_errors(seid: str, refused: str) -> Iterator[None]:
     except LateError as exc:
         raise TransportError(str(exc)) from exc
     except SecureElementBusyError as exc:
-        raise CardBusyError(seid, f"{exc.code} {exc.reason}") from exc
+        raise CardBusyError(seid, f"{exc.code} {exc.index:03d} {shown(exc.reason)}") from exc
     except RemoteRacsError as exc:
-        raise TransportError(f"{refused}: {exc}") from exc
+        raise TransportError(f"{refused}: {exc.code} {exc.index:03d} {shown(exc.reason)}") from exc
     except RemoteProtocolError as exc:
         raise RacsProtocolError(f"the RACS server answered outside the protocol: {exc}") from exc
     except _TRANSPORT as exc:

@@ -122,3 +122,14 @@ async def test_an_answer_that_does_not_fit_the_request_is_a_protocol_error(
     error = await push_error(push_pki, answering(*answers))
     assert isinstance(error, RacsProtocolError)
     assert "outside the protocol" in error.reason and why in error.reason
+
+
+async def test_an_error_text_of_the_servers_making_reaches_last_error_short_and_printable(
+    push_pki: pki.PkiPaths,
+) -> None:
+    text = b"\x1b[2J\x1b[31mPWNED\x00" + b"x" * 500_000
+    error = await push_error(push_pki, answering(b"BEGIN\r\n-408 001 " + text + b"\r\nEND\r\n"))
+    assert isinstance(error, TransportError)
+    assert error.reason.startswith("RACS refused POWERON card-0001: -408 001 ")
+    assert error.reason.isprintable() and len(error.reason) <= 300
+    assert "\\x1b[2J" in error.reason  # shown escaped, not sent to a terminal
