@@ -133,3 +133,26 @@ async def test_an_error_text_of_the_servers_making_reaches_last_error_short_and_
     assert error.reason.startswith("RACS refused POWERON card-0001: -408 001 ")
     assert error.reason.isprintable() and len(error.reason) <= 300
     assert "\\x1b[2J" in error.reason  # shown escaped, not sent to a terminal
+
+
+@pytest.mark.parametrize("wrong", ["another CA", "another name"])
+async def test_tls1_refuses_a_server_certificate_of_another_ca_or_name(
+    push_pki: pki.PkiPaths, wrong: str
+) -> None:
+    """TLS#1 checks the RACS server against push.racs_ca and its name before any command."""
+    served: list[bytes] = []
+
+    async def record(r: asyncio.StreamReader, w: asyncio.StreamWriter, _: asyncio.Event) -> None:
+        served.append(await r.readline())
+
+    async with HostileRacs(push_pki, record) as racs:
+        client = pusher(push_pki, racs.port)
+        if wrong == "another CA":  # a certificate the key server's CA did not sign
+            racs.ctx.load_cert_chain(push_pki.key_server.cert, push_pki.key_server.key)
+        else:
+            client.server_hostname = "racs.elsewhere.example"
+        async with asyncio.timeout(GUARD):
+            with pytest.raises(TransportError) as caught:
+                await client.push(SEID, [Install(KEY)])
+    assert caught.value.reason.startswith("cannot reach RACS: SSLCertVerificationError")
+    assert served == []
