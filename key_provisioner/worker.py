@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from elock_push import PushError
+from elock_push import PushError, TransportError
 from key_provisioner.core.config import WorkerSettings
 from key_provisioner.core.crypto import SecretBox
 from key_provisioner.db.base import utcnow
@@ -128,6 +128,10 @@ class Worker:
                 work = await visit(card, jobs)
         except PushError as exc:  # RACS unreachable: nothing was tried
             work = CardWork(open=list(jobs), error=exc)
+        except Exception as exc:  # a bug of ours: the keys still get a retry and a last_error
+            log.exception("push to card %s: unexpected error", seid)
+            unexpected = TransportError(f"unexpected error in the push ({type(exc).__name__})")
+            work = CardWork(open=list(jobs), error=unexpected)
         for settled in (*work.done, *work.refused):
             job = settled.job
             log.info("card %s: %s of container %d: %s %s", seid,

@@ -95,3 +95,25 @@ def test_an_answer_the_client_could_not_parse_leaves_the_key_pending_with_why(
         assert "the RACS server answered outside the protocol" in push["last_error"]
     finally:
         racs_thread.run(garbage.close())
+
+
+def test_an_unexpected_error_in_a_visit_leaves_the_key_pending_with_why(
+    admin: Api, racs_thread: RacsThread, se_pki: pki.PkiPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only ``PushError`` was caught: a bug of ours in a visit (a parser's stray
+    ``ValueError``) ended the worker's round and left the keys with no ``last_error``."""
+    from key_provisioner import worker
+
+    async def broken_visit(card: object, jobs: object) -> object:
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(worker, "visit", broken_visit)
+    racs = HostileRacs(se_pki, silent)  # TLS#1 is all the visit gets to
+    racs_thread.run(racs.start())
+    try:
+        se = register(admin, SEID, racs.port)
+        key = admin.issue(admin.enrol("buggy-door")["lock"]["id"], se["id"])
+        push = pending_with_error(admin, key, within=30)  # SHUTDOWN waits out push.timeout
+        assert push["last_error"] == "unexpected error in the push (KeyError)"
+    finally:
+        racs_thread.run(racs.close())
