@@ -35,18 +35,26 @@ def pending_with_error(admin: Api, key: dict[str, Any], within: float = 15) -> d
     return push
 
 
+def first_failed_push(
+    admin: Api, racs_thread: RacsThread, racs: Any, door: str, within: float = 15
+) -> dict[str, Any]:
+    """Start *racs* (a ``GarbageRacs`` or ``HostileRacs``), register its card, issue a key for
+    a new lock named *door*, and return the key's push after its first failed try."""
+    racs_thread.run(racs.start())
+    try:
+        se = register(admin, SEID, racs.port)
+        key = admin.issue(admin.enrol(door)["lock"]["id"], se["id"])
+        return pending_with_error(admin, key, within)
+    finally:
+        racs_thread.run(racs.close())
+
+
 def test_a_racs_server_that_answers_garbage_leaves_the_key_pending_with_why(
     admin: Api, racs_thread: RacsThread, se_pki: pki.PkiPaths
 ) -> None:
     garbage = GarbageRacs(se_pki, [POWERED_ON, b"BEGIN\r\n+006 001 not hex\r\nEND\r\n"])
-    racs_thread.run(garbage.start())
-    try:
-        se = register(admin, SEID, garbage.port)
-        key = admin.issue(admin.enrol("garbage-door")["lock"]["id"], se["id"])
-        push = pending_with_error(admin, key)
-        assert "the RACS server answered outside the protocol" in push["last_error"]
-    finally:
-        racs_thread.run(garbage.close())
+    push = first_failed_push(admin, racs_thread, garbage, "garbage-door")
+    assert "the RACS server answered outside the protocol" in push["last_error"]
 
 
 def test_a_tls10_only_racs_server_leaves_the_key_pending_with_why(
@@ -66,14 +74,8 @@ def test_a_racs_server_that_never_answers_leaves_the_key_pending_with_why(
     """Before push.timeout bounded the whole session, the worker waited on it for ever:
     no attempt, no last_error, and no other card pushed by that process."""
     silent_racs = HostileRacs(se_pki, silent)
-    racs_thread.run(silent_racs.start())
-    try:
-        se = register(admin, SEID, silent_racs.port)
-        key = admin.issue(admin.enrol("silent-door")["lock"]["id"], se["id"])
-        push = pending_with_error(admin, key, within=30)  # push.timeout is 10 s here
-        assert push["last_error"] == "the RACS server did not answer within 10 s"
-    finally:
-        racs_thread.run(silent_racs.close())
+    push = first_failed_push(admin, racs_thread, silent_racs, "silent-door", within=30)
+    assert push["last_error"] == "the RACS server did not answer within 10 s"  # push.timeout
 
 
 @pytest.mark.parametrize(
@@ -86,15 +88,8 @@ def test_an_answer_the_client_could_not_parse_leaves_the_key_pending_with_why(
 ) -> None:
     """These raised ValueError and IndexError past every PushError handler: the worker's
     round failed, and the key kept no attempt and no last_error."""
-    garbage = GarbageRacs(se_pki, [answer])
-    racs_thread.run(garbage.start())
-    try:
-        se = register(admin, SEID, garbage.port)
-        key = admin.issue(admin.enrol("unparsed-door")["lock"]["id"], se["id"])
-        push = pending_with_error(admin, key)
-        assert "the RACS server answered outside the protocol" in push["last_error"]
-    finally:
-        racs_thread.run(garbage.close())
+    push = first_failed_push(admin, racs_thread, GarbageRacs(se_pki, [answer]), "unparsed-door")
+    assert "the RACS server answered outside the protocol" in push["last_error"]
 
 
 def test_an_unexpected_error_in_a_visit_leaves_the_key_pending_with_why(
@@ -109,11 +104,5 @@ def test_an_unexpected_error_in_a_visit_leaves_the_key_pending_with_why(
 
     monkeypatch.setattr(worker, "visit", broken_visit)
     racs = HostileRacs(se_pki, silent)  # TLS#1 is all the visit gets to
-    racs_thread.run(racs.start())
-    try:
-        se = register(admin, SEID, racs.port)
-        key = admin.issue(admin.enrol("buggy-door")["lock"]["id"], se["id"])
-        push = pending_with_error(admin, key, within=30)  # SHUTDOWN waits out push.timeout
-        assert push["last_error"] == "unexpected error in the push (KeyError)"
-    finally:
-        racs_thread.run(racs.close())
+    push = first_failed_push(admin, racs_thread, racs, "buggy-door")
+    assert push["last_error"] == "unexpected error in the push (KeyError)"
