@@ -21,6 +21,7 @@ from key_provisioner.core.errors import InvalidRequestError
 
 T = TypeVar("T")
 MAX_LIMIT = 500
+_MAX_ID = 2**63 - 1  # a BIGINT: larger ids cannot be bound, and none is ever handed out
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> list[Any]:
         if not isinstance(parts, list) or len(parts) != len(kinds):
             raise ValueError
         return [_parse(kind, part) for kind, part in zip(kinds, parts, strict=True)]
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError):
         raise InvalidRequestError("cursor is not one this API returned") from None
 
 
@@ -52,11 +53,12 @@ def _parse(kind: type, text: Any) -> Any:
         value = dt.datetime.fromisoformat(text)
         if value.tzinfo is None:
             raise ValueError
-        return value
+        # As stored (UTC); a time that leaves the calendar there raises OverflowError.
+        return value.astimezone(dt.UTC)
     if kind is uuid.UUID:
         return uuid.UUID(text)
     if kind is int:
-        if not text.isdigit() or len(text) > 19:
+        if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > _MAX_ID:
             raise ValueError
         return int(text)
     raise TypeError(kind)
