@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from elock_common import IdentityFormatError, KeyIdentity, MintedKey, Rights, mint_key
 from elock_common.identity import EVERY_DAY, MINUTES_PER_DAY, NO_NOT_AFTER
 from key_provisioner.core.crypto import SecretBox
-from key_provisioner.core.errors import InvalidRequestError, NotFoundError
+from key_provisioner.core.errors import InvalidRequestError, LockRetiredError, NotFoundError
 from key_provisioner.db.base import utcnow
 from key_provisioner.db.models import Key, Lock, SecureElement
 from key_provisioner.schemas.admin_audit import Action
@@ -112,10 +112,23 @@ def issue(
 
 
 def _lock_to_issue_on(session: Session, new: NewKey) -> Lock:
-    """The active lock the key opens; its secure element must exist too."""
-    if session.get(Lock, new.lock_id) is None:
+    """The active lock the key opens, its row held; its secure element must exist too.
+
+    ``FOR KEY SHARE`` (PostgreSQL; the lock the key's foreign key takes anyway, taken
+    here before the lock is judged in service): a retire (``FOR UPDATE``) either has
+    committed and this read sees it, or waits for this issue's commit and then revokes
+    the new key with the others. Issues on one lock do not wait for each other.
+    """
+    lock = session.scalars(
+        select(Lock)
+        .where(Lock.id == new.lock_id)
+        .with_for_update(read=True, key_share=True)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if lock is None:
         raise InvalidRequestError(f"no lock {new.lock_id}")
-    lock = locks.get_active(session, new.lock_id)
+    if lock.retired_at is not None:
+        raise LockRetiredError(f"lock {lock.id} was retired at {lock.retired_at.isoformat()}")
     if session.get(SecureElement, new.secure_element_id) is None:
         raise InvalidRequestError(f"no secure element {new.secure_element_id}")
     return lock
