@@ -176,6 +176,9 @@ class AuditEntry(Base):
     __table_args__ = (
         UniqueConstraint("lock_id", "lock_entry_id", "audit_generation"),
         Index("ix_audit_entries_lock_id_key_id_id", "lock_id", "key_id", "id"),
+        # Newest first by id for one lock, or one key id of any lock: a page reads a page.
+        Index("ix_audit_entries_lock_id_id", "lock_id", "id"),
+        Index("ix_audit_entries_key_id_id", "key_id", "id"),
     )
 
 
