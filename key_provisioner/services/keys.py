@@ -95,6 +95,10 @@ def issue(
             session.flush()
         except IntegrityError:  # the same key id twice on one lock: mint again
             session.rollback()
+            # The rollback let the lock's row go: hold it again, so a retire (or a new
+            # secret) that came in between is seen, as on the first try.
+            lock = _lock_to_issue_on(session, new)
+            secret = locks.unseal(box, lock)
             continue
         admin_audit.record(
             session,
