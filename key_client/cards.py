@@ -30,6 +30,7 @@ from key_client.errors import (
 Transmit = Callable[[bytes], bytes]
 EXTENDED_LE = 65536  # every eLock answer in one exchange (docs/apdu.md)
 SW_NO_DATA = 0x6A88  # referenced data not found
+_STEP_NAMES = {c.INS_OPEN: "OPEN", c.INS_DATAGRAMS: "DATAGRAMS", c.INS_TIMER: "TIMER"}
 
 
 class AppletChannel:
@@ -119,8 +120,7 @@ class AppletChannel:
             self._close()
 
     def _step(self, ins: int, data: bytes, now: float) -> OpenStep:
-        what = {c.INS_OPEN: "OPEN", c.INS_DATAGRAMS: "DATAGRAMS"}.get(ins, "TIMER")
-        answer = self._exchange(c.CLA_PROPRIETARY, ins, data, what=what)
+        answer = self._exchange(c.CLA_PROPRIETARY, ins, data, what=_STEP_NAMES[ins])
         state, out, timer, code, payload, reason = c.STATE_RUNNING, [], None, None, b"", None
         alert = kind = None
         progress = c.PROGRESS_NO_ANSWER

@@ -40,9 +40,9 @@ import ipaddress
 import secrets
 from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -254,12 +254,12 @@ def create_app(
     one_at_a_time = asyncio.Lock()
     progress = SyncProgress()
 
-    guard = _marker_guard(token)
     _add_pages(app, token if page_secret else "")
+    # Every /api/ route below is reached only with the secret: HostGuard checks it
+    # before routing (and before any body is read).
 
     @app.get("/api/keys")
-    async def keys(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
-        guard(request, x_elock)
+    async def keys() -> Any:
         async with one_at_a_time:  # the card runs one thing at a time
             try:
                 return await asyncio.to_thread(_listing, connect)
@@ -267,22 +267,17 @@ def create_app(
                 return JSONResponse({"status": "card", "message": str(exc)}, status_code=503)
 
     @app.post("/api/open")
-    async def open_(
-        body: OpenRequest, request: Request, x_elock: Annotated[str | None, Header()] = None
-    ) -> Any:
-        guard(request, x_elock)
+    async def open_(body: OpenRequest) -> Any:
         async with one_at_a_time:
             return await _open(connect, body, timeout)
 
     @app.get("/api/sync")
-    async def sync_state(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
-        guard(request, x_elock)
+    async def sync_state() -> Any:
         return progress.as_json()
 
     @app.post("/api/sync")
-    async def sync(request: Request, x_elock: Annotated[str | None, Header()] = None) -> Any:
+    async def sync() -> Any:
         """Update keys: the card's host dials its key server (``key_client.sync``)."""
-        guard(request, x_elock)
         async with one_at_a_time:
             progress.running, progress.stage = True, "starting"
             try:
@@ -292,16 +287,6 @@ def create_app(
         return progress.last
 
     return app
-
-
-def _marker_guard(token: str) -> Callable[[Request, str | None], None]:
-    """The routes' own check of ``X-ELock`` (HostGuard checks it too, before any body)."""
-
-    def guard(request: Request, marker: str | None) -> None:
-        if marker is None or not hmac.compare_digest(marker.encode(), token.encode()):
-            raise HTTPException(403, "missing or wrong X-ELock header (reload the page)")
-
-    return guard
 
 
 def _add_pages(app: FastAPI, page_token: str) -> None:
