@@ -91,6 +91,7 @@ class SyncClient:
         data_dir: Path,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
@@ -99,6 +100,7 @@ class SyncClient:
         self._service = service
         self._data_dir = data_dir
         self._clock = clock
+        self._monotonic = monotonic
         self._rng = rng
         self._audit_log = store.audit_log_id
         self.in_sync = asyncio.Event()  # set once the lock holds the server's list
@@ -155,7 +157,7 @@ class SyncClient:
             self._ws = ws
             if self._stopped:
                 return False
-            session.start(self._clock())
+            session.start(self._monotonic(), self._clock())
             await self._flush(ws, session)
             uploader = asyncio.create_task(self._uploads(ws, session))
             try:
@@ -170,13 +172,13 @@ class SyncClient:
         authenticated = False
         while not self._stopped:
             timer = session.get_timer()
-            timeout = None if timer is None else max(0.0, timer - self._clock())
+            timeout = None if timer is None else max(0.0, timer - self._monotonic())
             try:
                 frame = await asyncio.wait_for(ws.recv(), timeout)
             except TimeoutError:
-                events = session.handle_timer(self._clock())
+                events = session.handle_timer(self._monotonic(), self._clock())
             else:
-                events = session.receive(frame, self._clock())
+                events = session.receive(frame, self._monotonic(), self._clock())
             for event in events:
                 if isinstance(event, Synced) and event.audit_cursor > self._store.last_audit_id():
                     # The server stored rows this log does not have: it was restored from

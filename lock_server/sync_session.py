@@ -1,8 +1,13 @@
 """The lock's side of the sync channel, sans I/O.
 
-Text frames and an explicit ``now`` in; frames to send, events and one timer
-out. The asyncio shell (``sync_client``) owns the socket and the store; this
-decides what the protocol allows. States::
+Text frames and explicit times in; frames to send, events and one timer out.
+The asyncio shell (``sync_client``) owns the socket and the store; this decides
+what the protocol allows. Two times come in, because the lock's wall clock is
+what this channel checks and so cannot be what it keeps time by: ``now`` is a
+steady clock (the shell's ``time.monotonic``) for every timer and round trip,
+so a wall clock stepped back does not stall the pings; ``wall`` is the lock's
+clock, only for what the messages say and the offset measured against it
+(when omitted it is ``now``: one clock, as in the vectors). States::
 
     START --start()--> AWAIT_CHALLENGE --challenge ok--> AWAIT_WELCOME --welcome--> READY
        any state --refused / bad frame / missed pong--> CLOSED
@@ -131,9 +136,10 @@ class LockSyncSession:
 
     # -- driving -------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, wall: float | None = None) -> None:
         self._expect(State.START, "start")
-        hello = encode(Hello(self.lock_id, self._nonce, now, self._held, self._audit_log))
+        lock_time = now if wall is None else wall
+        hello = encode(Hello(self.lock_id, self._nonce, lock_time, self._held, self._audit_log))
         self._hello = hello_digest(hello)
         self._out.append(hello)
         self._hello_at = now
@@ -143,7 +149,7 @@ class LockSyncSession:
         out, self._out = self._out, []
         return out
 
-    def receive(self, text: str | bytes, now: float) -> list[Event]:
+    def receive(self, text: str | bytes, now: float, wall: float | None = None) -> list[Event]:
         if self.state is State.CLOSED:
             return []
         if self.state in _HANDSHAKE and (late := self.handle_timer(now)):
@@ -151,7 +157,7 @@ class LockSyncSession:
         try:
             if self._sealer is None:
                 return self._handshake(decode(text), now)
-            return self._ready(self._sealer.open(text), now)
+            return self._ready(self._sealer.open(text), now, now if wall is None else wall)
         except SyncFormatError as exc:
             return self._close(f"key server sent a bad message: {exc}")
 
@@ -164,7 +170,7 @@ class LockSyncSession:
             return self._ping_sent + self._pong_timeout
         return self._next_ping
 
-    def handle_timer(self, now: float) -> list[Event]:
+    def handle_timer(self, now: float, wall: float | None = None) -> list[Event]:
         if self.state in _HANDSHAKE:
             if now >= self._hello_at + self._pong_timeout:
                 waited = "challenge" if self.state is State.AWAIT_CHALLENGE else "welcome"
@@ -177,7 +183,7 @@ class LockSyncSession:
                 return self._close(f"no pong within {self._pong_timeout:g} s; link is dead")
             return []
         if now >= self._next_ping:
-            self._send(Ping(now, self.clock_offset))
+            self._send(Ping(now if wall is None else wall, self.clock_offset))
             self._ping_sent = now
         return []
 
@@ -224,7 +230,7 @@ class LockSyncSession:
         self._set_state(State.AWAIT_WELCOME)
         return []
 
-    def _ready(self, message: Message, now: float) -> list[Event]:
+    def _ready(self, message: Message, now: float, wall: float) -> list[Event]:
         if isinstance(message, Refused):
             return self._close(f"key server refused: {message.reason}")
         if self.state is State.AWAIT_WELCOME:
@@ -234,7 +240,7 @@ class LockSyncSession:
             self._audit_after = message.audit_cursor
             self._next_ping = now + self._ping_seconds
             events: list[Event] = [Synced(message.audit_cursor, message.revocation_version)]
-            return events + self._measured(message.server_time, self._hello_at, now)
+            return events + self._measured(message.server_time, self._hello_at, now, wall)
         if isinstance(message, RevocationList):
             return [RevocationsReceived(message.version, message.revoked)]
         if isinstance(message, AuditAck):
@@ -245,12 +251,14 @@ class LockSyncSession:
         if isinstance(message, Pong) and self._ping_sent is not None:
             sent, self._ping_sent = self._ping_sent, None
             self._next_ping = now + self._ping_seconds
-            return self._measured(message.server_time, sent, now)
+            return self._measured(message.server_time, sent, now, wall)
         return self._close(f"unexpected {message.type} from the key server")
 
-    def _measured(self, server_time: float, sent: float, now: float) -> list[Event]:
+    def _measured(self, server_time: float, sent: float, now: float, wall: float) -> list[Event]:
+        """The server's time is taken as of half the round trip ago, against the wall
+        clock read now (not when the ping left: a step in between is then measured)."""
         round_trip = max(0.0, now - sent)
-        self.clock_offset = server_time - (sent + round_trip / 2)
+        self.clock_offset = server_time - (wall - round_trip / 2)
         return [ClockMeasured(self.clock_offset, round_trip)]
 
     def _send(self, message: Message) -> None:

@@ -138,3 +138,22 @@ def test_a_clock_set_back_before_a_restart_with_the_key_server_out_of_reach(
     out = open_door(lock.expired_key, lock.uri)
     assert "opened" not in out, out
     assert "4.03" in out and "behind the key server's" in out, out
+
+
+def test_a_clock_set_back_while_connected_shows_at_the_next_pings(
+    keyserver: tuple[httpx.Client, Process], lock: SteppableLock
+) -> None:
+    """The sync channel keeps time by the steady clock: on main its ping timer ran on
+    the wall clock, so a step back of a day held the next ping for a day; the key server
+    dropped the link as idle after 60 s and the console learnt of the step only then."""
+    api, _ = keyserver
+    lock.step_clock("-1d")
+
+    def offset_seen() -> bool:
+        shown = _ok(api.get(f"/locks/{lock.lock_id}"))
+        assert shown["connected"], shown  # the link stays up: pings keep flowing
+        offset = shown["clock_offset_seconds"]  # the lock's clock minus the server's
+        return offset is not None and offset < -86000
+
+    wait_for(offset_seen, 15, "the key server shows the lock a day behind")
+    assert "sync session closed" not in lock.process.log.read_text()

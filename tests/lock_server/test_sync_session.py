@@ -173,3 +173,27 @@ def test_a_changed_hello_fails_the_handshake_on_both_sides() -> None:
     (closed,) = _flow(server, lock, 100.4)
     assert isinstance(closed, lck.Closed) and "hello was changed" in closed.reason
     assert lock.data_to_send() == []
+
+
+def test_a_wall_clock_stepped_back_neither_stalls_the_pings_nor_hides_in_the_offset() -> None:
+    """Timers run on the steady clock: on main they ran on the wall clock, and a step
+    back of 90 s held the next ping for 90 s (the server's idle timeout closed
+    the link first). The pong then measures the step against the wall clock."""
+    secret = LockSecret.generate()
+    lock, server = _pair(secret)  # steady and wall agree until the step: both 100.x
+    _flow(server, lock, 100.4)
+    _flow(lock, server, 100.5)
+    server.welcome(100.5, 0, 2)
+    _flow(server, lock, 100.6)
+    assert lock.clock_offset == pytest.approx(0.2)
+    step = -90.0  # settimeofday 90 s back (the key server closes an idle link at 60 s)
+    assert lock.get_timer() == pytest.approx(120.6)
+    lock.handle_timer(120.6, wall=120.6 + step)
+    (ping,) = _flow(lock, server, 120.7)
+    assert isinstance(ping, srv.PingReceived)
+    events = []
+    for frame in server.data_to_send():
+        events += lock.receive(frame, 120.8, wall=120.8 + step)
+    (clock,) = events
+    assert isinstance(clock, lck.ClockMeasured) and clock.round_trip == pytest.approx(0.2)
+    assert clock.offset == pytest.approx(90.0, abs=0.5)
