@@ -50,7 +50,7 @@ if [ -z "$HOST" ]; then
   [ -n "$HOST" ] || die "cannot find this machine's address; pass --host"
 fi
 # Read the bundle with the system Python: nothing of ours is installed yet.
-IFS=$'\t' read -r NAME SECRET PORT SYNC_URL LOCK_ID < <(python3 - "$BUNDLE" <<'PY'
+IFS=$'\t' read -r NAME SECRET PORT SYNC_URL LOCK_ID HAS_CA < <(python3 - "$BUNDLE" <<'PY'
 import json, re, sys, uuid
 try:
     b = json.load(open(sys.argv[1], encoding="utf-8"))
@@ -60,14 +60,20 @@ try:
     assert secret.replace("-", "").replace("_", "").isalnum() and 0 < port < 65536
     url, lock_id = b.get("sync_url") or "-", str(uuid.UUID(str(b["lock_id"])))
     assert url == "-" or re.fullmatch(r"wss?://[A-Za-z0-9.\-\[\]:]+(/[\w./-]*)?", url)
+    ca = b.get("sync_ca") or ""  # PEM CA certificate(s) the lock trusts for a wss:// url
+    pem = r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?)+"
+    assert not ca or (url.startswith("wss://") and len(ca) <= 65536 and re.fullmatch(pem, ca))
 except Exception as exc:
     sys.exit(f"pi-setup: {sys.argv[1]} is not a valid lock bundle ({exc.__class__.__name__})")
-print(name, secret, port, url, lock_id, sep="\t")
+print(name, secret, port, url, lock_id, int(bool(ca)), sep="\t")
 PY
 )
 SYNC_TABLE=""
 if [ "$SYNC_URL" != "-" ]; then
   SYNC_TABLE=$(printf '\n[sync]\n# the lock dials its key server; no inbound port is opened for it\nurl = "%s"\nlock_id = "%s"\n' "$SYNC_URL" "$LOCK_ID")
+  if [ "$HAS_CA" = 1 ]; then  # the key server's private CA: trusted for url, and nothing else
+    SYNC_TABLE+=$'\nca_file = "/etc/elock/sync-ca.pem"'
+  fi
 else
   echo "pi-setup: the bundle names no key server (its sync.url is unset): this lock will sync with nothing" >&2
 fi
@@ -95,6 +101,10 @@ system python3 -m venv /opt/elock/venv
 system /opt/elock/venv/bin/pip install --quiet "$SRC[lock,pi]"
 
 put 0640 root:elock-lock /etc/elock/lock.secret <<<"$SECRET"
+if [ "$HAS_CA" = 1 ]; then
+  python3 -c 'import json, sys; sys.stdout.write(json.load(open(sys.argv[1], encoding="utf-8"))["sync_ca"])' "$BUNDLE" \
+    | put 0644 root:root /etc/elock/sync-ca.pem
+fi
 put 0640 root:elock-lock /etc/elock/lock.toml <<EOF2
 # Written by deploy/pi-setup.sh; see docs/lock.md.
 [lock]

@@ -30,6 +30,7 @@ from lock_server.relay import make_relay, read_simulated_state
 from lock_server.store import LockStore
 
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+SYNC_CA_FILE = "sync-ca.pem"  # beside lock.toml, from a bundle's sync_ca
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +141,7 @@ def _init(args: argparse.Namespace) -> int:
                 bundle.get("host", host),
                 bundle.get("port", port),
             )
-            sync_table = _sync_table(bundle)
+            sync_table = _sync_table(bundle, directory)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LockError(f"cannot use bundle {args.bundle}: {exc.__class__.__name__}") from None
     else:
@@ -176,15 +177,20 @@ def _write_secret(path: Path, text: str) -> None:
         raise
 
 
-def _sync_table(bundle: dict[str, Any]) -> str:
-    """The ``[sync]`` table for a bundle that names its key server's sync URL."""
+def _sync_table(bundle: dict[str, Any], directory: Path) -> str:
+    """The ``[sync]`` table for a bundle that names its key server's sync URL; the CA
+    the bundle names for it goes beside the config (``load_config`` then checks it)."""
     url = bundle.get("sync_url")
     if not url:
         return ""
     lock_id = str(bundle["lock_id"])
+    ca_line = ""
+    if ca_pem := bundle.get("sync_ca"):
+        (directory / SYNC_CA_FILE).write_text(str(ca_pem), encoding="ascii")
+        ca_line = f'ca_file = "{SYNC_CA_FILE}"  # trust this CA for url, and no other\n'
     return (
         f"\n[sync]\n# the lock dials its key server here; it opens no port for it\n"
-        f"url = {json.dumps(str(url))}\nlock_id = {json.dumps(lock_id)}\n"
+        f"url = {json.dumps(str(url))}\nlock_id = {json.dumps(lock_id)}\n{ca_line}"
         "start_wait_seconds = 5.0\nping_seconds = 20.0\nmax_clock_skew_seconds = 300.0\n"
     )
 

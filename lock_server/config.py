@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import stat
 import tomllib
 import urllib.parse
@@ -56,6 +57,23 @@ class SyncConfig:
     ping_seconds: float = 20.0  # below the 30 s idle timeout of common NATs and proxies
     max_clock_skew_seconds: float = 300.0  # beyond this, time-bounded keys are refused
     reconnect_max_seconds: float = 60.0  # cap of the reconnect backoff
+    # wss:// only: trust this CA (PEM) for the key server, and no other; None: the
+    # system's trust store. From the bundle when the key server sets its sync.ca_file.
+    ca_file: Path | None = None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for ``url``; None where websockets' default is right (ws://,
+        or wss:// checked against the system's trust store)."""
+        if self.ca_file is None:
+            return None
+        try:
+            return ssl.create_default_context(cafile=str(self.ca_file))
+        except ssl.SSLError:  # before OSError, which it is
+            raise LockConfigError(f"sync.ca_file {self.ca_file} holds no PEM certificate") from None
+        except OSError as exc:
+            raise LockConfigError(
+                f"cannot read sync.ca_file {self.ca_file}: {exc.strerror}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -155,7 +173,7 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
     active_high = _get(relay, "relay.active_high", bool, True)
     audit = _audit(_section(raw, "audit", {"max_rows", "aggregate_seconds"}))
 
-    sync = _sync(raw)
+    sync = _sync(raw, base)
     return LockConfig(
         name=name,
         secret_file=_path(base, _get(lock, "lock.secret_file", str, "lock.secret")),
@@ -201,10 +219,10 @@ _SYNC_BOUNDS = {
 }
 
 
-def _sync(raw: dict[str, Any]) -> SyncConfig | None:
+def _sync(raw: dict[str, Any], base: Path) -> SyncConfig | None:
     if "sync" not in raw:
         return None
-    sync = _section(raw, "sync", {"url", "lock_id", *_SYNC_BOUNDS})
+    sync = _section(raw, "sync", {"url", "lock_id", "ca_file", *_SYNC_BOUNDS})
     url = _get(sync, "sync.url", str, None)
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -221,7 +239,14 @@ def _sync(raw: dict[str, Any]) -> SyncConfig | None:
         if not low <= value <= high:
             raise LockConfigError(f"sync.{name} must be between {low:g} and {high:g}")
         numbers[name] = value
-    return SyncConfig(url=url, lock_id=lock_id, **numbers)
+    ca_file = sync.get("ca_file")
+    if ca_file is not None:
+        if parts.scheme != "wss":
+            raise LockConfigError("sync.ca_file needs a wss:// sync.url (ws:// has no TLS)")
+        ca_file = _path(base, _get(sync, "sync.ca_file", str, None))
+    config = SyncConfig(url=url, lock_id=lock_id, ca_file=ca_file, **numbers)
+    config.tls_context()  # an unreadable or empty CA file is a config error, found now
+    return config
 
 
 def _section(raw: dict[str, Any], name: str, allowed: set[str]) -> dict[str, Any]:

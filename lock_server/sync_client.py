@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -95,6 +96,7 @@ class SyncClient:
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
+        self._tls = config.tls_context()
         self._sync_key = secret.derive_sync_key()
         self._store = store
         self._service = service
@@ -131,7 +133,7 @@ class SyncClient:
             try:
                 authenticated = await self._connection()
             except (OSError, WebSocketException, TimeoutError) as exc:
-                self._offline(f"cannot reach the key server: {_describe(exc)}")
+                self._offline(_unreachable(exc, self._config.ca_file))
             failures = 0 if authenticated else failures + 1
             delay = min(self._config.reconnect_max_seconds, RECONNECT_BASE * 2 ** min(failures, 16))
             delay *= 0.5 + self._rng()  # jitter: locks that lost one server spread out
@@ -147,12 +149,14 @@ class SyncClient:
             ping_seconds=self._config.ping_seconds,
             pong_timeout=max(2.0, self._config.ping_seconds),
         )
+        tls: dict[str, Any] = {} if self._tls is None else {"ssl": self._tls}  # wss:// only
         async with connect(
             self._config.url,
             max_size=MAX_MESSAGE,
             ping_interval=None,  # the session pings, and measures the clock with it
             open_timeout=CONNECT_TIMEOUT,
             close_timeout=2,
+            **tls,
         ) as ws:
             self._ws = ws
             if self._stopped:
@@ -266,3 +270,11 @@ class SyncClient:
 
 def _describe(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__)[:200]
+
+
+def _unreachable(exc: BaseException, ca_file: Path | None) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        trusted = f"the CA in sync.ca_file {ca_file}" if ca_file else "the system's trust store"
+        return (f"the key server's certificate is not trusted by {trusted}:"
+                f" {exc.verify_message or _describe(exc)}")  # fmt: skip
+    return f"cannot reach the key server: {_describe(exc)}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -57,6 +58,9 @@ class SyncSettings:
     handshake_timeout_seconds: float = 5.0  # hello and proof must come within this
     max_connections: int = 20_000  # per process; more are refused at once
     max_handshakes: int = 64  # per process, at the same time; more are refused at once
+    # The CA (PEM) that signed the certificate locks see at ``url``, from ``ca_file``:
+    # into every bundle, so a lock trusts it and nothing else. None: public CAs.
+    ca_pem: str | None = field(default=None, repr=False)
 
 
 PUSH_FILES = (
@@ -133,6 +137,7 @@ _SYNC_FIELDS: dict[str, Any] = {
     "handshake_timeout_seconds": (int, float),
     "max_connections": int,
     "max_handshakes": int,
+    "ca_file": str,
 }
 _PUSH_OPTIONS: dict[str, Any] = {
     "timeout": (int, float),
@@ -168,7 +173,7 @@ def load_settings(
         port=_ranged("keyserver.port", server.get("port", 8080), 1, 65535),
         worker=_worker(worker),
         push=_push(push, base),
-        sync=_sync(sync),
+        sync=_sync(sync, base),
     )
 
 
@@ -277,7 +282,7 @@ def _worker(values: dict[str, Any]) -> WorkerSettings:
     return settings
 
 
-def _sync(values: dict[str, Any]) -> SyncSettings:
+def _sync(values: dict[str, Any], base: Path) -> SyncSettings:
     checks = {
         "idle_timeout_seconds": (2, 3600),
         "handshake_timeout_seconds": (0.5, 60),
@@ -295,7 +300,32 @@ def _sync(values: dict[str, Any]) -> SyncSettings:
                 "sync.url must be the ws:// or wss:// URL locks dial, such as"
                 " wss://keys.example.org/sync/lock"
             )
-    return SyncSettings(url=url, **values)
+    ca_file = values.pop("ca_file", None) or None
+    ca_pem = None if ca_file is None else _sync_ca(ca_file, url, base)
+    return SyncSettings(url=url, ca_pem=ca_pem, **values)
+
+
+MAX_CA_BYTES = 64 * 1024  # a bundle carries it: a chain of a few certificates, not a store
+
+
+def _sync_ca(ca_file: str, url: str | None, base: Path) -> str:
+    if url is None or not url.startswith("wss://"):
+        raise ConfigError("sync.ca_file needs a wss:// sync.url (locks check it in TLS)")
+    path = Path(os.path.expanduser(ca_file))
+    path = path if path.is_absolute() else base / path
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"sync.ca_file: cannot read {path}: {exc.strerror}") from None
+    try:
+        if len(data) > MAX_CA_BYTES:
+            raise ValueError
+        x509.load_pem_x509_certificates(data)
+        return data.decode("ascii")
+    except ValueError:  # also UnicodeDecodeError
+        raise ConfigError(
+            f"sync.ca_file: {path} is not PEM certificates of at most {MAX_CA_BYTES} bytes"
+        ) from None
 
 
 def _push(values: dict[str, Any], base: Path) -> PushSettings | None:

@@ -146,6 +146,13 @@ class LockBundle(BaseModel):
             "server has none set, and the lock then syncs with nothing."
         )
     )
+    sync_ca: str | None = Field(
+        default=None,
+        description=(
+            "The CA certificate(s), PEM, the lock trusts for `sync_url` (the server's "
+            "`sync.ca_file`), and no other; null: the lock's system trust store."
+        ),
+    )
 
 
 class LockEnrolled(BaseModel):

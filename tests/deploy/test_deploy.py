@@ -6,11 +6,15 @@ import json
 import shutil
 import stat
 import subprocess
+import time
+import tomllib
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from elock_common import LockSecret
+from elock_common.pki_profile import make_ca
 from lock_server.config import load_config
 from tests.conftest import require_tool
 
@@ -122,6 +126,42 @@ def test_bad_bundle_is_refused(tmp_path: Path) -> None:
         "--host",
         "10.0.0.1",
     )
+    assert done.returncode != 0 and "not a valid lock bundle" in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def _ca_pem() -> str:
+    cert, _ = make_ca("Keys CA", now=time.time())
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def test_the_bundles_sync_ca_is_installed_and_named_in_the_config(tmp_path: Path) -> None:
+    root, pem = tmp_path / "root", _ca_pem()
+    done = _setup("--bundle", str(_bundle(tmp_path, sync_ca=pem)), "--root", str(root),
+                  "--host", "192.0.2.10")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    installed = root / "etc/elock/sync-ca.pem"
+    assert installed.read_text() == pem and stat.S_IMODE(installed.stat().st_mode) == 0o644
+    text = (root / "etc/elock/lock.toml").read_text()
+    assert tomllib.loads(text)["sync"]["ca_file"] == "/etc/elock/sync-ca.pem"
+    (root / "etc/elock/lock.toml").write_text(text.replace('"/etc/elock/', f'"{root}/etc/elock/'))
+    config = load_config(root / "etc/elock/lock.toml")  # as the lock will read it
+    assert config.sync is not None and config.sync.tls_context() is not None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"sync_ca": '-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n"\n[x]'},
+        {"sync_ca": "not a certificate"},
+        {"sync_ca": "CA", "sync_url": "ws://keys.example.org/sync/lock"},
+    ],
+)
+def test_a_bundle_with_a_bad_sync_ca_is_refused(tmp_path: Path, overrides: dict[str, str]) -> None:
+    if overrides["sync_ca"] == "CA":
+        overrides["sync_ca"] = _ca_pem()  # a good CA, but for a ws:// URL: no TLS to check
+    done = _setup("--bundle", str(_bundle(tmp_path, **overrides)), "--root",
+                  str(tmp_path / "r"), "--host", "10.0.0.1")  # fmt: skip
     assert done.returncode != 0 and "not a valid lock bundle" in done.stderr
     assert not (tmp_path / "r").exists()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -29,15 +30,18 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.engine import make_url
 
 from elock_common import LockSecret
-from elock_testkit.liveserver import free_tcp_port
+from elock_common.pki_profile import make_ca
+from elock_testkit.liveserver import Process, free_tcp_port
 from elock_testkit.pgcluster import PgCluster, find_bin
 from elock_testkit.synclock import LightLock
 from elock_testkit.waiting import wait_for
 from tests.conftest import require_tool
 from tests.deploy import keyserver_stack as ks
+from tests.key_provisioner.test_e2e_real_lock import install_lock
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -74,14 +78,17 @@ def _reap(pids: set[int]) -> None:
 
 
 def _start_keyserver(
-    directory: Path, initdb: str, cleanup: contextlib.ExitStack
+    directory: Path, initdb: str, cleanup: contextlib.ExitStack, sync_ca: Path
 ) -> tuple[Path, int, str, ks.Service, set[int]]:
-    """PostgreSQL with the role and database of the shipped URL, then the unit's commands."""
+    """PostgreSQL with the role and database of the shipped URL, then the unit's commands.
+    Locks are told to trust the proxy's private CA (``sync.ca_file``)."""
     unit = ks.read_unit()
     cluster = PgCluster.start(initdb)
     cleanup.callback(cluster.stop)
     port = free_tcp_port()
     config, values = ks.write_keyserver_config(directory, cluster, port)
+    values["sync"]["ca_file"] = str(sync_ca)
+    config.write_text(ks.to_toml(values))
     ks.create_role_and_database(cluster, values["keyserver"]["database_url"])
     env = ks.service_env(unit, config)
     program = str(ks.UNIT_BIN / "elock-keyserver")
@@ -116,14 +123,13 @@ def _start_keyserver(
 
 
 def _start_nginx(
-    directory: Path, upstream: int, cleanup: contextlib.ExitStack
-) -> tuple[int, ks.Certificates, str]:
+    directory: Path, upstream: int, certs: ks.Certificates, cleanup: contextlib.ExitStack
+) -> tuple[int, str]:
     """`nginx -t`, then nginx in the foreground with a private prefix and port."""
     nginx = _nginx()
     prefix = directory / "nginx"
     (prefix / "temp").mkdir(parents=True)
     listen = free_tcp_port()
-    certs = ks.make_certificates(directory, SERVER_NAME)
     site = ks.nginx_site(listen, upstream, certs)
     conf = prefix / "nginx.conf"
     conf.write_text(ks.nginx_conf(prefix, site))
@@ -136,7 +142,7 @@ def _start_nginx(
     cleanup.callback(proxy.stop)
     proxy.start()
     wait_for(lambda: proxy.running() and _accepts(listen), 15, "nginx")
-    return listen, certs, site
+    return listen, site
 
 
 def _gone(path: Path) -> None:
@@ -151,8 +157,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         require_tool("runuser")  # PostgreSQL will not run as root
     directory = tmp_path_factory.mktemp("keyserver-behind-proxy")
     with contextlib.ExitStack() as cleanup:  # stops what started, last first, even on failure
-        config, port, token, serve, workers = _start_keyserver(directory, initdb, cleanup)
-        listen, certs, site = _start_nginx(directory, port, cleanup)
+        certs = ks.make_certificates(directory, SERVER_NAME)
+        config, port, token, serve, workers = _start_keyserver(directory, initdb, cleanup, certs.ca)
+        listen, site = _start_nginx(directory, port, certs, cleanup)
         context = ssl.create_default_context(cafile=str(certs.ca))
         url = f"https://127.0.0.1:{listen}"
         yield Stack(url, certs.ca, context, token, config, port, serve.log, workers, site)
@@ -341,6 +348,43 @@ def test_locks_dial_in_through_the_proxy(stack: Stack, api: httpx.Client) -> Non
                 await lock.close()
 
     asyncio.run(run())
+
+
+def test_a_real_lock_dials_through_the_proxy_trusting_the_ca_its_bundle_names(
+    stack: Stack, api: httpx.Client, tmp_path: Path
+) -> None:
+    """``elock-lock init --bundle`` installs the CA the key server names (``sync.ca_file``):
+    the lock reaches the key server behind a private CA with nothing else configured, and
+    the same lock trusting another CA refuses the server and says why."""
+    enrolled = _enrol(api, _free_udp_port())
+    lock_id = enrolled["lock"]["id"]
+    assert enrolled["bundle"]["sync_ca"] == stack.ca.read_text()
+    config = install_lock(enrolled["bundle"], tmp_path / "lock")
+    here = stack.url.replace("https://", "wss://") + "/sync/lock"  # keys.example.org is not ours
+    text = config.read_text().replace("wss://keys.example.org/sync/lock", here)
+    config.write_text(text.replace("start_wait_seconds = 5.0", "start_wait_seconds = 1.0"))
+    lock = Process(["lock_server.cli", "serve", "--config", str(config)], tmp_path / "lock.log",
+                   "listening on")  # fmt: skip
+    lock.start()
+    try:
+        wait_for(lambda: _ok(api.get(f"/locks/{lock_id}"))["connected"], 15, "the lock connected")
+    finally:
+        lock.stop()
+
+    other, _ = make_ca("Someone else's CA", now=time.time())
+    (tmp_path / "lock" / "sync-ca.pem").write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    lock.start()
+    try:
+        status = tmp_path / "lock" / "var" / "sync-status.json"
+
+        def refused() -> bool:
+            error = json.loads(status.read_text()).get("last_error") or ""
+            return "certificate is not trusted by the CA in sync.ca_file" in error
+
+        wait_for(refused, 15, "the lock refusing a server its CA did not sign")
+        assert not _ok(api.get(f"/locks/{lock_id}"))["connected"]
+    finally:
+        lock.stop()
 
 
 def test_the_card_sync_websocket_passes_through_the_shipped_site(stack: Stack) -> None:

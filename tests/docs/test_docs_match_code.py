@@ -25,6 +25,7 @@ import re
 import stat
 import subprocess
 import sys
+import time
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -41,6 +43,7 @@ import key_provisioner.core.config as keyserver_config
 import lock_server.config as lock_config
 import racs.config as racs_config
 from elock_common import LockSecret, pki
+from elock_common.pki_profile import make_ca
 from key_provisioner.core.crypto import MasterKey
 from key_provisioner.core.errors import ConfigError as KeyServerConfigError
 from lock_server.errors import LockConfigError
@@ -436,6 +439,11 @@ def _rooted(text: str, root: Path) -> str:
     return text.replace('"sqlite:////', f'"sqlite:///{root}/').replace('"/', f'"{root}/')
 
 
+def _ca_pem() -> str:
+    cert, _ = make_ca("Example CA", now=time.time())
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
 def _placeholders(raw: Any, root: Path, key: str = "") -> None:
     """Create what the loaders need to find at the paths under ``root`` the file names."""
     if isinstance(raw, dict):
@@ -455,7 +463,11 @@ def _placeholders(raw: Any, root: Path, key: str = "") -> None:
         path.mkdir(parents=True)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    contents = {"master_key_file": MASTER_KEY, "secret_file": LockSecret.generate().to_text()}
+    contents = {
+        "master_key_file": MASTER_KEY,
+        "secret_file": LockSecret.generate().to_text(),
+        "ca_file": _ca_pem(),
+    }
     path.write_text(contents.get(key, ""))
     path.chmod(0o600)  # the lock refuses a secret others can read
 

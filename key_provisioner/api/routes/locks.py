@@ -64,6 +64,7 @@ def enrol_lock(
         host=lock.host,
         port=lock.port,
         sync_url=state.settings.sync.url,
+        sync_ca=state.settings.sync.ca_pem,
     )
     return LockEnrolled(lock=presenters.lock_public(lock), bundle=bundle)
 
