@@ -45,6 +45,7 @@ MAX_AUDIT_ROWS = 200  # per upload message
 NONCE_BYTES = 16
 PROOF_BYTES = 32
 MAX_VERSION = 2**53 - 1
+MIN_CLOCK_SKEW, MAX_CLOCK_SKEW = 1.0, 86400.0  # a lock's sync.max_clock_skew_seconds
 KEY_ID = re.compile(r"\A[0-9a-f]{12}\Z")
 # Audit text fields are clipped to these lengths by the sender (the key server's columns).
 AUDIT_TEXT = {"peer": 100, "action": 64, "reason": 300}
@@ -76,6 +77,9 @@ class Hello:
     lock_time: float
     revocation_version: int
     audit_log: int  # random id of the lock's audit log: a new one means its row ids restarted
+    # The lock's sync.max_clock_skew_seconds: beyond it the lock refuses time-bounded keys,
+    # so the key server's console warns at the lock's own bound, not at a guess.
+    max_clock_skew: float
     protocol: str = PROTOCOL
 
 
@@ -330,6 +334,14 @@ def _offset(value: Any, where: str) -> float | None:
     return float(value)
 
 
+def _skew(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SyncFormatError(f"{where} must be a number of seconds")
+    if not MIN_CLOCK_SKEW <= value <= MAX_CLOCK_SKEW:
+        raise SyncFormatError(f"{where} must be {MIN_CLOCK_SKEW:g} to {MAX_CLOCK_SKEW:g} seconds")
+    return float(value)
+
+
 def _text(limit: int) -> Any:
     def check(value: Any, where: str) -> str:
         if not isinstance(value, str) or len(value) > limit:
@@ -423,6 +435,7 @@ _FIELD: dict[str, Any] = {
     "rows": _rows,
     "through": _int,
     "clock_offset": _offset,
+    "max_clock_skew": _skew,
 }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from elock_common import LockSecret, LockSecretError
+from elock_common.lock_sync import MAX_CLOCK_SKEW, MIN_CLOCK_SKEW
 from lock_server.errors import LockConfigError
 
 DEFAULT_PORT = 5684
@@ -214,7 +215,7 @@ def _metrics(section: dict[str, Any]) -> MetricsConfig:
 _SYNC_BOUNDS = {
     "start_wait_seconds": (0.0, 300.0),
     "ping_seconds": (1.0, 300.0),
-    "max_clock_skew_seconds": (1.0, 86400.0),
+    "max_clock_skew_seconds": (MIN_CLOCK_SKEW, MAX_CLOCK_SKEW),
     "reconnect_max_seconds": (1.0, 3600.0),
 }
 

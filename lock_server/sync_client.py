@@ -146,6 +146,7 @@ class SyncClient:
             self._sync_key,
             revocation_version=self._store.revocation_version,
             audit_log=self._audit_log,
+            max_clock_skew=self._config.max_clock_skew_seconds,
             ping_seconds=self._config.ping_seconds,
             pong_timeout=max(2.0, self._config.ping_seconds),
         )

@@ -111,6 +111,7 @@ class LockSyncSession:
         *,
         revocation_version: int,
         audit_log: int,
+        max_clock_skew: float = 300.0,
         ping_seconds: float = 20.0,
         pong_timeout: float = 10.0,
         rng: Callable[[int], bytes] = secrets.token_bytes,
@@ -119,6 +120,7 @@ class LockSyncSession:
         self._key = sync_key
         self._held = revocation_version
         self._audit_log = audit_log
+        self._max_clock_skew = max_clock_skew
         self._ping_seconds = ping_seconds
         self._pong_timeout = pong_timeout
         self._nonce = rng(NONCE_BYTES)
@@ -139,7 +141,8 @@ class LockSyncSession:
     def start(self, now: float, wall: float | None = None) -> None:
         self._expect(State.START, "start")
         lock_time = now if wall is None else wall
-        hello = encode(Hello(self.lock_id, self._nonce, lock_time, self._held, self._audit_log))
+        hello = encode(Hello(self.lock_id, self._nonce, lock_time, self._held, self._audit_log,
+                             self._max_clock_skew))  # fmt: skip
         self._hello = hello_digest(hello)
         self._out.append(hello)
         self._hello_at = now

@@ -40,6 +40,7 @@ def lock_public(lock: Lock) -> LockPublic:
         last_seen_at=lock.last_seen_at,
         connected=lock.sync_session is not None and lock.retired_at is None,
         clock_offset_seconds=lock.clock_offset,
+        max_clock_skew_seconds=lock.max_clock_skew,
         audit_cursor=lock.audit_cursor,
         audit_generation=lock.audit_generation,
         revocation=RevocationStatus(

@@ -63,6 +63,7 @@ class Lock(Base):
     sync_session: Mapped[str | None] = mapped_column(String(32))
     sync_connected_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     clock_offset: Mapped[float | None] = mapped_column(Float)
+    max_clock_skew: Mapped[float | None] = mapped_column(Float)  # the lock's own bound
     audit_log_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (

@@ -117,6 +117,13 @@ class LockPublic(LockBase):
             "is ahead); null before its first connection."
         )
     )
+    max_clock_skew_seconds: float | None = Field(
+        description=(
+            "The lock's own bound (its `sync.max_clock_skew_seconds`, told at each connection): "
+            "with its clock further than this from the key server's it refuses time-bounded "
+            "keys. Null before its first connection."
+        )
+    )
     revocation: RevocationStatus
     audit_cursor: int = Field(description="Id of the last audit row pulled from the lock.")
     audit_generation: int = Field(

@@ -82,6 +82,7 @@ def connect(
         )
     lock.sync_session, lock.sync_connected_at, lock.last_seen_at = token, now, now
     lock.clock_offset = round(hello.lock_time - now.timestamp(), 3)
+    lock.max_clock_skew = hello.max_clock_skew
     if lock.audit_log_id != hello.audit_log:
         if lock.audit_log_id is not None:
             # The lock's state was lost or replaced: its rows are a new generation,

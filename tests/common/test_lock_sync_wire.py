@@ -55,7 +55,7 @@ def _pair() -> tuple[Sealer, Sealer]:
 @pytest.mark.parametrize(
     "message",
     [
-        Hello(LOCK_ID, b"n" * 16, 1_700_000_000.25, 3, 12345),
+        Hello(LOCK_ID, b"n" * 16, 1_700_000_000.25, 3, 12345, 300.0),
         Challenge(b"s" * 16, b"p" * 32),
         Proof(b"q" * 32),
         Refused("lock retired"),
@@ -155,23 +155,42 @@ def test_sync_key_differs_from_every_psk_label() -> None:
         ),
         (
             '{"type":"hello","lock_id":"x","nonce":"","lock_time":1,"revocation_version":0,'
-            '"audit_log":1,"protocol":"elock-lock-sync/2"}',
+            '"audit_log":1,"max_clock_skew":300,"protocol":"elock-lock-sync/2"}',
             "UUID",
         ),
         (
             '{"type":"hello","lock_id":"' + LOCK_ID + '","nonce":"' + "A" * 22 + '","lock_time":'
-            'NaN,"revocation_version":0,"audit_log":1,"protocol":"elock-lock-sync/2"}',
+            'NaN,"revocation_version":0,"audit_log":1,"max_clock_skew":300,"protocol":"elock-lock-sync/2"}',
             "number",
         ),
         (
             '{"type":"hello","lock_id":"' + LOCK_ID + '","nonce":"' + "A" * 22 + '","lock_time":'
-            '1,"revocation_version":-1,"audit_log":1,"protocol":"elock-lock-sync/2"}',
+            '1,"revocation_version":-1,"audit_log":1,"max_clock_skew":300,"protocol":"elock-lock-sync/2"}',
             "integer",
         ),
         (
             '{"type":"hello","lock_id":"' + LOCK_ID + '","nonce":"' + "A" * 22 + '","lock_time":'
-            '1,"revocation_version":0,"audit_log":1,"protocol":"elock-lock-sync/9"}',
+            '1,"revocation_version":0,"audit_log":1,"max_clock_skew":300,"protocol":"elock-lock-sync/9"}',
             "speaks",
+        ),
+        *(
+            (
+                '{"type":"hello","lock_id":"'
+                + LOCK_ID
+                + '","nonce":"'
+                + "A" * 22
+                + '","lock_time":'
+                '1,"revocation_version":0,"audit_log":1,"max_clock_skew":' + skew + ","
+                '"protocol":"elock-lock-sync/2"}',
+                reason,
+            )
+            for skew, reason in [
+                ("0", "1 to 86400 seconds"),
+                ("1e9", "1 to 86400 seconds"),
+                ("true", "number of seconds"),
+                ('"300"', "number of seconds"),
+                ("Infinity", "not a number"),
+            ]
         ),
         (" " * (MAX_MESSAGE + 1), "larger than"),
         ('{"type":"proof","proof":' + "1" * 5000 + "}", "not JSON"),  # int() refuses it
@@ -214,6 +233,7 @@ def _sealed_body(server: Sealer, body: dict[str, object]) -> str:
                 "lock_time": 1,
                 "revocation_version": 0,
                 "audit_log": 1,
+                "max_clock_skew": 300,
                 "protocol": PROTOCOL,
             },
             "not expected",

@@ -153,6 +153,7 @@ def test_a_lock_two_days_off_refuses_time_bounded_keys_until_its_clock_is_right(
             lambda: (s := _ok(api.get(f"/locks/{lock_id}")))["connected"] and s, 10, "connected"
         )
         assert abs(shown["clock_offset_seconds"] - 2 * 86400) < 60
+        assert shown["max_clock_skew_seconds"] == 300.0  # the lock's own bound, as it said
         se = _ok(api.post("/secure-elements", json={"seid": "skew-se", "racs_server": "h:1"}), 201)
         now = time.time()
         today = {

@@ -111,7 +111,7 @@ async def _refusal(url: str, frames: list[str | bytes]) -> tuple[str, int | None
 
 
 def _hello(lock_id: str, nonce: bytes = b"n" * 16) -> str:
-    return encode(Hello(lock_id, nonce, time.time(), 0, 1))
+    return encode(Hello(lock_id, nonce, time.time(), 0, 1, 300.0))
 
 
 async def test_revocations_reach_a_light_lock_within_a_second(server: Server) -> None:

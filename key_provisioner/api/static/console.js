@@ -89,7 +89,7 @@ function showView(name) {
 }
 
 // A lock accepts a clock this far from the key server's by default (its
-// sync.max_clock_skew_seconds); the server is not told a lock's own setting.
+// sync.max_clock_skew_seconds); each lock tells its own when it connects.
 const CLOCK_BOUND_SECONDS = 300;
 
 function duration(seconds) {
@@ -105,12 +105,21 @@ function clockText(offset) {
   return `${duration(offset)} ${offset > 0 ? "ahead" : "behind"}`;
 }
 
+// The lock's own bound (it tells it at each connection); the default before it has.
+function clockBound(lock) {
+  return lock.max_clock_skew_seconds ?? CLOCK_BOUND_SECONDS;
+}
+
+function clockSkewed(lock) {
+  const offset = lock.clock_offset_seconds;
+  return offset !== null && Math.abs(offset) > clockBound(lock);
+}
+
 function lockWarnings(lock) {
   const warnings = [];
   if (!lock.connected) warnings.push("not connected to the key server");
-  const offset = lock.clock_offset_seconds;
-  if (offset !== null && Math.abs(offset) > CLOCK_BOUND_SECONDS) {
-    warnings.push(`clock ${clockText(offset)}: beyond ${CLOCK_BOUND_SECONDS} s, time-bounded keys are refused`);
+  if (clockSkewed(lock)) {
+    warnings.push(`clock ${clockText(lock.clock_offset_seconds)}: beyond ${clockBound(lock)} s, time-bounded keys are refused`);
   }
   return warnings;
 }
@@ -135,9 +144,7 @@ async function loadLocks() {
     const held = `v${r.confirmed_version} / v${r.version}`;
     cell(row, r.in_sync ? `${held}, in sync` : `${held}, pending${r.last_error ? ": " + r.last_error : ""}`,
       r.in_sync ? "ok" : "bad");
-    const offset = lock.clock_offset_seconds;
-    const skewed = offset !== null && Math.abs(offset) > CLOCK_BOUND_SECONDS;
-    cell(row, clockText(offset), skewed ? "bad" : "");
+    cell(row, clockText(lock.clock_offset_seconds), clockSkewed(lock) ? "bad" : "");
     const actions = row.insertCell();
     actions.className = "actions";
     actions.append(
