@@ -10,12 +10,23 @@ session state: 9000 handshaking, 9001 open, 9002 ended.
 reaches the card (``_script``), how the card is powered (``_power_on``) and
 how the carrier's session ends (``shutdown``): ``card_link.CardLink`` through
 a RACS server, ``relay.RelayLink`` through the card's own host.
+
+Time: a carrier may answer slowly or never (a RACS server that accepted TLS#1
+and went silent, a phone that dawdles). Each link has one *deadline* for its
+whole session (the loop's clock) and runs every exchange ``within`` it, so a
+late carrier ends the visit with a ``TransportError`` (the caller records its
+keys as for any broken visit) instead of holding the worker or being cancelled
+in the middle of a card visit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from elock_common import card_protocol as c
-from elock_push.errors import CardError
+from elock_push.errors import CardError, TransportError
 
 SW_OK, SW_TLS_OPEN, SW_TLS_END = 0x9000, 0x9001, 0x9002
 RESET_TLS = bytes.fromhex("00D8000000")
@@ -32,6 +43,20 @@ def tls_record_apdus(records: bytes, block: int = BLOCK) -> list[bytes]:
         p2 = (0x01 if i == 0 else 0) | (0x02 if i == len(blocks) - 1 else 0)
         apdus.append(bytes([0x00, 0xD8, 0x00, p2, len(chunk)]) + chunk + b"\x00")
     return apdus
+
+
+@contextlib.asynccontextmanager
+async def within(deadline: float | None, late: str) -> AsyncIterator[None]:
+    """Run the body before *deadline* (the loop's clock; None: no limit), else
+    ``TransportError(late)``. A timeout of the body's own is left to the caller."""
+    limit = asyncio.timeout_at(deadline)
+    try:
+        async with limit:
+            yield
+    except TimeoutError as exc:
+        if not limit.expired():
+            raise
+        raise TransportError(late) from exc
 
 
 def split_response(response: bytes) -> tuple[bytes, int]:

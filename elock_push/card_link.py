@@ -13,9 +13,8 @@ by ``elock_common.apdu.ResponseChain``, one more round trip each. Nothing
 here reads the text of a ``+0YZ`` line beyond the hex of an APDU answer.
 
 Time: a RACS server may accept TLS#1 and then answer slowly or never. Every
-exchange of one push runs against the push's one *deadline* (the loop's
-clock), so a silent or trickling server ends the push with a
-``TransportError`` instead of holding the worker.
+exchange of one push runs ``within`` the push's one *deadline*, so a silent or
+trickling server ends the push with a ``TransportError``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 from elock_common.apdu import ResponseChain
 from elock_push.apdu_link import (
@@ -35,6 +34,7 @@ from elock_push.apdu_link import (
     SW_TLS_OPEN,
     ApduLink,
     tls_record_apdus,
+    within,
 )
 from elock_push.errors import CardBusyError, RacsProtocolError, TransportError
 from racs.client import (
@@ -65,30 +65,11 @@ def shown(text: str) -> str:
     return out if len(out) <= SHOWN_MAX else out[:SHOWN_MAX] + "..."
 
 
-class LateError(Exception):
-    """The push's deadline passed while the RACS server had not answered."""
-
-
-@contextlib.asynccontextmanager
-async def in_time(deadline: float | None, timeout: float) -> AsyncIterator[None]:
-    """Run the body before *deadline* (the loop's clock; None: no limit), else ``LateError``."""
-    limit = asyncio.timeout_at(deadline)
-    try:
-        async with limit:
-            yield
-    except TimeoutError as exc:
-        if not limit.expired():
-            raise  # a timeout of the body's own, not the deadline
-        raise LateError(f"the RACS server did not answer within {timeout:g} s") from exc
-
-
 @contextlib.contextmanager
 def racs_errors(seid: str, refused: str) -> Iterator[None]:
     """Every way a RACS exchange fails, as the ``PushError`` the key server acts on."""
     try:
         yield
-    except LateError as exc:
-        raise TransportError(str(exc)) from exc
     except SecureElementBusyError as exc:
         raise CardBusyError(seid, f"{exc.code} {exc.index:03d} {shown(exc.reason)}") from exc
     except RemoteRacsError as exc:
@@ -112,9 +93,10 @@ class CardLink(ApduLink):
         deadline: float | None = None,
         timeout: float = 30.0,
     ) -> None:
-        """*deadline* (the loop's clock) bounds every exchange; *timeout* is how it is told."""
+        """*deadline* (the loop's clock) bounds the session; *timeout* is how it is told."""
         self.racs, self.seid, self.block = racs, seid, block
-        self.deadline, self.timeout = deadline, timeout
+        self.deadline = deadline
+        self.late = f"the RACS server did not answer within {timeout:g} s"
         # False sends no MORE=/FETCH= (tests and benchmarks of the client's own chaining).
         self._chaining = {} if ask_server_to_fetch else {"more": None, "fetch": None}
         self.apdus = 0
@@ -126,7 +108,7 @@ class CardLink(ApduLink):
     async def _send(self, apdus: list[bytes]) -> list[bytes]:
         self.round_trips += 1
         with racs_errors(self.seid, "RACS refused"):
-            async with in_time(self.deadline, self.timeout):
+            async with within(self.deadline, self.late):
                 return await self.racs.script(self.seid, apdus, **self._chaining)
 
     async def _script(self, apdus: list[bytes]) -> list[bytes]:
@@ -153,12 +135,12 @@ class CardLink(ApduLink):
     async def _power_on(self) -> None:
         self.round_trips += 1
         with racs_errors(self.seid, f"RACS refused POWERON {self.seid}"):
-            async with in_time(self.deadline, self.timeout):
+            async with within(self.deadline, self.late):
                 await self.racs.power_on(self.seid)
 
     async def shutdown(self) -> None:
         try:
-            async with in_time(self.deadline, self.timeout):
+            async with within(self.deadline, self.late):
                 await self.racs.shutdown(self.seid)
-        except (RemoteRacsError, RemoteProtocolError, LateError, *_TRANSPORT):
+        except (RemoteRacsError, RemoteProtocolError, TransportError, *_TRANSPORT):
             pass  # the RACS server powers the card off when the session ends anyway

@@ -15,13 +15,15 @@ become ``TransportError`` here, as a cut RACS connection does.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from elock_common import card_sync as wire
-from elock_push.apdu_link import BLOCK, ApduLink
+from elock_push.apdu_link import BLOCK, ApduLink, within
 from elock_push.errors import TransportError
 
 TOO_LONG = "the sync took too long"
+T = TypeVar("T")
 
 
 class HostConnection(Protocol):
@@ -41,12 +43,7 @@ class RelayLink(ApduLink):
         timeout: float = 30.0,
         deadline: float | None = None,
     ) -> None:
-        """*timeout* bounds each exchange; *deadline* (the loop's clock) the whole sync.
-
-        Past the deadline an exchange is a ``TransportError`` like a silent
-        host, so the caller records its claimed keys as it does for any broken
-        sync, rather than being cancelled in the middle of a card visit.
-        """
+        """*timeout* bounds each exchange; *deadline* (the loop's clock) the whole sync."""
         self.conn, self.block, self.timeout, self.deadline = conn, block, timeout, deadline
         self.apdus = 0
         self.round_trips = 0
@@ -54,33 +51,22 @@ class RelayLink(ApduLink):
     def __repr__(self) -> str:
         return f"RelayLink(apdus={self.apdus}, round_trips={self.round_trips})"
 
-    def _time_left(self) -> float:
-        if self.deadline is None:
-            return self.timeout
-        left = self.deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            raise TransportError(TOO_LONG)
-        return min(self.timeout, left)
-
-    def _gone(self, exc: Exception) -> TransportError:
-        if self.deadline is not None and asyncio.get_running_loop().time() >= self.deadline:
-            return TransportError(TOO_LONG)
-        return TransportError(f"the card's host went away: {type(exc).__name__}")
+    async def _exchange(self, step: Awaitable[T]) -> T:
+        """One send or receive: within ``timeout``, and within the sync's deadline."""
+        try:
+            async with within(self.deadline, TOO_LONG):
+                return await asyncio.wait_for(step, self.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise TransportError(f"the card's host went away: {type(exc).__name__}") from exc
 
     async def send(self, message: wire.ServerMessage) -> None:
-        try:
-            await asyncio.wait_for(self.conn.send_text(wire.encode(message)), self._time_left())
-        except (OSError, TimeoutError) as exc:
-            raise self._gone(exc) from exc
+        await self._exchange(self.conn.send_text(wire.encode(message)))
 
     async def _script(self, apdus: list[bytes]) -> list[bytes]:
         self.apdus += len(apdus)
         self.round_trips += 1
         await self.send(wire.Apdus(tuple(apdus)))
-        try:
-            frame = await asyncio.wait_for(self.conn.receive_text(), self._time_left())
-        except (OSError, TimeoutError) as exc:
-            raise self._gone(exc) from exc
+        frame = await self._exchange(self.conn.receive_text())
         try:
             message = wire.decode_host_message(frame)
         except wire.SyncFormatError as exc:
