@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -125,6 +126,9 @@ class Key(Base):
     push_due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, index=True)
     push_attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     push_error: Mapped[str | None] = mapped_column(String(300))
+    # A card visit holds it now (from its claim to its record_*): ``push_due_at`` is then
+    # that visit's lease, not a retry's backoff, and a revoke waits for the visit to end.
+    push_leased: Mapped[bool] = mapped_column(default=False, server_default=false())
     removed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (

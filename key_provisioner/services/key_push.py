@@ -64,7 +64,8 @@ def on_revoke(key: Key, now: dt.datetime) -> None:
     never reached its card: it is simply ``removed`` (``push_error`` keeps
     why). Otherwise a delete is due (checked against the card's LIST first, so
     a container id that holds another key is left alone); a claim in flight
-    keeps its lease and hands over when it ends.
+    keeps its lease and hands over when it ends; a key waiting out a retry's
+    backoff is not in flight, and its delete is due now.
     """
     if key.push_state in (PushState.REMOVING, PushState.REMOVED):
         return
@@ -78,7 +79,7 @@ def on_revoke(key: Key, now: dt.datetime) -> None:
         key.push_due_at = None
         key.push_error = None
         return
-    in_flight = key.push_state == PushState.PENDING and key.push_due_at is not None
+    in_flight = key.push_state == PushState.PENDING and key.push_leased
     key.push_state = next_state(key.push_state, PushEvent.REVOKED)
     key.push_due_at = max(now, key.push_due_at) if in_flight and key.push_due_at else now
     key.push_attempts = 0

@@ -124,10 +124,11 @@ def _claim(
         assert element is not None  # a foreign key
         if key.push_state == PushState.REMOVING:
             assert key.container_id is not None  # revoke only schedules a delete then
-            jobs.append(_job(key, element, PushState.REMOVING, key.container_id))
-            continue
-        job = _install_job(session, box, key, element, now)
+            job: SePushJob | None = _job(key, element, PushState.REMOVING, key.container_id)
+        else:
+            job = _install_job(session, box, key, element, now)
         if job is not None:
+            key.push_leased = True  # until its record_*: a revoke then waits for it
             jobs.append(job)
     session.commit()
     return jobs
@@ -211,12 +212,15 @@ def _fail(key: Key, why: str) -> None:
 
 
 def _locked_key(session: Session, key_uuid: uuid.UUID) -> Key:
-    return session.scalars(
+    """The key of a job that has ended, under its row lock: its claim ends here."""
+    key = session.scalars(
         select(Key)
         .where(Key.id == key_uuid)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one()
+    key.push_leased = False
+    return key
 
 
 def _moved_on(key: Key, job: SePushJob, now: dt.datetime) -> bool:

@@ -163,7 +163,10 @@ def test_retire_revokes_the_keys_and_schedules_their_deletes(
     set_push(admin, installed, state=PushState.INSTALLED, container_id=1, push_due_at=None)
     retrying = admin.issue(lock_id, se_id, label="retrying")  # its container may have landed
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
-    set_push(admin, retrying, container_id=2, push_due_at=later, push_attempts=2)
+    set_push(admin, retrying, container_id=2, push_due_at=later, push_attempts=2, push_leased=True)
+    backing_off = admin.issue(lock_id, se_id, label="backing off")  # a try failed: waits 300 s
+    later_still = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=300)
+    set_push(admin, backing_off, container_id=4, push_due_at=later_still, push_attempts=5)
     broken = admin.issue(lock_id, se_id, label="failed")
     failed(admin, broken)
     revoked = admin.issue(lock_id, se_id, label="revoked earlier")
@@ -178,19 +181,21 @@ def test_retire_revokes_the_keys_and_schedules_their_deletes(
     def shown(key: dict[str, Any]) -> dict[str, Any]:
         return admin.ok("GET", f"/keys/{key['id']}")  # type: ignore[no-any-return]
 
-    for key in (never_pushed, installed, retrying, broken):
+    for key in (never_pushed, installed, retrying, backing_off, broken):
         now_shown = shown(key)
         assert now_shown["state"] == "revoked", now_shown
         assert now_shown["revoke_reason"] == "lock retired"
         assert now_shown["revoked_at"] == retired["retired_at"]
     assert shown(never_pushed)["push"]["state"] == "removed"  # never written: nothing to delete
     assert shown(broken)["push"]["state"] == "removed"
-    for key, container_id in ((installed, 1), (retrying, 2)):
+    for key, container_id in ((installed, 1), (retrying, 2), (backing_off, 4)):
         push = shown(key)["push"]
         assert push["state"] == "removing" and push["container_id"] == container_id
         assert push["attempts"] == 0 and push["last_error"] is None
-    # A retrying install keeps its lease, the installed key's delete is due now.
+    # An install in flight keeps its lease; the installed key's delete is due now, and so is
+    # the one of a key waiting out a backoff (on main it waited for the backoff, up to 300 s).
     assert dt.datetime.fromisoformat(shown(retrying)["push"]["next_attempt_at"]) == later
+    assert shown(backing_off)["push"]["next_attempt_at"] == retired["retired_at"]
     assert shown(revoked) == revoked  # revoked before: left as it was
     assert shown(bystander)["state"] == "active" and shown(bystander)["push"]["state"] == "pending"
     # The revocation list logic is untouched: no new version, no push for a retired lock.
@@ -203,7 +208,7 @@ def test_retire_revokes_the_keys_and_schedules_their_deletes(
             session, state.box, now=later + dt.timedelta(seconds=1), lease=30, limit=10
         )
     removing = {(str(j.key_uuid), j.container_id) for j in jobs if not j.install}
-    assert removing == {(installed["id"], 1), (retrying["id"], 2)}
+    assert removing == {(installed["id"], 1), (retrying["id"], 2), (backing_off["id"], 4)}
     assert {str(j.key_uuid) for j in jobs if j.install} == {bystander["id"]}
     # Revoking one of them now changes nothing.
     assert admin.ok("POST", f"/keys/{installed['id']}/revoke")["revoke_reason"] == "lock retired"
