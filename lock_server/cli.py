@@ -14,15 +14,15 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import os
 import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from elock_common import LockSecret, Rights, logfmt, mint_key
+from elock_common import Rights, logfmt, mint_key
 from elock_common.identity import EVERY_DAY, MINUTES_PER_DAY, NO_NOT_AFTER
+from lock_server import install
 from lock_server.config import DEFAULT_PORT, LockConfig, load_config
 from lock_server.errors import LockError
 from lock_server.health import problems
@@ -30,7 +30,6 @@ from lock_server.relay import make_relay, read_simulated_state
 from lock_server.store import LockStore
 
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-SYNC_CA_FILE = "sync-ca.pem"  # beside lock.toml, from a bundle's sync_ca
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", type=Path, required=True, help="directory for lock.toml and lock.secret"
     )
     init.add_argument("--name", default="front-door")
-    init.add_argument("--host", default="127.0.0.1")
+    init.add_argument(
+        "--host", help="the address it listens on (default: the bundle's, else 127.0.0.1)"
+    )
     init.add_argument("--port", type=int, default=DEFAULT_PORT)
     init.add_argument(
         "--bundle", type=Path, help="lock bundle from the key server (its secret is used)"
@@ -123,76 +124,15 @@ def _add_maintenance(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _init(args: argparse.Namespace) -> int:
-    directory: Path = args.dir
-    directory.mkdir(parents=True, exist_ok=True)
-    secret_path, config_path = directory / "lock.secret", directory / "lock.toml"
-    if secret_path.exists() and not args.force:
-        raise LockError(f"{secret_path} exists; pass --force to replace this lock's secret")
-    name, host, port = args.name, args.host, args.port
-    sync_table = ""
     if args.bundle:
-        try:
-            bundle = json.loads(args.bundle.read_text(encoding="utf-8"))
-            if bundle.get("format") != "elock-lock-bundle/1":
-                raise LockError(f"{args.bundle} is not an eLock lock bundle")
-            secret = LockSecret.from_text(bundle["secret"])
-            name, host, port = (
-                bundle.get("name", name),
-                bundle.get("host", host),
-                bundle.get("port", port),
-            )
-            sync_table = _sync_table(bundle, directory)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise LockError(f"cannot use bundle {args.bundle}: {exc.__class__.__name__}") from None
+        files = install.from_bundle(args.bundle, args.host)
     else:
-        secret = LockSecret.generate()
-    _write_secret(secret_path, secret.to_text() + "\n")
-    config_path.write_text(
-        f'[lock]\nname = {json.dumps(name)}\nsecret_file = "lock.secret"\ndata_dir = "var"\n'
-        f'host = {json.dumps(host)}\nport = {int(port)}\nopen_seconds = 5.0\ntimezone = "UTC"\n\n'
-        '[relay]\nbackend = "simulated"  # "rpi" on a Raspberry Pi\npin = 17\nactive_high = true\n'
-        + sync_table,
-        encoding="utf-8",
-    )
-    load_config(config_path)  # what we wrote must be what serve accepts
+        files = install.fresh(args.name, args.host or "127.0.0.1", args.port)
+    config_path = install.install(files, args.dir, force=args.force)
+    secret_path = args.dir / install.SECRET_FILE
     mode = stat.S_IMODE(secret_path.stat().st_mode)
-    print(f"lock {name!r}: config {config_path}, secret {secret_path} (mode {mode:o})")
+    print(f"lock {files.name!r}: config {config_path}, secret {secret_path} (mode {mode:o})")
     return 0
-
-
-def _write_secret(path: Path, text: str) -> None:
-    """A new file of mode 600 renamed over the old one: never the old file's mode,
-    never a half-written secret."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _sync_table(bundle: dict[str, Any], directory: Path) -> str:
-    """The ``[sync]`` table for a bundle that names its key server's sync URL; the CA
-    the bundle names for it goes beside the config (``load_config`` then checks it)."""
-    url = bundle.get("sync_url")
-    if not url:
-        return ""
-    lock_id = str(bundle["lock_id"])
-    ca_line = ""
-    if ca_pem := bundle.get("sync_ca"):
-        (directory / SYNC_CA_FILE).write_text(str(ca_pem), encoding="ascii")
-        ca_line = f'ca_file = "{SYNC_CA_FILE}"  # trust this CA for url, and no other\n'
-    return (
-        f"\n[sync]\n# the lock dials its key server here; it opens no port for it\n"
-        f"url = {json.dumps(str(url))}\nlock_id = {json.dumps(lock_id)}\n{ca_line}"
-        "start_wait_seconds = 5.0\nping_seconds = 20.0\nmax_clock_skew_seconds = 300.0\n"
-    )
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from elock_common.lock_sync import MAX_CLOCK_SKEW, MIN_CLOCK_SKEW
 from lock_server.errors import LockConfigError
 
 DEFAULT_PORT = 5684
+MAX_INTEGER = 2**53  # larger integers in a config are mistakes (and float() may overflow)
 DEFAULT_METRICS_PORT = 9470
 
 
@@ -132,6 +133,8 @@ def load_config(path: Path) -> LockConfig:
         raise LockConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise LockConfigError(f"config {path} is not valid TOML: {exc}") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise LockConfigError(f"config {path} holds a number too large to read") from None
     return parse_config(raw, base=path.parent)
 
 
@@ -145,8 +148,8 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
     relay = _section(raw, "relay", {"backend", "pin", "active_high"})
 
     name = _get(lock, "lock.name", str, None)
-    if not name or len(name) > 64:
-        raise LockConfigError("lock.name must be 1 to 64 characters")
+    if not name or len(name) > 64 or not name.isprintable():
+        raise LockConfigError("lock.name must be 1 to 64 printable characters")
     host = _get(lock, "lock.host", str, "127.0.0.1")
     try:
         if ipaddress.ip_address(host).is_unspecified:
@@ -225,8 +228,12 @@ def _sync(raw: dict[str, Any], base: Path) -> SyncConfig | None:
         return None
     sync = _section(raw, "sync", {"url", "lock_id", "ca_file", *_SYNC_BOUNDS})
     url = _get(sync, "sync.url", str, None)
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _port = parts.port  # raises for a port that is not 0..65535
+    except ValueError:
+        raise LockConfigError(f"sync.url {url[:100]!r} is not a URL (host or port)") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname or _port == 0:
         raise LockConfigError("sync.url must be a ws:// or wss:// URL with a host")
     lock_id = _get(sync, "sync.lock_id", str, None)
     try:
@@ -270,6 +277,10 @@ def _get(section: dict[str, Any], dotted: str, kind: Any, default: Any) -> Any:
     # bool is an int in Python; a port of `true` is a mistake, not 1.
     if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise LockConfigError(f"{dotted} has the wrong type ({type(value).__name__})")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        raise LockConfigError(f"{dotted} is out of range")
+    if isinstance(value, str) and "\x00" in value:
+        raise LockConfigError(f"{dotted} must not contain a NUL character")
     return value
 
 

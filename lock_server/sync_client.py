@@ -134,6 +134,9 @@ class SyncClient:
                 authenticated = await self._connection()
             except (OSError, WebSocketException, TimeoutError) as exc:
                 self._offline(_unreachable(exc, self._config.ca_file))
+            except Exception as exc:  # a bug must not end the sync for good, silently
+                log.exception("sync: unexpected error; dialling again")
+                self._offline(f"unexpected error: {_describe(exc)}")
             failures = 0 if authenticated else failures + 1
             delay = min(self._config.reconnect_max_seconds, RECONNECT_BASE * 2 ** min(failures, 16))
             delay *= 0.5 + self._rng()  # jitter: locks that lost one server spread out

@@ -184,6 +184,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise ConfigError(f"config {path} holds a number too large to read") from None
+
+
+MAX_INTEGER = 2**53  # larger integers in a config are mistakes (and float() may overflow)
 
 
 def _merge(
@@ -204,7 +209,11 @@ def _merge(
             # bool is an int in Python; `port = true` is a mistake, not 1.
             if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
                 raise ConfigError(f"{section}.{name} has the wrong type ({type(value).__name__})")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+                raise ConfigError(f"{section}.{name} is out of range")
             values[name] = value
+        if isinstance(values.get(name), str) and "\x00" in values[name]:
+            raise ConfigError(f"{section}.{name} must not contain a NUL character")
     return values
 
 
@@ -243,8 +252,12 @@ def _master_key(file_setting: str | None, env: Mapping[str, str], base: Path) ->
 def _database_url(text: str, base: Path) -> str:
     try:
         url = make_url(text)
-    except ArgumentError:
-        raise ConfigError(f"database_url {text!r} is not a database URL") from None
+        url.port  # noqa: B018 (make_url leaves a port that is not a number to this)
+    except (ArgumentError, ValueError):
+        # Not the text: a URL holds its password.
+        raise ConfigError(
+            "database_url is not a database URL (driver://user:password@host:port/name)"
+        ) from None
     if url.drivername not in _DRIVERS:
         hint = " (use postgresql+psycopg://)" if url.get_backend_name() == "postgresql" else ""
         raise ConfigError(f"database_url must use one of {', '.join(_DRIVERS)}{hint}")
@@ -294,8 +307,12 @@ def _sync(values: dict[str, Any], base: Path) -> SyncSettings:
             _ranged(f"sync.{name}", values[name], low, high)
     url = values.pop("url", None) or None
     if url is not None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port  # raises for a port that is not 0..65535
+        except ValueError:
+            raise ConfigError(f"sync.url {url[:100]!r} is not a URL (host or port)") from None
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or port == 0:
             raise ConfigError(
                 "sync.url must be the ws:// or wss:// URL locks dial, such as"
                 " wss://keys.example.org/sync/lock"
