@@ -18,17 +18,33 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from racs.errors import BadParameterError, CommandCode, ConfigError, UnauthorizedError
+from racs.errors import BadParameterError, CommandCode, ConfigError, UnauthorizedError, shown
 
 ALL = "*"
+# A count on a users or SEID-Table line: ASCII digits ('²'.isdigit() is true, int('²')
+# fails), and few of them (int() of 5000 digits fails; no line lists a billion names).
+_COUNT = re.compile(r"[0-9]{1,9}")
+
+
+def read_config_text(path: Path) -> str:
+    """The text of racs.toml or a file it names, or a ConfigError saying why not.
+
+    A byte that is not UTF-8 is named by its line, as any other fault in these files.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte {data[err.start]:#04x})") from None
 
 
 def _lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(line number, tokens) of a seed-style file: ``//`` comments, ``***`` banners."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    text = read_config_text(path)
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("//", 1)[0].strip()
         if not line or line.startswith("*"):
@@ -40,7 +56,12 @@ def _hex(token: str, where: str) -> bytes:
     try:
         return bytes.fromhex(token)
     except ValueError:
-        raise ConfigError(f"{where}: {token!r} is not hex") from None
+        raise ConfigError(f"{where}: {shown(token)} is not hex") from None
+
+
+def _count(token: str) -> int | None:
+    """The number a count token holds, or None if it is not a plain count (see _COUNT)."""
+    return int(token) if _COUNT.fullmatch(token) else None
 
 
 def load_users(path: Path) -> dict[str, frozenset[str]]:
@@ -54,8 +75,8 @@ def load_users(path: Path) -> dict[str, frozenset[str]]:
         if count in ("-1", ALL):
             users[cn] = frozenset({ALL})
             continue
-        if not count.isdigit() or int(count) != len(tok) - 2:
-            raise ConfigError(f"{where}: count {count!r} does not match {len(tok) - 2} SEIDs")
+        if _count(count) != len(tok) - 2:
+            raise ConfigError(f"{where}: count {shown(count)} does not match {len(tok) - 2} SEIDs")
         users[cn] = frozenset(tok[2:])
     return users
 
@@ -76,10 +97,11 @@ def load_seid_table(path: Path) -> list[AidRule]:
     rules: list[AidRule] = []
     for number, tok in _lines(path):
         where = f"{path}:{number}"
-        if len(tok) < 3 or tok[1].lower() not in ("yes", "no") or not tok[2].isdigit():
+        count = _count(tok[2]) if len(tok) >= 3 else None
+        if count is None or tok[1].lower() not in ("yes", "no"):
             raise ConfigError(f"{where}: expected 'AID|default yes|no count CN...'")
-        if int(tok[2]) != len(tok) - 3:
-            raise ConfigError(f"{where}: count {tok[2]} does not match {len(tok) - 3} CNs")
+        if count != len(tok) - 3:
+            raise ConfigError(f"{where}: count {count} does not match {len(tok) - 3} CNs")
         aid = None if tok[0].lower() == "default" else _hex(tok[0], where)
         users = frozenset(t.strip('"') for t in tok[3:])
         rules.append(AidRule(aid, tok[1].lower() == "yes", users))
@@ -132,7 +154,7 @@ def load_filters(path: Path) -> list[ApduFilter]:
         for item in tok[3:]:
             key, sep, value = item.partition("=")
             if not sep or key not in ("user", "seid", "aid") or not value:
-                raise ConfigError(f"{where}: unknown qualifier {item!r}")
+                raise ConfigError(f"{where}: unknown qualifier {shown(item)}")
             extra[key] = value.strip('"').upper() if key == "aid" and value != "none" else value
         filters.append(ApduFilter(tok[0].lower() == "allow", mask, prefix, **extra))
     return filters

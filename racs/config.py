@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +25,10 @@ from racs.access import (
     load_seid_table,
     load_serial_map,
     load_users,
+    read_config_text,
 )
 from racs.backends import InProcessCard, PcscCard, SecureElement, card_serial, list_pcsc_readers
-from racs.errors import ConfigError, RacsError
+from racs.errors import ConfigError, RacsError, shown
 from racs.registry import Registry, Slot
 from racs.server import DEFAULT_PORT
 from racs.session import Limits
@@ -58,6 +61,9 @@ _SECTIONS: dict[str, set[str]] = {
     "metrics": {"enabled", "host", "port"},
 }
 _SE_KEYS = {"seid", "backend", "applet", "serial", "offload", "reader"}
+# The largest integer a float setting takes: float() of 10**400 overflows, and long
+# before that a number is a typo. 2**53 is where floats stop holding every integer.
+_FLOAT_INT_MAX = 2**53
 
 
 @dataclass
@@ -87,15 +93,19 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any
     value = table.get(key, default)
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > _FLOAT_INT_MAX:
+            raise ConfigError(f"{where}: '{key}' is out of range, not {shown(value)}")
         value, ok = float(value), True
     if not ok:
-        raise ConfigError(f"{where}: '{key}' must be {kind.__name__}, not {value!r}")
+        raise ConfigError(f"{where}: '{key}' must be {kind.__name__}, not {shown(value)}")
     return value
 
 
 def _ranged(value: Any, key: str, where: str, low: float, high: float) -> Any:
     if not low <= value <= high:
-        raise ConfigError(f"{where}: '{key}' must be between {low:g} and {high:g}, not {value!r}")
+        raise ConfigError(
+            f"{where}: '{key}' must be between {low:g} and {high:g}, not {shown(value)}"
+        )
     return value
 
 
@@ -119,12 +129,7 @@ def load_config(path: Path) -> RacsConfig:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     """The parsed file, with every section and key known (a typo fails here)."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    raw = _parse_toml(path, read_config_text(path))
     for name, value in raw.items():
         if name == "se":
             continue
@@ -136,6 +141,36 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return raw
 
 
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    """tomllib.loads, every failure a ConfigError.
+
+    An integer past Python's digit limit (``sys.set_int_max_str_digits``) makes
+    tomllib raise a plain ValueError that names no line: the first run of more
+    digits than that is the culprit, so its line is named instead.
+    """
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    except ValueError as err:
+        limit = sys.get_int_max_str_digits()
+        runs = (m for m in re.finditer(r"[0-9_]+", text) if limit and len(m[0]) > limit)
+        found = next(runs, None)
+        if found is None:
+            raise ConfigError(f"{path}: not valid TOML: {shown(str(err), 200)}") from err
+        line = text.count("\n", 0, found.start()) + 1
+        raise ConfigError(f"{path}:{line}: an integer has more than {limit} digits") from None
+
+
+def _path_text(table: dict[str, Any], key: str, where: str) -> str:
+    """A path setting's string. A NUL, which no file name holds, is refused here:
+    open() would raise ValueError and exists() would just say False."""
+    text: str = _typed(table, key, str, where, "")
+    if "\0" in text:
+        raise ConfigError(f"{where}: '{key}' contains a NUL character")
+    return text
+
+
 def _named_file(
     path: Path, table: dict[str, Any], key: str, section: str, required: bool = True
 ) -> Path:
@@ -144,9 +179,14 @@ def _named_file(
         if required:
             raise ConfigError(f"{path} [{section}]: '{key}' is required")
         return Path()
-    p: Path = path.parent / _typed(table, key, str, f"{path} [{section}]", "")
-    if not p.exists():
-        raise ConfigError(f"{path} [{section}]: {key} = {p} does not exist")
+    where = f"{path} [{section}]"
+    p = path.parent / _path_text(table, key, where)
+    try:
+        present = p.exists()
+    except OSError as err:  # a name too long, a directory we may not search...
+        raise ConfigError(f"{where}: {key} = {shown(str(p))}: {err.strerror}") from err
+    if not present:
+        raise ConfigError(f"{where}: {key} = {p} does not exist")
     return p
 
 
@@ -168,9 +208,9 @@ def _server_section(cfg: RacsConfig, srv: dict[str, Any]) -> None:
         cfg.style = ServerStyle(style)
     except ValueError:
         names = " or ".join(repr(s.value) for s in ServerStyle)
-        raise ConfigError(f"{where}: 'style' must be {names}, not {style!r}") from None
+        raise ConfigError(f"{where}: 'style' must be {names}, not {shown(style)}") from None
     if "log_apdus" in srv:
-        cfg.log_apdus = path.parent / _typed(srv, "log_apdus", str, where, "")
+        cfg.log_apdus = path.parent / _path_text(srv, "log_apdus", where)
 
 
 def _access_policy(path: Path, acc: dict[str, Any]) -> AccessPolicy:

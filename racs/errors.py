@@ -163,3 +163,13 @@ class TlsVersionError(Exception):
 
 class ConfigError(Exception):
     """racs.toml or one of the files it names is wrong; the message says where."""
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut to *limit* characters for an error message.
+
+    A message names the bad value, but a 4000-digit number or a megabyte token
+    from a hostile file must not become a screenful: the start is enough to find it.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

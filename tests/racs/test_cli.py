@@ -226,3 +226,103 @@ async def test_seids_from_reader_and_card_serial_files(pki: Pki, tmp_path: Path)
     with pytest.raises(ConfigError, match=r"cardsn\.txt does not exist"):
         (tmp_path / "cardsn.txt").unlink()
         load_config(cfg.path)
+
+
+def _small_config(
+    tmp_path: Path, pki: Pki, server: str = "", access: str = "", tail: str = ""
+) -> Path:
+    """racs.toml with *server* and *access* lines added to those sections, *tail* after."""
+    (tmp_path / "users.txt").write_text("alice 1 MySEID\n")
+    config = tmp_path / "racs.toml"
+    config.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = 0\ncert = "{pki.server.cert}"\n'
+        f'key = "{pki.server.key}"\nclient_ca = "{pki.ca}"\n{server}'
+        f'[access]\nusers = "users.txt"\n{access}{tail}'
+    )
+    return config
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("racs-server: ") and err.count("\n") == 1, err[:300]
+    assert len(err) < 400, err[:300]  # a 5000-digit value is not echoed whole
+    return err
+
+
+@pytest.mark.parametrize(
+    ("server", "access", "files", "message"),
+    [
+        ("idle_timeout = " + "9" * 400 + "\n", "", {}, "'idle_timeout'"),
+        ("idle_timeout = -" + "9" * 400 + "\n", "", {}, "'idle_timeout'"),
+        ("idle_timeout = " + "9" * 5000 + "\n", "", {}, "racs.toml:7: an integer has more"),
+        ("max_sessions = " + "9" * 5000 + "\n", "", {}, "racs.toml:7: an integer has more"),
+        ("max_sessions = " + "9" * 4000 + "\n", "", {}, "'max_sessions' must be between"),
+        ('log_apdus = "a\\u0000b"\n', "", {}, "'log_apdus' contains a NUL"),
+        ("", 'seid_dir = "a\\u0000b"\n', {}, "'seid_dir' contains a NUL"),
+        ("", f'seid_dir = "{"a" * 5000}"\n', {}, "seid_dir = '"),
+        ("", 'filters = "a\\u0000b"\n', {}, "'filters' contains a NUL"),
+        ("", "", {"users.txt": b"alice 1 MySEID\nal\xffice 1 MySEID\n"}, "users.txt:2: not UTF-8"),
+        ("", "", {"users.txt": "alice \u00b2 A\n".encode()}, "users.txt:1: count '\u00b2'"),
+        ("", "", {"users.txt": b"alice " + b"9" * 5000 + b" A\n"}, "users.txt:1: count '999"),
+        (
+            "",
+            'seid_dir = "seid"\n',
+            {"seid/MySEID.txt": "default no \u00b2 a b\n".encode()},
+            "MySEID.txt:1: expected",
+        ),
+        (
+            "",
+            'seid_dir = "seid"\n',
+            {"seid/MySEID.txt": b"default no " + b"9" * 5000 + b" a\n"},
+            "MySEID.txt:1: expected",
+        ),
+        ("", 'seid_dir = "seid"\n', {"seid/MySEID.txt": b"default no 1 \xff\n"}, "not UTF-8"),
+        (
+            "",
+            'filters = "filters.txt"\n',
+            {"filters.txt": b"deny FFFF 80E6 user=\xff\n"},
+            "filters.txt:1: not UTF-8",
+        ),
+        (
+            "",
+            'filters = "filters.txt"\n',
+            {"filters.txt": b"deny " + b"F" * 5001 + b" 00\n"},
+            "hex",
+        ),
+    ],
+)
+def test_hostile_files_are_one_line_and_status_2(
+    tmp_path: Path,
+    pki: Pki,
+    capsys: pytest.CaptureFixture[str],
+    server: str,
+    access: str,
+    files: dict[str, bytes],
+    message: str,
+) -> None:
+    config = _small_config(tmp_path, pki, server, access)
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    assert main(["--config", str(config)]) == 2
+    assert message in _one_line(capsys)
+    assert not (tmp_path / "a").exists()  # no log_apdus file, not even up to the NUL
+
+
+def test_racs_toml_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "racs.toml"
+    config.write_bytes(b'[server]\nhost = "\xff"\n')
+    assert main(["--config", str(config)]) == 2
+    assert f"{config}:2: not UTF-8" in _one_line(capsys)
+
+
+def test_readersn_that_is_not_utf8(
+    pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "readersn.txt").write_bytes(b"21120548219311 obel\xffix\n")
+    tail = (
+        '[seids]\nreadersn = "readersn.txt"\n'
+        '[[se]]\napplet = "elock_testkit.racs_applets:factory"\nserial = "21120548219311"\n'
+    )
+    assert main(["--config", str(_small_config(tmp_path, pki, tail=tail))]) == 2
+    assert "readersn.txt:1: not UTF-8" in _one_line(capsys)
