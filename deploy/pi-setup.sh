@@ -49,25 +49,55 @@ if [ -z "$HOST" ]; then
   HOST=$(hostname -I 2>/dev/null | awk '{print $1}')
   [ -n "$HOST" ] || die "cannot find this machine's address; pass --host"
 fi
-# Read the bundle with the system Python: nothing of ours is installed yet.
-IFS=$'\t' read -r NAME SECRET PORT SYNC_URL LOCK_ID HAS_CA < <(python3 - "$BUNDLE" <<'PY'
+# Read the bundle with the system Python: nothing of ours is installed yet. It prints
+# the fields, or why the bundle is refused and fails; die then says so with status 2
+# (a failed process substitution feeding `read` would end the script by set -e, status 1).
+FIELDS=$(python3 - "$BUNDLE" <<'PY'
 import json, re, sys, uuid
+from urllib.parse import urlsplit
+
+
+class Refused(Exception):
+    pass
+
+
+def check(ok, what):
+    if not ok:
+        raise Refused(what)
+
+
+def sync_url_ok(url):
+    """ws:// or wss://, a host, a port None or 1..65535; only characters TOML and the
+    lock's config take as they are. The regex alone took wss://[abc, wss://:/ and :99999."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when not a number in 0..65535
+    except ValueError:  # also wss://[abc
+        return False
+    return (re.fullmatch(r"wss?://[A-Za-z0-9.\-\[\]:]+(/[\w./-]*)?", url) is not None
+            and parts.scheme in ("ws", "wss") and bool(parts.hostname)
+            and (port is None or 0 < port < 65536))
+
+
 try:
     b = json.load(open(sys.argv[1], encoding="utf-8"))
-    assert b["format"] == "elock-lock-bundle/1"
-    name, secret, port = b["name"], b["secret"], int(b.get("port", 5684))
-    assert 0 < len(name) <= 64 and name.isprintable() and '"' not in name and "\\" not in name
-    assert secret.replace("-", "").replace("_", "").isalnum() and 0 < port < 65536
+    check(b["format"] == "elock-lock-bundle/1", "format")
+    name, secret, port = b["name"], b["secret"], b.get("port", 5684)
+    check(0 < len(name) <= 64 and name.isprintable() and '"' not in name and "\\" not in name, "name")
+    check(secret.replace("-", "").replace("_", "").isalnum(), "secret")
+    check(type(port) is int and 0 < port < 65536, "port")  # not true (1), "5684" or 5684.5
     url, lock_id = b.get("sync_url") or "-", str(uuid.UUID(str(b["lock_id"])))
-    assert url == "-" or re.fullmatch(r"wss?://[A-Za-z0-9.\-\[\]:]+(/[\w./-]*)?", url)
+    check(url == "-" or sync_url_ok(url), "sync_url")
     ca = b.get("sync_ca") or ""  # PEM CA certificate(s) the lock trusts for a wss:// url
     pem = r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?)+"
-    assert not ca or (url.startswith("wss://") and len(ca) <= 65536 and re.fullmatch(pem, ca))
+    check(not ca or (url.startswith("wss://") and len(ca) <= 65536 and re.fullmatch(pem, ca)), "sync_ca")
 except Exception as exc:
-    sys.exit(f"pi-setup: {sys.argv[1]} is not a valid lock bundle ({exc.__class__.__name__})")
+    print(f"bad {exc}" if isinstance(exc, Refused) else exc.__class__.__name__)
+    sys.exit(1)
 print(name, secret, port, url, lock_id, int(bool(ca)), sep="\t")
 PY
-)
+) || die "$BUNDLE is not a valid lock bundle${FIELDS:+ ($FIELDS)}"
+IFS=$'\t' read -r NAME SECRET PORT SYNC_URL LOCK_ID HAS_CA <<<"$FIELDS"
 SYNC_TABLE=""
 if [ "$SYNC_URL" != "-" ]; then
   SYNC_TABLE=$(printf '\n[sync]\n# the lock dials its key server; no inbound port is opened for it\nurl = "%s"\nlock_id = "%s"\n' "$SYNC_URL" "$LOCK_ID")

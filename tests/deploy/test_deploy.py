@@ -130,6 +130,32 @@ def test_bad_bundle_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"sync_url": "wss://[abc"},
+        {"sync_url": "wss://:/sync"},
+        {"sync_url": "wss://keys.example.org:99999/sync"},
+        {"sync_url": "wss://keys.example.org:0/sync"},
+        {"sync_url": "https://keys.example.org/sync"},
+        {"port": True},
+        {"port": "5684"},
+        {"port": 5684.5},
+        {"format": "not-a-bundle"},
+    ],
+)
+def test_a_bad_bundle_is_one_line_and_status_2(
+    tmp_path: Path, overrides: dict[str, object]
+) -> None:
+    """Refused before anything is written, by die's status, not set -e's."""
+    done = _setup("--bundle", str(_bundle(tmp_path, **overrides)), "--root",
+                  str(tmp_path / "r"), "--host", "10.0.0.1")  # fmt: skip
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.startswith("pi-setup: ") and "not a valid lock bundle" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def _ca_pem() -> str:
     cert, _ = make_ca("Keys CA", now=time.time())
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
