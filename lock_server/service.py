@@ -8,6 +8,7 @@ which writes a few and counts the rest (see ``lock_server.refusals``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -83,6 +84,10 @@ class LockService:
     audit_listener: Callable[[], None] | None = None
     # The latest key-server time measured in any run (store), for ``clock_offset``.
     _clock_floor: float = field(default=0.0, repr=False)
+    # One open decided at a time: a request the link held back and the retry tap's
+    # request can land within one audit commit, and both passed ``_repeat`` (two
+    # uses, two relay pulses) before the first had marked the door as its own.
+    _deciding: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.audit is None:
@@ -98,6 +103,10 @@ class LockService:
         meant it.
         The policy is checked again all the same, so a revocation in between wins.
         """
+        async with self._deciding:
+            return await self._decide_open(claims, peer)
+
+    async def _decide_open(self, claims: KeyIdentity, peer: str) -> Refusal | None:
         key_id = claims.key_id_hex
         refusal = check_key(
             claims,
