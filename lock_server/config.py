@@ -86,6 +86,10 @@ class LockConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     open_seconds: float = 5.0
+    # How long after its handshake a DTLS session may carry requests: each Open makes a
+    # new one, so a request the link held back cannot open the door long after its
+    # holder was told "the door may be open" (the key host gives up after 20 s).
+    session_seconds: float = 30.0
     timezone: str = "UTC"
     relay: RelayConfig = RelayConfig()
     audit: AuditConfig = AuditConfig()
@@ -142,10 +146,7 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
     unknown = set(raw) - {"lock", "relay", "audit", "metrics", "sync"}
     if unknown:
         raise LockConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
-    lock = _section(
-        raw, "lock", {"name", "secret_file", "data_dir", "host", "port", "open_seconds", "timezone"}
-    )
-    relay = _section(raw, "relay", {"backend", "pin", "active_high"})
+    lock = _section(raw, "lock", _LOCK_KEYS)
 
     name = _get(lock, "lock.name", str, None)
     if not name or len(name) > 64 or not name.isprintable():
@@ -159,24 +160,15 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
     port = _get(lock, "lock.port", int, DEFAULT_PORT)
     if not 1 <= port <= 65535:
         raise LockConfigError("lock.port must be 1..65535")
-    open_seconds = float(_get(lock, "lock.open_seconds", (int, float), 5.0))
-    if not 0.1 <= open_seconds <= 60:
-        raise LockConfigError("lock.open_seconds must be between 0.1 and 60")
+    open_seconds = _seconds(lock, "lock.open_seconds", 5.0, 0.1, 60)
+    session_seconds = _seconds(lock, "lock.session_seconds", 30.0, 1, 300)
     timezone = _get(lock, "lock.timezone", str, "UTC")
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise LockConfigError(f"lock.timezone {timezone!r} is not a known time zone") from None
 
-    backend = _get(relay, "relay.backend", str, "simulated")
-    if backend not in ("simulated", "rpi"):
-        raise LockConfigError("relay.backend must be 'simulated' or 'rpi'")
-    pin = _get(relay, "relay.pin", int, 17)
-    if not 2 <= pin <= 27:
-        raise LockConfigError("relay.pin must be a BCM GPIO number 2..27")
-    active_high = _get(relay, "relay.active_high", bool, True)
     audit = _audit(_section(raw, "audit", {"max_rows", "aggregate_seconds"}))
-
     sync = _sync(raw, base)
     return LockConfig(
         name=name,
@@ -185,12 +177,36 @@ def parse_config(raw: dict[str, Any], *, base: Path) -> LockConfig:
         host=host,
         port=port,
         open_seconds=open_seconds,
+        session_seconds=session_seconds,
         timezone=timezone,
-        relay=RelayConfig(backend=backend, pin=pin, active_high=active_high),
+        relay=_relay(_section(raw, "relay", {"backend", "pin", "active_high"})),
         audit=audit,
         metrics=_metrics(_section(raw, "metrics", {"enabled", "host", "port"})),
         sync=sync,
     )
+
+
+_LOCK_KEYS = {"name", "secret_file", "data_dir", "host", "port", "open_seconds",
+              "session_seconds", "timezone"}  # fmt: skip
+
+
+def _seconds(
+    section: dict[str, Any], dotted: str, default: float, low: float, high: float
+) -> float:
+    seconds = float(_get(section, dotted, (int, float), default))
+    if not low <= seconds <= high:
+        raise LockConfigError(f"{dotted} must be between {low:g} and {high:g}")
+    return seconds
+
+
+def _relay(section: dict[str, Any]) -> RelayConfig:
+    backend = _get(section, "relay.backend", str, "simulated")
+    if backend not in ("simulated", "rpi"):
+        raise LockConfigError("relay.backend must be 'simulated' or 'rpi'")
+    pin = _get(section, "relay.pin", int, 17)
+    if not 2 <= pin <= 27:
+        raise LockConfigError("relay.pin must be a BCM GPIO number 2..27")
+    return RelayConfig(backend, pin, _get(section, "relay.active_high", bool, True))
 
 
 def _audit(section: dict[str, Any]) -> AuditConfig:

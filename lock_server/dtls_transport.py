@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 RefusalSink = Callable[[str, str | None, str], None]
 
 HANDSHAKE_DEADLINE = 20.0  # seconds from PSK lookup to "connected"
+SESSION_SECONDS = 30.0  # from "connected" to the session's end (lock.session_seconds)
 MAX_PEERS = 512
 MAX_REPLAYS = 8  # per peer: bounds what a spoofed peer can make us send
 MAX_REMEMBERED_FLIGHTS = 4
@@ -126,6 +127,7 @@ class _PeerDTLS(upstream._AddressDTLS):
         self._key_exchange: bytes | None = None  # the first ClientKeyExchange, as received
         self._finished_lengths: frozenset[int] = frozenset()  # the client's Finished record
         self._sent_fatal = False
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def _run_retransmissions(self) -> None:
         """aiocoap's retransmission check, never sooner than ``MIN_RETRANSMIT_CHECK``."""
@@ -246,6 +248,13 @@ class _PeerDTLS(upstream._AddressDTLS):
         """
         asyncio.get_running_loop().call_soon(self._forget)
 
+    def _expire(self) -> None:
+        """The session outlived ``lock.session_seconds``: a request that comes now was
+        held back (or the key host kept a session it should have closed); it opens
+        nothing. The peer's next datagram finds no session; a new Open handshakes."""
+        log.info("DTLS session of %s ended: its handshake is too old", self.hostinfo)
+        self._forget()
+
     def _forget(self) -> None:
         pool = self._protocol._connections
         if pool.get(self._underlying_address.address) is self:
@@ -312,6 +321,9 @@ class _PeerDTLS(upstream._AddressDTLS):
         if code == _EVENT_CONNECTED:
             self._just_connected = self._established = True
             self._settle()
+            if self._expiry is None:
+                seconds = getattr(self._protocol, "_session_seconds", SESSION_SECONDS)
+                self._expiry = asyncio.get_running_loop().call_later(seconds, self._expire)
         elif level == _LEVEL_FATAL and code != 0 and self._pending is not None:
             if self._deadline is not None:
                 self._deadline.cancel()
@@ -393,6 +405,7 @@ class LockDtlsServer(upstream.MessageInterfaceTinyDTLSServer):
         loop: asyncio.AbstractEventLoop,
         server_credentials: KeyDerivingCredentials,
         refusal_sink: RefusalSink,
+        session_seconds: float = SESSION_SECONDS,
     ) -> LockDtlsServer:
         # aiocoap binds DTLS at the given port + 1 (the CoAP/CoAPS default gap).
         host, port = bind
@@ -400,6 +413,7 @@ class LockDtlsServer(upstream.MessageInterfaceTinyDTLSServer):
             (host, port - (COAPS_PORT - COAP_PORT)), ctx, log, loop, server_credentials
         )
         self._pool._refusal_sink = refusal_sink
+        self._pool._session_seconds = session_seconds
         return self  # type: ignore[no-any-return]
 
     async def shutdown(self) -> None:

@@ -125,6 +125,7 @@ async def _listen(
                 loop=loop,
                 server_credentials=credentials,
                 refusal_sink=refusal,
+                session_seconds=config.session_seconds,
             )
         )
     except OSError as exc:  # a port in use, an address this machine does not have
