@@ -32,6 +32,7 @@ import itertools
 import json
 import math
 import re
+import urllib.parse
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -305,6 +306,20 @@ def _parse(body: dict[str, Any]) -> Message:
             f"{kind}: fields wrong (missing {sorted(missing)}, unexpected {sorted(extra)[:5]})"
         )
     return cls(**{name: _FIELD[name](body[name], f"{kind}.{name}") for name in names})  # type: ignore[no-any-return]
+
+
+def sync_url_problem(url: str) -> str | None:
+    """Why *url* cannot be where locks dial (``ws://`` or ``wss://``, a host, a port in
+    1..65535), or None. The key server checks it before it goes into every bundle, the
+    lock when it reads its config: a port websockets refuses later ended the lock's sync."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # raises for a port that is not 0..65535
+    except ValueError:
+        return f"{url[:100]!r} is not a URL (host or port)"
+    if parts.scheme not in ("ws", "wss") or not parts.hostname or port == 0:
+        return "must be a ws:// or wss:// URL with a host, such as wss://keys.example.org/sync/lock"
+    return None
 
 
 # -- field checks ------------------------------------------------------------------

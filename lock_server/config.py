@@ -11,7 +11,6 @@ import os
 import ssl
 import stat
 import tomllib
-import urllib.parse
 import uuid
 import zoneinfo
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from elock_common import LockSecret, LockSecretError
-from elock_common.lock_sync import MAX_CLOCK_SKEW, MIN_CLOCK_SKEW
+from elock_common.lock_sync import MAX_CLOCK_SKEW, MIN_CLOCK_SKEW, sync_url_problem
 from lock_server.errors import LockConfigError
 
 DEFAULT_PORT = 5684
@@ -244,13 +243,8 @@ def _sync(raw: dict[str, Any], base: Path) -> SyncConfig | None:
         return None
     sync = _section(raw, "sync", {"url", "lock_id", "ca_file", *_SYNC_BOUNDS})
     url = _get(sync, "sync.url", str, None)
-    try:
-        parts = urllib.parse.urlsplit(url)
-        _port = parts.port  # raises for a port that is not 0..65535
-    except ValueError:
-        raise LockConfigError(f"sync.url {url[:100]!r} is not a URL (host or port)") from None
-    if parts.scheme not in ("ws", "wss") or not parts.hostname or _port == 0:
-        raise LockConfigError("sync.url must be a ws:// or wss:// URL with a host")
+    if problem := sync_url_problem(url):
+        raise LockConfigError(f"sync.url {problem}")
     lock_id = _get(sync, "sync.lock_id", str, None)
     try:
         lock_id = str(uuid.UUID(lock_id))
@@ -265,7 +259,7 @@ def _sync(raw: dict[str, Any], base: Path) -> SyncConfig | None:
         numbers[name] = value
     ca_file = sync.get("ca_file")
     if ca_file is not None:
-        if parts.scheme != "wss":
+        if not url.lower().startswith("wss://"):
             raise LockConfigError("sync.ca_file needs a wss:// sync.url (ws:// has no TLS)")
         ca_file = _path(base, _get(sync, "sync.ca_file", str, None))
     config = SyncConfig(url=url, lock_id=lock_id, ca_file=ca_file, **numbers)

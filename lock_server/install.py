@@ -77,15 +77,16 @@ def install(files: LockFiles, directory: Path, *, force: bool) -> Path:
             f"{directory / SECRET_FILE} exists; pass --force to replace this lock's secret"
         )
     with tempfile.TemporaryDirectory(prefix="elock-init-") as staging:
-        _write_all(files, Path(staging))
+        _write_all(files, Path(staging), secret=False)  # load_config does not read it
         load_config(Path(staging) / CONFIG_FILE)  # a refusal here has written nothing
     directory.mkdir(parents=True, exist_ok=True)
-    _write_all(files, directory)
+    _write_all(files, directory, secret=True)
     return directory / CONFIG_FILE
 
 
-def _write_all(files: LockFiles, directory: Path) -> None:
-    _replace(directory / SECRET_FILE, files.secret.to_text() + "\n", 0o600)
+def _write_all(files: LockFiles, directory: Path, *, secret: bool) -> None:
+    if secret:
+        _replace(directory / SECRET_FILE, files.secret.to_text() + "\n", 0o600)
     if files.sync_ca is not None:
         _replace(directory / SYNC_CA_FILE, files.sync_ca, 0o644)
     _replace(directory / CONFIG_FILE, files.config, 0o644)

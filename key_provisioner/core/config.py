@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography import x509
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from elock_common.lock_sync import sync_url_problem
 from key_provisioner.core.crypto import MasterKey
 from key_provisioner.core.errors import ConfigError
 
@@ -306,17 +306,8 @@ def _sync(values: dict[str, Any], base: Path) -> SyncSettings:
         if name in values:
             _ranged(f"sync.{name}", values[name], low, high)
     url = values.pop("url", None) or None
-    if url is not None:
-        try:
-            parts = urllib.parse.urlsplit(url)
-            port = parts.port  # raises for a port that is not 0..65535
-        except ValueError:
-            raise ConfigError(f"sync.url {url[:100]!r} is not a URL (host or port)") from None
-        if parts.scheme not in ("ws", "wss") or not parts.hostname or port == 0:
-            raise ConfigError(
-                "sync.url must be the ws:// or wss:// URL locks dial, such as"
-                " wss://keys.example.org/sync/lock"
-            )
+    if url is not None and (problem := sync_url_problem(url)):
+        raise ConfigError(f"sync.url {problem}")
     ca_file = values.pop("ca_file", None) or None
     ca_pem = None if ca_file is None else _sync_ca(ca_file, url, base)
     return SyncSettings(url=url, ca_pem=ca_pem, **values)
@@ -326,7 +317,7 @@ MAX_CA_BYTES = 64 * 1024  # a bundle carries it: a chain of a few certificates, 
 
 
 def _sync_ca(ca_file: str, url: str | None, base: Path) -> str:
-    if url is None or not url.startswith("wss://"):
+    if url is None or not url.lower().startswith("wss://"):
         raise ConfigError("sync.ca_file needs a wss:// sync.url (locks check it in TLS)")
     path = Path(os.path.expanduser(ca_file))
     path = path if path.is_absolute() else base / path

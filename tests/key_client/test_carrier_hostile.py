@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import Callable
 from typing import cast
 
 import pytest
 
 from elock_common import card_protocol as c
-from elock_common.container import Flags, KeyContainer
-from firmware.apdu import command
+from elock_testkit.applet_card import applet_with_key
 from firmware.applet import Applet
-from firmware.personalization import CELL_TRANSPORT_KEY
-from firmware.store import Eeprom, Store
-from firmware.virtual import host
 from key_client.cards import AppletChannel
 from key_client.carrier import open_door
 from key_client.channel import KeyInfo
@@ -74,17 +69,7 @@ class UdpLock(asyncio.DatagramProtocol):
 
 
 def _card(uri: str) -> tuple[Applet, AppletChannel, KeyInfo]:
-    store = Store(Eeprom())
-    transport_key = secrets.token_bytes(32)
-    with store.transaction() as tx:
-        tx.put(CELL_TRANSPORT_KEY, transport_key)
-    applet = Applet(store)
-    assert applet.process(command(c.CLA_ISO, c.INS_SELECT, 0x04, 0x00, c.AID)) == b"\x90\x00"
-    key = KeyContainer(0, "Door", uri, IDENTITY, PSK, 0, 0xFFFFFFFF, Flags.NONE)
-    host.install(applet.process, transport_key, key)
-    channel = AppletChannel(applet.process)
-    (info,) = channel.keys()
-    return applet, channel, info
+    return applet_with_key(uri, IDENTITY, PSK)
 
 
 async def _lock(responder: CoapResponder, extras: Extras) -> tuple[asyncio.DatagramTransport, int]:

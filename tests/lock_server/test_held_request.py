@@ -11,21 +11,15 @@ the lock decides one open at a time.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from elock_common import card_protocol as c
-from elock_common.container import Flags, KeyContainer
+from elock_testkit.applet_card import applet_with_key
 from elock_testkit.lockproc import Key, LockProcess
 from elock_testkit.lossy_relay import content_types
-from firmware.apdu import command
 from firmware.applet import Applet
-from firmware.personalization import CELL_TRANSPORT_KEY
-from firmware.store import Eeprom, Store
-from firmware.virtual import host
 from key_client.cards import AppletChannel
 from key_client.carrier import open_door
 from key_client.channel import KeyInfo
@@ -51,18 +45,7 @@ def lock(tmp_path: Path) -> Iterator[LockProcess]:
 
 
 def _card(uri: str, key: Key) -> tuple[Applet, AppletChannel, KeyInfo]:
-    store = Store(Eeprom())
-    transport_key = secrets.token_bytes(32)
-    with store.transaction() as tx:
-        tx.put(CELL_TRANSPORT_KEY, transport_key)
-    applet = Applet(store)
-    assert applet.process(command(c.CLA_ISO, c.INS_SELECT, 0x04, 0x00, c.AID)) == b"\x90\x00"
-    container = KeyContainer(0, "Door", uri, key.identity.encode(), key.psk.encode(),
-                             0, 0xFFFFFFFF, Flags.NONE)  # fmt: skip
-    host.install(applet.process, transport_key, container)
-    channel = AppletChannel(applet.process)
-    (info,) = channel.keys()
-    return applet, channel, info
+    return applet_with_key(uri, key.identity.encode(), key.psk.encode())
 
 
 class Link(asyncio.DatagramProtocol):
