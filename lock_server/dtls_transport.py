@@ -322,7 +322,7 @@ class _PeerDTLS(upstream._AddressDTLS):
             self._just_connected = self._established = True
             self._settle()
             if self._expiry is None:
-                seconds = getattr(self._protocol, "_session_seconds", SESSION_SECONDS)
+                seconds = self._protocol._session_seconds
                 self._expiry = asyncio.get_running_loop().call_later(seconds, self._expire)
         elif level == _LEVEL_FATAL and code != 0 and self._pending is not None:
             if self._deadline is not None:
@@ -337,6 +337,8 @@ class _PeerDTLS(upstream._AddressDTLS):
 
     def _inject_error(self, e: Exception) -> None:
         self._settle()
+        if self._expiry is not None:  # the peer goes now: its timer must not keep it alive
+            self._expiry.cancel()
         try:
             super()._inject_error(e)
         except KeyError:
@@ -346,6 +348,7 @@ class _PeerDTLS(upstream._AddressDTLS):
 class _PeerPool(upstream._DatagramServerSocketSimpleDTLS):
     _Address = _PeerDTLS
     max_sockets = MAX_PEERS
+    _session_seconds = SESSION_SECONDS  # create_server sets lock.session_seconds
 
     def datagram_received(self, data: bytes, sockaddr: Any) -> None:
         records = _Datagram.parse(data)  # once: the checks before and after tinydtls share it

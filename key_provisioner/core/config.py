@@ -239,14 +239,19 @@ def _master_key(file_setting: str | None, env: Mapping[str, str], base: Path) ->
             f"no master key: set {MASTER_KEY_ENV}, {MASTER_KEY_ENV}_FILE or"
             " keyserver.master_key_file (make one with `elock-keyserver master-key`)"
         )
-    path = Path(os.path.expanduser(path_text))
-    path = path if path.is_absolute() else base / path
+    path = _resolve(base, path_text)
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not ASCII"
         raise ConfigError(f"cannot read master key file {path}: {reason}") from None
     return MasterKey.from_text(text, source=f"master key file {path}")
+
+
+def _resolve(base: Path, text: str) -> Path:
+    """A path setting: ``~`` expanded, and relative to the config file's directory."""
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else base / path
 
 
 def _database_url(text: str, base: Path) -> str:
@@ -319,8 +324,7 @@ MAX_CA_BYTES = 64 * 1024  # a bundle carries it: a chain of a few certificates, 
 def _sync_ca(ca_file: str, url: str | None, base: Path) -> str:
     if url is None or not url.lower().startswith("wss://"):
         raise ConfigError("sync.ca_file needs a wss:// sync.url (locks check it in TLS)")
-    path = Path(os.path.expanduser(ca_file))
-    path = path if path.is_absolute() else base / path
+    path = _resolve(base, ca_file)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -358,8 +362,7 @@ def _push(values: dict[str, Any], base: Path) -> PushSettings | None:
         )
     paths: dict[str, Path] = {}
     for name in PUSH_FILES:
-        path = Path(os.path.expanduser(values[name]))
-        path = path if path.is_absolute() else base / path
+        path = _resolve(base, values[name])
         try:
             with open(path, "rb"):
                 pass

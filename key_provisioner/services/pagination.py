@@ -58,9 +58,11 @@ def _parse(kind: type, text: Any) -> Any:
     if kind is uuid.UUID:
         return uuid.UUID(text)
     if kind is int:
-        if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > _MAX_ID:
+        if not (text.isascii() and text.isdigit()) or len(text) > 19:
             raise ValueError
-        return int(text)
+        if (number := int(text)) > _MAX_ID:
+            raise ValueError
+        return number
     raise TypeError(kind)
 
 

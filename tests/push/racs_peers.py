@@ -11,6 +11,7 @@ import ssl
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,39 +25,75 @@ from tests.conftest import require_tool
 POWERED_ON = b"BEGIN\r\n+008 001 SEID card-0001 has been powered on\r\nEND\r\n"
 
 
-class GarbageRacs:
-    """A TLS server with the RACS server's certificate that answers each request block
-    with the next of *answers* (raw bytes, whatever they hold), then hangs up."""
+class _RacsTlsServer:
+    """A TLS server with the RACS server's certificate; ``_conduct`` says what it does.
 
-    def __init__(self, paths: pki.PkiPaths, answers: list[bytes]) -> None:
-        self.answers = list(answers)
+    ``close`` ends the connections still open too (a handler waiting on a read):
+    the server's own close leaves them, and a task left pending when the test's
+    loop stops is reported later, in some other test, as an unclosed transport.
+    """
+
+    def __init__(self, paths: pki.PkiPaths) -> None:
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(paths.racs_server.cert, paths.racs_server.key)
         self.ctx.load_verify_locations(cafile=paths.racs_ca.cert)
         self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.released = asyncio.Event()  # set at close: a handler waiting on it returns
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ctx)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def close(self) -> None:
+        self.released.set()
+        if self._server is None:
+            return
+        self._server.close()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
         try:
-            for answer in self.answers:
-                while (await reader.readline()).strip() not in (b"END", b""):
-                    pass
-                writer.write(answer)
-                await writer.drain()
+            await self._conduct(reader, writer)
         except (ConnectionError, ssl.SSLError):
             pass
         finally:
             writer.close()
+            self._connections.discard(task)
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+    async def _conduct(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class GarbageRacs(_RacsTlsServer):
+    """Answers each request block with the next of *answers* (raw bytes, whatever they
+    hold), then hangs up."""
+
+    def __init__(self, paths: pki.PkiPaths, answers: list[bytes]) -> None:
+        super().__init__(paths)
+        self.answers = list(answers)
+
+    async def _conduct(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for answer in self.answers:
+            while (await reader.readline()).strip() not in (b"END", b""):
+                pass
+            writer.write(answer)
+            await writer.drain()
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Event], Awaitable[None]]
@@ -73,43 +110,15 @@ async def read_block(reader: asyncio.StreamReader) -> bool:
     return True
 
 
-class HostileRacs:
-    """A TLS server with the RACS server's certificate; *handler* does the rest."""
+class HostileRacs(_RacsTlsServer):
+    """*handler* does the rest (silent, slow, endless...)."""
 
     def __init__(self, paths: pki.PkiPaths, handler: Handler) -> None:
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(paths.racs_server.cert, paths.racs_server.key)
-        self.ctx.load_verify_locations(cafile=paths.racs_ca.cert)
-        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        super().__init__(paths)
         self.handler = handler
-        self.released = asyncio.Event()  # set at close: a handler waiting on it returns
-        self.port = 0
-        self._server: asyncio.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ctx)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        self.released.set()
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def __aenter__(self) -> HostileRacs:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self.handler(reader, writer, self.released)
-        except (ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
+    async def _conduct(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.handler(reader, writer, self.released)
 
 
 async def silent(r: asyncio.StreamReader, w: asyncio.StreamWriter, done: asyncio.Event) -> None:
